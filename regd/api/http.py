@@ -1,0 +1,108 @@
+"""Request parsing and response helpers shared by the handlers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from regd.errors import ErrorCode, RegistryError
+
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def json_response(
+    body: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, headers=headers, content_type=content_type)
+
+
+def error_response(error: RegistryError) -> web.Response:
+    headers = dict(error.headers)
+    return web.Response(
+        body=orjson.dumps(error.envelope()),
+        status=error.status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def content_range(request: web.Request) -> tuple[int, int] | None:
+    """The ``Content-Range: <start>-<end>`` of a chunk (inclusive), or None."""
+    value = request.headers.get("Content-Range")
+    if value is None:
+        return None
+    match = _CONTENT_RANGE.match(value.strip())
+    if match is None:
+        raise RegistryError(ErrorCode.RANGE_INVALID, f"invalid Content-Range {value[:100]!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def content_length(request: web.Request) -> int | None:
+    value = request.headers.get("Content-Length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise RegistryError(ErrorCode.SIZE_INVALID, f"invalid Content-Length {value[:100]!r}")
+    return int(value)
+
+
+def has_body(request: web.Request) -> bool:
+    length = request.content_length
+    return bool(length) or (
+        length is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    )
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """RFC 9110 §14.2: a single ``bytes=`` range as (start, end inclusive), None for the
+    whole body (no header, or one we may ignore: several ranges, bad syntax), or
+    RANGE_INVALID 416 when it cannot be satisfied."""
+    if header is None:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None:
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "" and last == "":
+        return None
+    if first == "":
+        suffix = int(last)
+        if suffix == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(size - suffix, 0), size - 1
+    start = int(first)
+    end = size - 1 if last == "" else min(int(last), size - 1)
+    if last != "" and int(last) < start:
+        return None  # RFC 9110: an invalid range-spec is ignored
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, end
+
+
+def _unsatisfiable(size: int) -> RegistryError:
+    return RegistryError(
+        ErrorCode.RANGE_INVALID,
+        "requested range not satisfiable",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def page_args(request: web.Request) -> tuple[int | None, str]:
+    """``n`` and ``last`` of a paginated list (OCI spec, "Listing Tags")."""
+    raw_n = request.query.get("n")
+    n: int | None = None
+    if raw_n is not None:
+        if not raw_n.isdigit():
+            raise RegistryError(
+                ErrorCode.PAGINATION_NUMBER_INVALID, f"n must be a non-negative integer, not {raw_n[:50]!r}"
+            )
+        n = int(raw_n)
+    return n, request.query.get("last", "")

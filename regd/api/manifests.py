@@ -1,0 +1,75 @@
+"""Manifest handlers (OCI Distribution Spec v1.1, "Pulling manifests", "Pushing
+manifests", "Deleting manifests")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from regd.errors import ErrorCode, RegistryError
+from regd.services import Services
+
+_ANY = {"*/*", "application/*", "application/json"}
+
+
+def _accepts(request: web.Request, media_type: str) -> bool:
+    """Does the request's Accept list (if any) admit ``media_type``?"""
+    offered = [
+        part.split(";", 1)[0].strip().lower()
+        for header in request.headers.getall("Accept", [])
+        for part in header.split(",")
+        if part.strip()
+    ]
+    return not offered or media_type in offered or any(o in _ANY for o in offered)
+
+
+async def get_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
+    stored = await s.registry.get_manifest(name, reference)
+    row = stored.row
+    if not _accepts(request, row.media_type):
+        raise RegistryError(
+            ErrorCode.MANIFEST_UNKNOWN,
+            f"manifest is {row.media_type}, which the Accept header does not admit",
+        )
+    headers = {"Docker-Content-Digest": row.digest, "ETag": f'"{row.digest}"'}
+    if request.headers.get("If-None-Match") == f'"{row.digest}"':
+        return web.Response(status=304, headers=headers)
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(row.size)
+        headers["Content-Type"] = row.media_type
+        return web.Response(status=200, headers=headers)
+    return web.Response(body=stored.data, headers={**headers, "Content-Type": row.media_type})
+
+
+async def _read_limited(request: web.Request, limit: int) -> bytes:
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise RegistryError(
+            ErrorCode.REQUEST_ENTITY_TOO_LARGE, f"manifest of {declared} bytes exceeds {limit}"
+        )
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := await request.content.readany():
+        total += len(chunk)
+        if total > limit:
+            raise RegistryError(ErrorCode.REQUEST_ENTITY_TOO_LARGE, f"manifest exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def put_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
+    data = await _read_limited(request, s.config.uploads.max_manifest_size)
+    manifest = await s.registry.put_manifest(name, reference, data, request.headers.get("Content-Type"))
+    headers = {
+        "Location": f"/v2/{name}/manifests/{manifest.digest}",
+        "Docker-Content-Digest": str(manifest.digest),
+        "Content-Length": "0",
+    }
+    if manifest.subject is not None:
+        # Spec: "Pushing Manifests with Subject" -- tells the client referrers are indexed.
+        headers["OCI-Subject"] = str(manifest.subject.digest)
+    return web.Response(status=201, headers=headers)
+
+
+async def delete_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
+    await s.registry.delete_manifest(name, reference)
+    return web.Response(status=202)

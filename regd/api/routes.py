@@ -1,0 +1,134 @@
+"""The registry API's route table and its dispatcher.
+
+Repository names contain slashes, so ``/v2/`` paths are matched here against a table of
+patterns, in order, instead of by aiohttp's router. Each route names the handler, the
+methods it answers and the action each method needs on the repository (Harbor's
+``v2auth``: GET/HEAD pull, POST/PATCH/PUT push, DELETE delete).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from regd.api import blobs, listing, manifests
+from regd.auth import Access
+from regd.errors import ErrorCode, RegistryError
+from regd.names import check_name
+from regd.services import SERVICES, Services
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+_NAME = r"(?P<name>.+?)"
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    pattern: re.Pattern[str]
+    handlers: dict[str, Handler]
+    actions: dict[str, tuple[str, ...]]
+
+
+def _route(name: str, pattern: str, handlers: dict[str, Handler]) -> Route:
+    actions: dict[str, tuple[str, ...]] = {
+        method: ("pull",)
+        if method in ("GET", "HEAD")
+        else ("delete",)
+        if method == "DELETE"
+        else ("pull", "push")
+        for method in handlers
+    }
+    return Route(name, re.compile(f"^{pattern}$"), handlers, actions)
+
+
+ROUTES: list[Route] = [
+    _route("base", r"", {"GET": listing.base, "HEAD": listing.base}),
+    _route("catalog", r"_catalog", {"GET": listing.catalog}),
+    _route("tags", _NAME + r"/tags/list", {"GET": listing.list_tags}),
+    _route(
+        "manifest",
+        _NAME + r"/manifests/(?P<reference>[^/]+)",
+        {
+            "GET": manifests.get_manifest,
+            "HEAD": manifests.get_manifest,
+            "PUT": manifests.put_manifest,
+            "DELETE": manifests.delete_manifest,
+        },
+    ),
+    _route("upload_start", _NAME + r"/blobs/uploads/?", {"POST": blobs.start_upload}),
+    _route(
+        "upload",
+        _NAME + r"/blobs/uploads/(?P<upload_id>[^/]+)",
+        {
+            "GET": blobs.upload_status,
+            "PATCH": blobs.patch_upload,
+            "PUT": blobs.complete_upload,
+            "DELETE": blobs.cancel_upload,
+        },
+    ),
+    _route(
+        "blob",
+        _NAME + r"/blobs/(?P<digest_text>[^/]+)",
+        {
+            "GET": blobs.get_blob,
+            "HEAD": blobs.get_blob,
+            "DELETE": blobs.delete_blob,
+        },
+    ),
+    _route("referrers", _NAME + r"/referrers/(?P<digest_text>[^/]+)", {"GET": listing.referrers}),
+]
+
+
+def match(path: str) -> tuple[Route, dict[str, str]] | None:
+    for route in ROUTES:
+        found = route.pattern.match(path)
+        if found is not None:
+            return route, found.groupdict()
+    return None
+
+
+def needs(route: Route, method: str, params: dict[str, str], query: Any) -> list[Access]:
+    """What the request needs to be allowed (the token scopes a client must hold)."""
+    name = params.get("name")
+    if route.name == "base":
+        return []
+    if route.name == "catalog":
+        return [Access("registry", "catalog", ("*",))]
+    assert name is not None
+    result = [Access("repository", name, route.actions[method])]
+    source = query.get("from")
+    if route.name == "upload_start" and query.get("mount") and source and source != name:
+        result.append(Access("repository", source, ("pull",)))
+    return result
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    path = request.path[len("/v2/") :] if request.path.startswith("/v2/") else ""
+    found = match(path)
+    if found is None:
+        raise RegistryError(ErrorCode.NOT_FOUND, f"no route for {request.path[:200]}")
+    route, params = found
+    handler = route.handlers.get(request.method)
+    if handler is None:
+        raise RegistryError(
+            ErrorCode.UNSUPPORTED,
+            f"{request.method} is not supported on {route.name}",
+            headers={"Allow": ", ".join(sorted(route.handlers))},
+        )
+    if "name" in params:
+        check_name(params["name"])
+    services: Services = request.app[SERVICES]
+    request["route"] = route.name
+    request["repository"] = params.get("name")
+    await services.authorizer.authorize(request, needs(route, request.method, params, request.query))
+    return await handler(request, services, **params)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_route("*", "/v2", dispatch)
+    app.router.add_route("*", "/v2/{tail:.*}", dispatch)

@@ -1,0 +1,81 @@
+"""``create_app(config)``: the aiohttp application, its services and their lifetimes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from regd.api import middleware, routes
+from regd.auth import AllowAll
+from regd.config import Config
+from regd.metadata.db import Database
+from regd.registry import Registry
+from regd.services import SERVICES, Services
+from regd.storage.blobstore import BlobStore
+from regd.storage.layout import Layout
+from regd.uploads.session import UploadService
+
+log = logging.getLogger("regd")
+
+# Threads for file-system calls, hashing and sendfile-free copies; hashing and writes
+# release the GIL, so these run beside the loop on the second core.
+IO_THREADS = 32
+
+
+def build_services(config: Config) -> Services:
+    layout = Layout(config.data_dir)
+    db = Database(layout.database)
+    store = BlobStore(layout, fsync=config.storage.fsync)
+    return Services(
+        config=config,
+        layout=layout,
+        db=db,
+        store=store,
+        registry=Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size),
+        uploads=UploadService(db, store, layout),
+        authorizer=AllowAll(),
+    )
+
+
+async def _janitor(services: Services) -> None:
+    """Expire abandoned upload sessions every ``[uploads] janitor_interval`` seconds."""
+    while True:
+        await asyncio.sleep(services.config.uploads.janitor_interval)
+        try:
+            expired = await services.uploads.expire(services.config.uploads.expire_after, time.time())
+            if expired:
+                log.info("expired %d abandoned upload sessions", expired)
+        except Exception:
+            log.exception("upload janitor failed")
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    services = app[SERVICES]
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="regd-io"))
+    await services.store.prepare()
+    await services.db.open()
+    recovered = await services.uploads.recover()
+    if recovered:
+        log.info("%d upload sessions cut off by the last stop can resume", recovered)
+    janitor = asyncio.create_task(_janitor(services))
+    try:
+        yield
+    finally:
+        janitor.cancel()
+        await asyncio.gather(janitor, return_exceptions=True)
+        await services.db.close()
+
+
+def create_app(config: Config, services: Services | None = None) -> web.Application:
+    app = web.Application(middlewares=[middleware.errors])
+    app[SERVICES] = services or build_services(config)
+    app.cleanup_ctx.append(_lifetime)
+    app.on_response_prepare.append(middleware.common_headers)
+    routes.setup(app)
+    return app

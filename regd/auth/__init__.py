@@ -1,0 +1,43 @@
+"""Who may do what. The HTTP layer asks an ``Authorizer`` before each registry action."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Access:
+    """One thing a request needs: ``actions`` on a repository (or on the catalog)."""
+
+    type: str  # "repository" or "registry"
+    name: str
+    actions: tuple[str, ...]
+
+    def scope(self) -> str:
+        return f"{self.type}:{self.name}:{','.join(self.actions)}"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str  # "" for anonymous
+    is_admin: bool = False
+    granted: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+ANONYMOUS = Principal("")
+
+
+class Authorizer(Protocol):
+    async def authorize(self, request: web.Request, needs: list[Access]) -> Principal:
+        """Return who is asking if every need is granted; raise RegistryError if not."""
+        ...
+
+
+class AllowAll:
+    """No authentication: every request may do everything."""
+
+    async def authorize(self, request: web.Request, needs: list[Access]) -> Principal:
+        return Principal("anonymous", is_admin=True)

@@ -1,0 +1,124 @@
+"""The ``regd`` command: ``serve``, ``check-config``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from regd import __version__
+from regd.config import Config, ConfigError, load_config
+
+log = logging.getLogger("regd")
+
+
+class StartupError(Exception):
+    """Stops the daemon at start with one line (no traceback)."""
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    if getattr(args, "listen", None):
+        overrides.setdefault("server", {})["listen"] = args.listen
+    if getattr(args, "data_dir", None):
+        overrides.setdefault("storage", {})["data_dir"] = args.data_dir
+    return overrides
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config, overrides=_overrides(args))
+
+
+async def _serve(config: Config) -> None:
+    from regd.app import create_app
+
+    app = create_app(config)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=config.server.shutdown_grace,
+        access_log=logging.getLogger("regd.access") if config.server.access_log else None,
+    )
+    try:
+        await runner.setup()
+    except OSError as e:
+        raise StartupError(f"cannot open data directory {config.data_dir}: {e.strerror or e}") from None
+    site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise StartupError(f"cannot listen on {config.server.listen}: {e.strerror or e}") from None
+    log.info("regd %s listening on %s (data in %s)", __version__, config.external_url, config.data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping: finishing in-flight requests (up to %.0fs)", config.server.shutdown_grace)
+    await runner.cleanup()
+    log.info("stopped")
+
+
+def _run(coro: Any) -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    _run(_serve(config))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(f"configuration is valid; regd would listen on {config.server.listen}, data in {config.data_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="regd", description="container image registry daemon")
+    parser.add_argument("--version", action="version", version=f"regd {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", help="TOML configuration file")
+        p.add_argument("--data-dir", help="data directory ([storage] data_dir)")
+
+    serve = sub.add_parser("serve", help="run the registry")
+    common(serve)
+    serve.add_argument("--listen", help="HOST:PORT to listen on ([server] listen)")
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    common(check)
+    check.add_argument("--listen", help="HOST:PORT")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        args = parser.parse_args(["serve", *(argv or sys.argv[1:])])
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        code = args.func(args)
+    except (ConfigError, StartupError) as e:
+        print(f"regd: {e}", file=sys.stderr)
+        code = 2 if isinstance(e, ConfigError) else 1
+    except KeyboardInterrupt:
+        code = 0
+    sys.exit(code)

@@ -1,0 +1,202 @@
+"""The configuration: one TOML file, ``REGD_<SECTION>_<KEY>`` environment overrides,
+then command-line overrides; resolved and validated once into frozen dataclasses.
+
+Every key is documented in ``conf/regd.example.toml``. An unknown section or key, or a
+value of the wrong type, raises ``ConfigError`` with one line naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """A configuration problem, described in one line."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen: str = "127.0.0.1:5000"
+    external_url: str = ""  # defaults to http(s)://<listen>
+    tls_cert: str = ""
+    tls_key: str = ""
+    ca_cert: str = ""
+    workers: int = 1
+    shutdown_grace: float = 30.0
+    access_log: bool = True
+    log_format: str = "text"  # "text" or "json"
+    log_level: str = "info"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    data_dir: str = "./regd-data"
+    fsync: bool = True
+
+
+@dataclass(frozen=True)
+class UploadsConfig:
+    expire_after: float = 24 * 3600.0
+    janitor_interval: float = 600.0
+    max_manifest_size: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GCConfig:
+    grace_period: float = 7200.0
+    delete_untagged: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    uploads: UploadsConfig = field(default_factory=UploadsConfig)
+    gc: GCConfig = field(default_factory=GCConfig)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir)
+
+    @property
+    def external_url(self) -> str:
+        if self.server.external_url:
+            return self.server.external_url.rstrip("/")
+        scheme = "https" if self.server.tls_cert else "http"
+        return f"{scheme}://{self.server.listen}"
+
+
+def _section_types() -> dict[str, type[Any]]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _coerce(where: str, raw: Any, hint: Any, from_text: bool) -> Any:
+    """Check (or, for environment strings, convert) one value against its field type."""
+    if hint is bool:
+        if (
+            from_text
+            and isinstance(raw, str)
+            and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off")
+        ):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(raw, bool):
+            return raw
+    elif hint is int:
+        if from_text and isinstance(raw, str):
+            try:
+                return int(raw)
+            except ValueError:
+                pass
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+    elif hint is float:
+        if from_text and isinstance(raw, str):
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+    elif hint is str:
+        if isinstance(raw, str):
+            return raw
+    elif typing.get_origin(hint) in (list, types.GenericAlias) or hint == list[str]:
+        if from_text and isinstance(raw, str):
+            return [p.strip() for p in raw.split(",") if p.strip()]
+        if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            return raw
+    name = getattr(hint, "__name__", str(hint))
+    raise ConfigError(f"{where}: expected {name}, got {raw!r}")
+
+
+def _merge(layers: list[tuple[str, Mapping[str, Mapping[str, Any]], bool]]) -> Config:
+    sections = _section_types()
+    values: dict[str, dict[str, Any]] = {name: {} for name in sections}
+    for origin, layer, from_text in layers:
+        for section, keys in layer.items():
+            if section not in sections:
+                raise ConfigError(f"{origin}: unknown section [{section}]")
+            if not isinstance(keys, Mapping):
+                raise ConfigError(f"{origin}: [{section}] must be a table")
+            hints = typing.get_type_hints(sections[section])
+            for key, raw in keys.items():
+                if key not in hints:
+                    raise ConfigError(f"{origin}: unknown key {key!r} in [{section}]")
+                where = f"{origin}: [{section}] {key}"
+                values[section][key] = _coerce(where, raw, hints[key], from_text)
+    config = Config(**{name: cls(**values[name]) for name, cls in sections.items()})
+    _validate(config)
+    return config
+
+
+def _validate(config: Config) -> None:
+    listen = config.server.listen
+    if ":" not in listen or not listen.rsplit(":", 1)[1].isdigit():
+        raise ConfigError(f"[server] listen: expected HOST:PORT, got {listen!r}")
+    if not 0 <= config.server.port <= 65535:
+        raise ConfigError(f"[server] listen: port out of range in {listen!r}")
+    if config.server.log_format not in ("text", "json"):
+        raise ConfigError(f"[server] log_format: expected 'text' or 'json', got {config.server.log_format!r}")
+    if bool(config.server.tls_cert) != bool(config.server.tls_key):
+        raise ConfigError("[server] tls_cert and tls_key must be set together")
+    if config.server.workers < 1:
+        raise ConfigError("[server] workers: must be at least 1")
+    if config.gc.grace_period < 0:
+        raise ConfigError("[gc] grace_period: must not be negative")
+    if config.uploads.expire_after <= 0:
+        raise ConfigError("[uploads] expire_after: must be positive")
+
+
+def env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """``REGD_<SECTION>_<KEY>`` variables, as a layer of text values."""
+    sections = _section_types()
+    layer: dict[str, dict[str, str]] = {}
+    for var, value in environ.items():
+        if not var.startswith("REGD_"):
+            continue
+        rest = var[len("REGD_") :].lower()
+        for section in sections:
+            if rest.startswith(section + "_"):
+                layer.setdefault(section, {})[rest[len(section) + 1 :]] = value
+                break
+    return layer
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Resolve the configuration: file, then environment, then command-line overrides."""
+    layers: list[tuple[str, Mapping[str, Mapping[str, Any]], bool]] = []
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: invalid TOML: {e}") from None
+        layers.append((str(path), data, False))
+    # Variables whose second word is no section (REGD_ADMIN_PASSWORD...) are not settings.
+    layers.append(("environment", env_layer(os.environ if environ is None else environ), True))
+    if overrides:
+        layers.append(("command line", overrides, False))
+    return _merge(layers)

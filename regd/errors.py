@@ -1,0 +1,106 @@
+"""The one table of error codes.
+
+Every error regd answers is a ``RegistryError`` carrying an ``ErrorCode``. The table
+below is the only place that pairs a code with its HTTP status and default message
+(OCI Distribution Spec v1.1, "Error Codes", plus the codes Harbor and distribution
+add). One middleware turns any ``RegistryError`` into the JSON envelope
+``{"errors": [{"code", "message", "detail"}]}``; nothing else writes error bodies.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class _Code:
+    status: int
+    message: str
+
+
+class ErrorCode(enum.Enum):
+    # OCI Distribution Spec v1.1, code-1 .. code-14
+    BLOB_UNKNOWN = _Code(404, "blob unknown to registry")
+    BLOB_UPLOAD_INVALID = _Code(400, "blob upload invalid")
+    BLOB_UPLOAD_UNKNOWN = _Code(404, "blob upload unknown to registry")
+    DIGEST_INVALID = _Code(400, "provided digest did not match uploaded content")
+    MANIFEST_BLOB_UNKNOWN = _Code(400, "manifest references a manifest or blob unknown to registry")
+    MANIFEST_INVALID = _Code(400, "manifest invalid")
+    MANIFEST_UNKNOWN = _Code(404, "manifest unknown to registry")
+    NAME_INVALID = _Code(400, "invalid repository name")
+    NAME_UNKNOWN = _Code(404, "repository name not known to registry")
+    SIZE_INVALID = _Code(400, "provided length did not match content length")
+    UNAUTHORIZED = _Code(401, "authentication required")
+    DENIED = _Code(403, "requested access to the resource is denied")
+    UNSUPPORTED = _Code(405, "the operation is unsupported")
+    TOOMANYREQUESTS = _Code(429, "too many requests")
+    # Docker Registry V2 / distribution additions
+    RANGE_INVALID = _Code(416, "invalid content range")
+    PAGINATION_NUMBER_INVALID = _Code(400, "invalid number of results requested")
+    TAG_INVALID = _Code(400, "manifest tag did not match URI")
+    UNAVAILABLE = _Code(503, "service unavailable")
+    # Harbor-style codes for the management API and policy refusals
+    BAD_REQUEST = _Code(400, "bad request")
+    NOT_FOUND = _Code(404, "not found")
+    FORBIDDEN = _Code(403, "forbidden")
+    CONFLICT = _Code(409, "conflict")
+    METHOD_NOT_ALLOWED = _Code(405, "method not allowed")
+    PRECONDITION = _Code(412, "precondition failed")
+    VIOLATE_FOREIGN_KEY_CONSTRAINT = _Code(412, "the deleting artifact is referenced by others")
+    REQUEST_ENTITY_TOO_LARGE = _Code(413, "request entity too large")
+    UNKNOWN = _Code(500, "internal server error")
+
+    @property
+    def status(self) -> int:
+        return self.value.status
+
+    @property
+    def default_message(self) -> str:
+        return self.value.message
+
+
+class RegistryError(Exception):
+    """An error with a code from the table; the message defaults to the code's."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str | None = None,
+        detail: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message or code.default_message
+        self.detail = detail
+        self.headers = headers or {}
+        super().__init__(f"{code.name}: {self.message}")
+
+    @property
+    def status(self) -> int:
+        return self.code.status
+
+    def envelope(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"code": self.code.name, "message": self.message}
+        if self.detail is not None:
+            entry["detail"] = self.detail
+        return {"errors": [entry]}
+
+
+# HTTP statuses that aiohttp raises on its own (unknown route, wrong method, body too
+# large, malformed request) and the code that answers them in the envelope.
+HTTP_STATUS_CODES: dict[int, ErrorCode] = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.UNSUPPORTED,
+    413: ErrorCode.REQUEST_ENTITY_TOO_LARGE,
+    429: ErrorCode.TOOMANYREQUESTS,
+    503: ErrorCode.UNAVAILABLE,
+}
+
+
+def code_for_status(status: int) -> ErrorCode:
+    return HTTP_STATUS_CODES.get(status, ErrorCode.UNKNOWN if status >= 500 else ErrorCode.BAD_REQUEST)

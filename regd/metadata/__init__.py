@@ -1,0 +1,1 @@
+"""Metadata in SQLite: one writer connection, reader connections, versioned schema."""

@@ -1,0 +1,39 @@
+"""Queries on ``blobs``. ``last_seen`` is when a blob was last uploaded, mounted or
+confirmed by a ``HEAD``: the collector keeps an unreferenced blob at least
+``[gc] grace_period`` past it."""
+
+from __future__ import annotations
+
+import time
+
+import aiosqlite
+
+from regd.metadata.db import Database, fetchone
+
+
+async def upsert(conn: aiosqlite.Connection, digest: str, size: int) -> None:
+    now = time.time()
+    await conn.execute(
+        "INSERT INTO blobs (digest, size, created_at, last_seen) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (digest) DO UPDATE SET last_seen = excluded.last_seen",
+        (digest, size, now, now),
+    )
+
+
+async def size_in(conn: aiosqlite.Connection, digest: str) -> int | None:
+    row = await fetchone(conn, "SELECT size FROM blobs WHERE digest = ?", (digest,))
+    return None if row is None else int(row[0])
+
+
+async def size(db: Database, digest: str) -> int | None:
+    value = await db.fetchval("SELECT size FROM blobs WHERE digest = ?", (digest,))
+    return None if value is None else int(value)
+
+
+async def last_seen(db: Database, digest: str) -> float | None:
+    value = await db.fetchval("SELECT last_seen FROM blobs WHERE digest = ?", (digest,))
+    return None if value is None else float(value)
+
+
+async def mark_seen(conn: aiosqlite.Connection, digest: str) -> None:
+    await conn.execute("UPDATE blobs SET last_seen = ? WHERE digest = ?", (time.time(), digest))

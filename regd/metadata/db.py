@@ -1,0 +1,133 @@
+"""The SQLite database: one writer connection behind a lock, and reader connections.
+
+WAL mode lets readers run beside the writer, in this process and in others (a second
+worker, ``regd gc`` on the same data directory). Write transactions start with
+``BEGIN IMMEDIATE``, which takes SQLite's write lock at once: two write transactions,
+from any process, never interleave. That is what the collector's safety rests on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from regd.metadata.schema import MIGRATIONS, SCHEMA_VERSION
+
+Row = sqlite3.Row
+Params = Sequence[Any] | dict[str, Any]
+
+
+class SchemaTooNewError(Exception):
+    pass
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    await conn.execute("PRAGMA busy_timeout = 30000")
+    await conn.execute("PRAGMA foreign_keys = ON")
+    await conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+class Database:
+    def __init__(self, path: Path, readers: int = 2) -> None:
+        self.path = path
+        self._reader_count = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: list[aiosqlite.Connection] = []
+        self._next_reader = itertools.cycle([0])
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self._writer = await _connect(self.path)
+        await self._writer.execute("PRAGMA journal_mode = WAL")
+        await self._migrate(self._writer)
+        self._readers = [await _connect(self.path) for _ in range(self._reader_count)]
+        self._next_reader = itertools.cycle(range(len(self._readers)))
+
+    async def close(self) -> None:
+        for conn in [*self._readers, *([self._writer] if self._writer else [])]:
+            await conn.close()
+        self._readers = []
+        self._writer = None
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        async with conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"database schema version {version} is newer than this regd ({SCHEMA_VERSION})"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(MIGRATIONS[target]):
+                    await conn.execute(statement)
+                await conn.execute(f"PRAGMA user_version = {target + 1}")
+                await conn.execute("COMMIT")
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            raise RuntimeError("database is not open")
+        return self._writer
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction (BEGIN IMMEDIATE); commits on success, else rolls back."""
+        async with self._lock:
+            conn = self.writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
+
+    def _reader(self) -> aiosqlite.Connection:
+        if not self._readers:
+            raise RuntimeError("database is not open")
+        return self._readers[next(self._next_reader)]
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        async with self._reader().execute(sql, params) as cur:
+            row: Row | None = await cur.fetchone()
+            return row
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._reader().execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]
+
+
+def _statements(script: str) -> Iterable[str]:
+    for statement in script.split(";"):
+        if statement.strip():
+            yield statement
+
+
+async def fetchone(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> Row | None:
+    async with conn.execute(sql, params) as cur:
+        row: Row | None = await cur.fetchone()
+        return row
+
+
+async def fetchall(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> list[Row]:
+    async with conn.execute(sql, params) as cur:
+        return list(await cur.fetchall())

@@ -1,0 +1,185 @@
+"""Queries on ``manifests``, ``manifest_blobs``, ``manifest_children`` and ``tags``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import aiosqlite
+import orjson
+
+from regd.manifests import Manifest, referrer_artifact_type
+from regd.metadata.db import Database, Row, fetchall, fetchone
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    id: int
+    repository_id: int
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    subject: str | None
+    annotations: dict[str, str] | None
+    pushed_at: float
+
+    @classmethod
+    def of(cls, row: Row) -> ManifestRow:
+        annotations = orjson.loads(row["annotations"]) if row["annotations"] else None
+        return cls(
+            int(row["id"]),
+            int(row["repository_id"]),
+            row["digest"],
+            row["media_type"],
+            int(row["size"]),
+            row["artifact_type"],
+            row["subject"],
+            annotations,
+            float(row["pushed_at"]),
+        )
+
+
+_SELECT = "SELECT m.* FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ?"
+
+
+async def by_digest(db: Database, repository: str, digest: str) -> ManifestRow | None:
+    row = await db.fetchone(_SELECT + " AND m.digest = ?", (repository, digest))
+    return None if row is None else ManifestRow.of(row)
+
+
+async def by_tag(db: Database, repository: str, tag: str) -> ManifestRow | None:
+    row = await db.fetchone(
+        "SELECT m.* FROM tags t JOIN manifests m ON m.id = t.manifest_id "
+        "JOIN repositories r ON r.id = t.repository_id WHERE r.name = ? AND t.name = ?",
+        (repository, tag),
+    )
+    return None if row is None else ManifestRow.of(row)
+
+
+async def missing_references(conn: aiosqlite.Connection, repository_id: int, manifest: Manifest) -> list[str]:
+    """Digests ``manifest`` needs that the repository does not hold, checked inside the
+    write transaction that inserts it (so a concurrent sweep cannot slip in between)."""
+    missing: list[str] = []
+    needed_blobs = sorted({str(d.digest) for d in manifest.blobs if not d.is_foreign})
+    if needed_blobs:
+        rows = await fetchall(
+            conn,
+            f"SELECT digest FROM repository_blobs WHERE repository_id = ? AND digest IN "
+            f"({','.join('?' * len(needed_blobs))})",
+            [repository_id, *needed_blobs],
+        )
+        present = {r[0] for r in rows}
+        missing += [d for d in needed_blobs if d not in present]
+    needed_children = sorted({str(d.digest) for d in manifest.children})
+    if needed_children:
+        rows = await fetchall(
+            conn,
+            f"SELECT digest FROM manifests WHERE repository_id = ? AND digest IN "
+            f"({','.join('?' * len(needed_children))})",
+            [repository_id, *needed_children],
+        )
+        present = {r[0] for r in rows}
+        missing += [d for d in needed_children if d not in present]
+    return missing
+
+
+async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manifest) -> int:
+    """Record ``manifest`` in the repository (idempotent); returns its id."""
+    digest = str(manifest.digest)
+    row = await fetchone(
+        conn, "SELECT id FROM manifests WHERE repository_id = ? AND digest = ?", (repository_id, digest)
+    )
+    if row is not None:
+        return int(row[0])
+    cur = await conn.execute(
+        "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type, subject, "
+        "annotations, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            repository_id,
+            digest,
+            manifest.media_type,
+            manifest.size,
+            referrer_artifact_type(manifest),
+            str(manifest.subject.digest) if manifest.subject else None,
+            orjson.dumps(manifest.annotations).decode() if manifest.annotations else None,
+            time.time(),
+        ),
+    )
+    manifest_id = cur.lastrowid
+    assert manifest_id is not None
+    await conn.executemany(
+        "INSERT OR IGNORE INTO manifest_blobs (manifest_id, digest, media_type, size, is_foreign) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(manifest_id, str(d.digest), d.media_type, d.size, int(d.is_foreign)) for d in manifest.blobs],
+    )
+    await conn.executemany(
+        "INSERT OR IGNORE INTO manifest_children (parent_id, child_digest) VALUES (?, ?)",
+        [(manifest_id, str(d.digest)) for d in manifest.children],
+    )
+    return manifest_id
+
+
+async def set_tag(conn: aiosqlite.Connection, repository_id: int, tag: str, manifest_id: int) -> None:
+    await conn.execute(
+        "INSERT INTO tags (repository_id, name, manifest_id, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (repository_id, name) DO UPDATE SET manifest_id = excluded.manifest_id, "
+        "updated_at = excluded.updated_at",
+        (repository_id, tag, manifest_id, time.time()),
+    )
+
+
+async def tags(db: Database, repository: str, last: str, n: int) -> list[str]:
+    rows = await db.fetchall(
+        "SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id "
+        "WHERE r.name = ? AND t.name > ? ORDER BY t.name LIMIT ?",
+        (repository, last, n),
+    )
+    return [r[0] for r in rows]
+
+
+async def tags_of(db: Database, manifest_id: int) -> list[str]:
+    rows = await db.fetchall("SELECT name FROM tags WHERE manifest_id = ? ORDER BY name", (manifest_id,))
+    return [r[0] for r in rows]
+
+
+async def delete_tag(conn: aiosqlite.Connection, repository_id: int, tag: str) -> bool:
+    cur = await conn.execute("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag))
+    return cur.rowcount > 0
+
+
+async def parents(conn: aiosqlite.Connection, repository_id: int, digest: str) -> list[str]:
+    """Digests of the indexes in the repository that list ``digest`` as a child."""
+    rows = await fetchall(
+        conn,
+        "SELECT m.digest FROM manifest_children c JOIN manifests m ON m.id = c.parent_id "
+        "WHERE m.repository_id = ? AND c.child_digest = ?",
+        (repository_id, digest),
+    )
+    return [r[0] for r in rows]
+
+
+async def referrer_ids(conn: aiosqlite.Connection, repository_id: int, digest: str) -> list[tuple[int, str]]:
+    rows = await fetchall(
+        conn,
+        "SELECT id, digest FROM manifests WHERE repository_id = ? AND subject = ?",
+        (repository_id, digest),
+    )
+    return [(int(r[0]), r[1]) for r in rows]
+
+
+async def delete(conn: aiosqlite.Connection, manifest_id: int) -> None:
+    """Remove one manifest row; its tags and reference edges go by ON DELETE CASCADE."""
+    await conn.execute("DELETE FROM manifests WHERE id = ?", (manifest_id,))
+
+
+async def referrers(
+    db: Database, repository: str, subject: str, artifact_type: str | None
+) -> list[ManifestRow]:
+    sql = _SELECT + " AND m.subject = ?"
+    params: list[object] = [repository, subject]
+    if artifact_type is not None:
+        sql += " AND m.artifact_type = ?"
+        params.append(artifact_type)
+    rows = await db.fetchall(sql + " ORDER BY m.digest", params)
+    return [ManifestRow.of(r) for r in rows]

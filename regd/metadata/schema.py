@@ -1,0 +1,97 @@
+"""The versioned schema. ``MIGRATIONS[i]`` takes a database from version i to i + 1;
+``PRAGMA user_version`` records where a database stands. Migrations only ever append.
+
+The tables and the edges a garbage collector walks:
+
+    repositories --< repository_blobs >-- blobs        (a blob is linked to a repository)
+    repositories --< manifests >-- blobs               (a manifest's own bytes are a blob)
+    manifests --< manifest_blobs  (config and layer digests a manifest references)
+    manifests --< manifest_children (child manifest digests an index references)
+    manifests.subject             (the digest a referrer points at)
+    repositories --< tags >-- manifests
+    uploads                       (sessions in progress, so that they survive a restart)
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE repositories (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        pull_count INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX repositories_project ON repositories(project, name);
+
+    CREATE TABLE blobs (
+        digest TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE repository_blobs (
+        repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL REFERENCES blobs(digest) ON DELETE CASCADE,
+        PRIMARY KEY (repository_id, digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX repository_blobs_digest ON repository_blobs(digest);
+
+    CREATE TABLE manifests (
+        id INTEGER PRIMARY KEY,
+        repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL REFERENCES blobs(digest),
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        artifact_type TEXT,
+        subject TEXT,
+        annotations TEXT,
+        pushed_at REAL NOT NULL,
+        pulled_at REAL,
+        UNIQUE (repository_id, digest)
+    );
+    CREATE INDEX manifests_digest ON manifests(digest);
+    CREATE INDEX manifests_subject ON manifests(repository_id, subject) WHERE subject IS NOT NULL;
+
+    CREATE TABLE manifest_blobs (
+        manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+        digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        is_foreign INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (manifest_id, digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX manifest_blobs_digest ON manifest_blobs(digest);
+
+    CREATE TABLE manifest_children (
+        parent_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+        child_digest TEXT NOT NULL,
+        PRIMARY KEY (parent_id, child_digest)
+    ) WITHOUT ROWID;
+    CREATE INDEX manifest_children_child ON manifest_children(child_digest);
+
+    CREATE TABLE tags (
+        repository_id INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        manifest_id INTEGER NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (repository_id, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX tags_manifest ON tags(manifest_id);
+
+    CREATE TABLE uploads (
+        id TEXT PRIMARY KEY,
+        repository TEXT NOT NULL,
+        state TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)

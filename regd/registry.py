@@ -1,0 +1,222 @@
+"""The registry's content service: blobs and manifests of repositories.
+
+Sits between the HTTP layer and storage + metadata. The rule the collector relies on is
+enforced here: a manifest is recorded only inside the write transaction that checks
+every blob and child manifest it references is present (``BEGIN IMMEDIATE`` serialises
+it against a sweep, which deletes a blob row only where nothing references it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import aiosqlite
+
+from regd.digest import Digest
+from regd.errors import ErrorCode, RegistryError
+from regd.manifests import Manifest, parse
+from regd.metadata import blobs as blob_rows
+from regd.metadata import manifests as manifest_rows
+from regd.metadata import repositories
+from regd.metadata.db import Database, fetchone
+from regd.metadata.manifests import ManifestRow
+from regd.names import check_tag
+from regd.storage.blobstore import BlobStore
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    row: ManifestRow
+    data: bytes
+
+
+class ContentCache:
+    """Manifest bytes by digest. Content-addressed, so an entry can never go stale."""
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max = max_bytes
+
+    def get(self, digest: str) -> bytes | None:
+        data = self._entries.get(digest)
+        if data is not None:
+            self._entries.move_to_end(digest)
+        return data
+
+    def put(self, digest: str, data: bytes) -> None:
+        if digest in self._entries or len(data) > self._max:
+            return
+        self._entries[digest] = data
+        self._bytes += len(data)
+        while self._bytes > self._max:
+            _, old = self._entries.popitem(last=False)
+            self._bytes -= len(old)
+
+
+class Registry:
+    def __init__(self, db: Database, store: BlobStore, grace_period: float, max_manifest_size: int) -> None:
+        self.db = db
+        self.store = store
+        self.grace_period = grace_period
+        self.max_manifest_size = max_manifest_size
+        self.cache = ContentCache()
+
+    # -- blobs -------------------------------------------------------------------
+
+    async def blob_size(self, repository: str, digest: Digest, confirm: bool = False) -> int:
+        """Size of a blob linked to ``repository``, or BLOB_UNKNOWN. With ``confirm``
+        (a HEAD: the client may now reference it without uploading), refresh its grace."""
+        size = await repositories.linked_blob_size(self.db, repository, str(digest))
+        if size is None:
+            raise RegistryError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to {repository}")
+        if confirm and self.grace_period > 0:
+            seen = await blob_rows.last_seen(self.db, str(digest))
+            # Refresh at most every half grace period; the collector keeps a blob for
+            # 1.5 grace periods after last_seen, so a HEAD is always covered for a full one.
+            if seen is not None and time.time() - seen > self.grace_period / 2:
+                async with self.db.transaction() as conn:
+                    await blob_rows.mark_seen(conn, str(digest))
+        return size
+
+    async def mount(self, repository: str, digest: Digest, source: str) -> int | None:
+        """Link a blob of ``source`` into ``repository``; None when ``source`` lacks it."""
+        async with self.db.transaction() as conn:
+            row = await fetchone(
+                conn,
+                "SELECT b.size FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
+                "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ?",
+                (source, str(digest)),
+            )
+            if row is None:
+                return None
+            await blob_rows.mark_seen(conn, str(digest))
+            repository_id = await repositories.ensure(conn, repository)
+            await repositories.link_blob(conn, repository_id, str(digest))
+            return int(row[0])
+
+    async def delete_blob(self, repository: str, digest: Digest) -> None:
+        """Unlink a blob from the repository; its bytes go at the next collection."""
+        async with self.db.transaction() as conn:
+            if not await repositories.unlink_blob(conn, repository, str(digest)):
+                raise RegistryError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to {repository}")
+
+    # -- manifests ---------------------------------------------------------------
+
+    async def put_manifest(
+        self, repository: str, reference: str, data: bytes, content_type: str | None
+    ) -> Manifest:
+        if len(data) > self.max_manifest_size:
+            raise RegistryError(
+                ErrorCode.REQUEST_ENTITY_TOO_LARGE,
+                f"manifest of {len(data)} bytes exceeds {self.max_manifest_size}",
+            )
+        manifest = parse(data, content_type)
+        tag: str | None = None
+        if Digest.is_digest(reference):
+            wanted = Digest.parse(reference)
+            actual = manifest.digest if wanted.algorithm == "sha256" else Digest.of(data, wanted.algorithm)
+            if actual != wanted:
+                raise RegistryError(ErrorCode.DIGEST_INVALID, f"manifest digest is {actual}, not {wanted}")
+        else:
+            tag = check_tag(reference)
+        tmp = await self.store.write_tmp(manifest.digest, data)
+        try:
+            await self.store.place(tmp, manifest.digest)
+            async with self.db.transaction() as conn:
+                repository_id = await repositories.ensure(conn, repository)
+                missing = await manifest_rows.missing_references(conn, repository_id, manifest)
+                if missing:
+                    raise RegistryError(
+                        ErrorCode.MANIFEST_BLOB_UNKNOWN,
+                        f"{repository} does not hold {missing[0]}",
+                        detail={"digests": missing},
+                    )
+                await self.store.confirm(tmp, manifest.digest)
+                await blob_rows.upsert(conn, str(manifest.digest), len(data))
+                manifest_id = await manifest_rows.insert(conn, repository_id, manifest)
+                if tag is not None:
+                    await manifest_rows.set_tag(conn, repository_id, tag, manifest_id)
+                await repositories.touch(conn, repository_id)
+        finally:
+            await self.store.discard(tmp)
+        self.cache.put(str(manifest.digest), data)
+        return manifest
+
+    async def resolve(self, repository: str, reference: str) -> ManifestRow:
+        if Digest.is_digest(reference):
+            row = await manifest_rows.by_digest(self.db, repository, str(Digest.parse(reference)))
+        else:
+            row = await manifest_rows.by_tag(self.db, repository, check_tag(reference))
+        if row is None:
+            raise RegistryError(
+                ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference[:200]} unknown to {repository}"
+            )
+        return row
+
+    async def get_manifest(self, repository: str, reference: str) -> StoredManifest:
+        row = await self.resolve(repository, reference)
+        data = self.cache.get(row.digest)
+        if data is None:
+            try:
+                data = await self.store.read(Digest.parse(row.digest))
+            except FileNotFoundError:
+                raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {row.digest} unknown") from None
+            self.cache.put(row.digest, data)
+        return StoredManifest(row, data)
+
+    async def delete_manifest(self, repository: str, reference: str) -> None:
+        """By digest: the manifest, its tags and its referrers (refused while an index of
+        the repository lists it). By tag: only the tag. Bytes go at the next collection."""
+        async with self.db.transaction() as conn:
+            found = await fetchone(conn, "SELECT id FROM repositories WHERE name = ?", (repository,))
+            if found is None:
+                raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {repository} not known to registry")
+            repository_id = int(found[0])
+            if not Digest.is_digest(reference):
+                if not await manifest_rows.delete_tag(conn, repository_id, check_tag(reference)):
+                    raise RegistryError(
+                        ErrorCode.MANIFEST_UNKNOWN, f"tag {reference} unknown to {repository}"
+                    )
+                return
+            digest = str(Digest.parse(reference))
+            row = await fetchone(
+                conn,
+                "SELECT id FROM manifests WHERE repository_id = ? AND digest = ?",
+                (repository_id, digest),
+            )
+            if row is None:
+                raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {digest} unknown to {repository}")
+            parents = await manifest_rows.parents(conn, repository_id, digest)
+            if parents:
+                raise RegistryError(
+                    ErrorCode.VIOLATE_FOREIGN_KEY_CONSTRAINT,
+                    f"manifest {digest} is referenced by index {parents[0]}",
+                    detail={"parents": parents},
+                )
+            await self._delete_with_referrers(conn, repository_id, int(row[0]), digest)
+
+    async def _delete_with_referrers(
+        self, conn: aiosqlite.Connection, repository_id: int, manifest_id: int, digest: str
+    ) -> None:
+        todo = [(manifest_id, digest)]
+        seen: set[int] = set()
+        while todo:
+            current_id, current_digest = todo.pop()
+            if current_id in seen:
+                continue
+            seen.add(current_id)
+            todo += await manifest_rows.referrer_ids(conn, repository_id, current_digest)
+            await manifest_rows.delete(conn, current_id)
+
+    async def tags(self, repository: str, last: str, n: int) -> list[str]:
+        if await repositories.get_id(self.db, repository) is None:
+            raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {repository} not known to registry")
+        return await manifest_rows.tags(self.db, repository, last, n)
+
+    async def referrers(
+        self, repository: str, subject: Digest, artifact_type: str | None
+    ) -> list[ManifestRow]:
+        return await manifest_rows.referrers(self.db, repository, str(subject), artifact_type)

@@ -1,0 +1,29 @@
+"""The services one running app holds, created once by ``app.py`` and typed for handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from regd.auth import Authorizer
+from regd.config import Config
+from regd.metadata.db import Database
+from regd.registry import Registry
+from regd.storage.blobstore import BlobStore
+from regd.storage.layout import Layout
+from regd.uploads.session import UploadService
+
+
+@dataclass
+class Services:
+    config: Config
+    layout: Layout
+    db: Database
+    store: BlobStore
+    registry: Registry
+    uploads: UploadService
+    authorizer: Authorizer
+
+
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

@@ -1,0 +1,81 @@
+"""The content-addressed blob store (blobs and manifest bytes) on the local file system."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+from regd.digest import Digest
+from regd.storage import fsio
+from regd.storage.layout import Layout
+
+
+class BlobStore:
+    def __init__(self, layout: Layout, fsync: bool = True) -> None:
+        self.layout = layout
+        self.fsync = fsync
+
+    def path(self, digest: Digest) -> Path:
+        return self.layout.blob(digest)
+
+    async def prepare(self) -> None:
+        await fsio.run(fsio.makedirs_sync, *self.layout.directories())
+
+    async def size(self, digest: Digest) -> int | None:
+        return await fsio.run(fsio.size_sync, self.path(digest))
+
+    async def place(self, src: Path, digest: Digest) -> None:
+        """Publish a fully written file as ``digest`` (fsync, hard link, fsync dir);
+        ``src`` stays until the caller's metadata transaction is done with it."""
+        await fsio.run(fsio.link_sync, src, self.path(digest), self.fsync)
+
+    async def confirm(self, src: Path, digest: Digest) -> None:
+        """Inside the transaction that records the blob: make sure the file is still
+        there (a collection may have swept it since ``place``) and put it back if not."""
+        if not await fsio.run(fsio.exists_sync, self.path(digest)):
+            await self.place(src, digest)
+
+    async def write_tmp(self, digest: Digest, data: bytes) -> Path:
+        """Write small content (a manifest) to a temporary file, to ``place`` it next."""
+        tmp = self.layout.tmp / f"{digest.hex}.{secrets.token_hex(8)}"
+        await fsio.run(_write_sync, tmp, data)
+        return tmp
+
+    async def discard(self, path: Path) -> None:
+        await fsio.run(fsio.unlink_sync, path)
+
+    async def read(self, digest: Digest) -> bytes:
+        return await fsio.run(fsio.read_file_sync, self.path(digest))
+
+    async def move_to_trash(self, digest: Digest) -> Path | None:
+        """Take a blob out of the store (atomic rename); None when it was not there."""
+        dest = self.layout.trash / f"{digest.hex}.{secrets.token_hex(8)}"
+        moved = await fsio.run(fsio.rename_sync, self.path(digest), dest)
+        return dest if moved else None
+
+    async def restore_from_trash(self, trashed: Path, digest: Digest) -> None:
+        await fsio.run(fsio.rename_sync, trashed, self.path(digest))
+
+    async def unlink(self, path: Path) -> None:
+        await fsio.run(fsio.unlink_sync, path)
+
+    async def exists(self, digest: Digest) -> bool:
+        return await fsio.run(fsio.exists_sync, self.path(digest))
+
+    def walk_sync(self) -> Iterator[tuple[Digest | None, Path, os.stat_result]]:
+        """Every file under blobs/ (for the collector's orphan sweep); blocking."""
+        for dirpath, _dirs, files in os.walk(self.layout.blobs):
+            for name in files:
+                path = Path(dirpath) / name
+                try:
+                    st = path.stat()
+                except FileNotFoundError:
+                    continue
+                yield self.layout.digest_of_blob_path(path), path, st
+
+
+def _write_sync(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)

@@ -1,0 +1,78 @@
+"""The on-disk layout: the one module that builds paths under the data directory.
+
+    <data_dir>/
+      regd.db, regd.db-wal, regd.db-shm   metadata (SQLite, WAL)
+      blobs/<algorithm>/<hex[0:2]>/<hex>   content-addressed blobs, manifests included;
+                                           a file here always holds exactly the bytes
+                                           of its digest (it arrives by atomic rename
+                                           of a fully written, fsynced file)
+      uploads/<upload id>/data             bytes of an upload session in progress
+      trash/<hex>.<random>                 blobs a collection is sweeping
+      tmp/                                 files being written before their rename
+
+Every path is built from values that were validated first: a ``Digest`` (fixed-length
+lower-case hex) or an upload id (32 lower-case hex characters). No repository name ever
+becomes a path, so nothing a client sends can reach outside the data directory.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from regd.digest import Digest
+
+UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def is_upload_id(text: str) -> bool:
+    return UPLOAD_ID_RE.match(text) is not None
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "regd.db"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs"
+
+    @property
+    def uploads(self) -> Path:
+        return self.root / "uploads"
+
+    @property
+    def trash(self) -> Path:
+        return self.root / "trash"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    def directories(self) -> list[Path]:
+        return [self.root, self.blobs, self.uploads, self.trash, self.tmp]
+
+    def blob(self, digest: Digest) -> Path:
+        return self.blobs / digest.algorithm / digest.hex[:2] / digest.hex
+
+    def upload_dir(self, upload_id: str) -> Path:
+        if not is_upload_id(upload_id):
+            raise ValueError(f"not an upload id: {upload_id!r}")
+        return self.uploads / upload_id
+
+    def upload_data(self, upload_id: str) -> Path:
+        return self.upload_dir(upload_id) / "data"
+
+    def digest_of_blob_path(self, path: Path) -> Digest | None:
+        """The digest a file under blobs/ stands for, or None for a stray file."""
+        try:
+            algorithm, prefix, name = path.relative_to(self.blobs).parts
+            digest = Digest.parse(f"{algorithm}:{name}")
+        except Exception:
+            return None
+        return digest if prefix == digest.hex[:2] else None

@@ -1,0 +1,1 @@
+"""Upload sessions: the state machine, the session service, the janitor."""
