@@ -1,0 +1,217 @@
+//! A registry that does nothing: the load generator's ceiling.
+//!
+//! It speaks just enough of the distribution API for the workloads: uploads are read and
+//! thrown away (only their length is remembered, under the digest the client names, which is
+//! never checked), blobs are served from one buffer in memory, manifests are kept in memory
+//! under the reference they were PUT with. One thread per connection, keep-alive.
+
+use crate::http::{write_all_vectored, Head, Reader};
+use std::collections::HashMap;
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+#[derive(Default)]
+struct State {
+    next_upload: u64,
+    uploads: HashMap<String, u64>,
+    blobs: HashMap<String, u64>,
+    /// (repository, reference) -> (content type, body)
+    manifests: HashMap<(String, String), (String, Vec<u8>)>,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Bytes of blob content to send after `body` (served from the shared buffer).
+    blob_len: u64,
+}
+
+impl Reply {
+    fn new(status: u16) -> Reply {
+        Reply { status, headers: Vec::new(), body: Vec::new(), blob_len: 0 }
+    }
+    fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+    fn json(self, body: &str) -> Reply {
+        let mut r = self.header("Content-Type", "application/json");
+        r.body = body.as_bytes().to_vec();
+        r
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        206 => "Partial Content",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        _ => "Whatever",
+    }
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v)
+}
+
+fn not_found() -> Reply {
+    Reply::new(404).json(r#"{"errors":[{"code":"NOT_FOUND","message":"not found"}]}"#)
+}
+
+fn handle(state: &Mutex<State>, head: &Head, body_len: u64, body: Vec<u8>) -> Reply {
+    let mut parts = head.first_line.split_whitespace();
+    let method = parts.next().unwrap_or("");
+    let target = parts.next().unwrap_or("/");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path == "/v2/" || path == "/v2" {
+        return Reply::new(200).json("{}");
+    }
+    let Some(rest) = path.strip_prefix("/v2/") else { return not_found() };
+    let mut st = state.lock().unwrap();
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        let tags: Vec<String> = st
+            .manifests
+            .keys()
+            .filter(|(n, r)| n == name && !r.starts_with("sha256:"))
+            .map(|(_, r)| format!("\"{r}\""))
+            .collect();
+        return Reply::new(200).json(&format!(r#"{{"name":"{name}","tags":[{}]}}"#, tags.join(",")));
+    }
+    if let Some((name, id)) = rest.rsplit_once("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads").map(|n| (n, ""))) {
+        let digest = query_param(query, "digest");
+        let total = match (method, id) {
+            ("POST", _) if digest.is_some() => body_len,
+            ("POST", _) => {
+                st.next_upload += 1;
+                let id = format!("u{}", st.next_upload);
+                st.uploads.insert(id.clone(), 0);
+                return Reply::new(202)
+                    .header("Location", &format!("/v2/{name}/blobs/uploads/{id}"))
+                    .header("Docker-Upload-UUID", &id)
+                    .header("Range", "0-0");
+            }
+            ("PATCH", _) => {
+                let Some(n) = st.uploads.get_mut(id) else { return not_found() };
+                *n += body_len;
+                let range = format!("0-{}", n.saturating_sub(1));
+                return Reply::new(202)
+                    .header("Location", &format!("/v2/{name}/blobs/uploads/{id}"))
+                    .header("Range", &range);
+            }
+            ("PUT", _) => match st.uploads.remove(id) {
+                Some(n) => n + body_len,
+                None => return not_found(),
+            },
+            _ => return not_found(),
+        };
+        let digest = digest.unwrap_or("sha256:none").to_string();
+        st.blobs.insert(digest.clone(), total);
+        return Reply::new(201)
+            .header("Location", &format!("/v2/{name}/blobs/{digest}"))
+            .header("Docker-Content-Digest", &digest);
+    }
+    if let Some((_name, digest)) = rest.rsplit_once("/blobs/") {
+        let Some(&size) = st.blobs.get(digest) else { return not_found() };
+        let mut r = Reply::new(200)
+            .header("Content-Type", "application/octet-stream")
+            .header("Docker-Content-Digest", digest)
+            .header("Accept-Ranges", "bytes");
+        r.blob_len = size;
+        if let Some((a, b)) = head.header("range").and_then(parse_range) {
+            if a > b || b >= size {
+                return Reply::new(416);
+            }
+            r.status = 206;
+            r = r.header("Content-Range", &format!("bytes {a}-{b}/{size}"));
+            r.blob_len = b - a + 1;
+        }
+        if method == "HEAD" {
+            let len = r.blob_len.to_string();
+            r = r.header("Content-Length", &len);
+            r.blob_len = 0;
+        }
+        return r;
+    }
+    if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
+        let key = (name.to_string(), reference.to_string());
+        match method {
+            "PUT" => {
+                let ctype = head.header("content-type").unwrap_or("application/json").to_string();
+                st.manifests.insert(key, (ctype, body));
+                return Reply::new(201).header("Location", &format!("/v2/{name}/manifests/{reference}"));
+            }
+            "GET" | "HEAD" => {
+                let Some((ctype, body)) = st.manifests.get(&key) else { return not_found() };
+                let mut r = Reply::new(200).header("Content-Type", ctype);
+                if reference.starts_with("sha256:") {
+                    r = r.header("Docker-Content-Digest", reference);
+                }
+                if method == "HEAD" {
+                    return r.header("Content-Length", &body.len().to_string());
+                }
+                r.body = body.clone();
+                return r;
+            }
+            _ => return not_found(),
+        }
+    }
+    not_found()
+}
+
+fn parse_range(v: &str) -> Option<(u64, u64)> {
+    let (a, b) = v.strip_prefix("bytes=")?.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+fn serve_conn(mut s: TcpStream, state: Arc<Mutex<State>>, content: Arc<Vec<u8>>) -> io::Result<()> {
+    s.set_nodelay(true)?;
+    let mut reader = Reader::new();
+    while let Some(head) = reader.read_head(&mut s)? {
+        let mut body = Vec::new();
+        let body_len = if head.is_chunked() {
+            reader.read_chunked_body(&mut s, &mut body)?
+        } else {
+            reader.read_exact_body(&mut s, head.content_length().unwrap_or(0), &mut body)?
+        };
+        let r = handle(&state, &head, body_len, body);
+        let mut out = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
+        let mut has_len = false;
+        for (k, v) in &r.headers {
+            has_len |= k.eq_ignore_ascii_case("content-length");
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !has_len {
+            out.push_str(&format!("Content-Length: {}\r\n", r.body.len() as u64 + r.blob_len));
+        }
+        out.push_str("\r\n");
+        let mut slices: Vec<&[u8]> = vec![out.as_bytes(), &r.body];
+        let mut left = r.blob_len as usize;
+        while left > 0 {
+            let n = left.min(content.len());
+            slices.push(&content[..n]);
+            left -= n;
+        }
+        write_all_vectored(&mut s, &slices)?;
+    }
+    Ok(())
+}
+
+pub fn serve(listen: &str) -> io::Result<()> {
+    let listener = TcpListener::bind(listen)?;
+    eprintln!("regbench null registry listening on {listen}");
+    let state = Arc::new(Mutex::new(State::default()));
+    let content: Arc<Vec<u8>> = Arc::new((0..1 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8).collect());
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let (state, content) = (state.clone(), content.clone());
+        std::thread::spawn(move || {
+            let _ = serve_conn(conn, state, content);
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,248 @@
+"""Turning rounds of measurements into medians, a console table, a JSON file, RESULTS.md and a
+plot of throughput against concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.workloads import Measurement
+
+REFERENCE, CANDIDATE, CEILING = "distribution", "regd", "null"
+# Workloads plotted against concurrency, in this order.
+SCALING = ("push docker", "push chunked", "push monolithic", "push post", "pull whole",
+           "pull range", "mixed push+pull")
+
+
+@dataclass
+class Summary:
+    """The median over rounds of one workload on one registry."""
+
+    workload: str
+    concurrency: int
+    unit: str
+    throughput: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_per_unit: float
+    cpu_unit: str
+    peak_rss_mib: float
+    client_cpu_seconds: float
+    rounds: int
+    note: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.workload} c={self.concurrency}"
+
+
+def summarize(runs: Sequence[Measurement]) -> Summary:
+    med = statistics.median
+    first = runs[0]
+    return Summary(
+        workload=first.workload, concurrency=first.concurrency, unit=first.unit,
+        throughput=med(m.throughput for m in runs), p50_ms=med(m.p50_ms for m in runs),
+        p99_ms=med(m.p99_ms for m in runs), errors=sum(m.errors for m in runs),
+        cpu_per_unit=med(m.server_cpu_per_unit for m in runs), cpu_unit=first.cpu_unit,
+        peak_rss_mib=max(m.peak_rss_mib for m in runs),
+        client_cpu_seconds=med(m.client_cpu_seconds for m in runs), rounds=len(runs),
+        note=first.note,
+    )
+
+
+def summaries(results: dict[str, list[Measurement]]) -> dict[str, dict[str, Summary]]:
+    """registry -> workload key -> Summary, keys in the order they were first measured."""
+    out: dict[str, dict[str, Summary]] = {}
+    for registry, measurements in results.items():
+        grouped: dict[str, list[Measurement]] = {}
+        for m in measurements:
+            grouped.setdefault(m.key, []).append(m)
+        out[registry] = {k: summarize(v) for k, v in grouped.items()}
+    return out
+
+
+def all_keys(summ: dict[str, dict[str, Summary]]) -> list[str]:
+    keys: list[str] = []
+    for per in summ.values():
+        keys += [k for k in per if k not in keys]
+    return keys
+
+
+def _fmt(s: Summary | None) -> str:
+    if s is None:
+        return "-"
+    if s.note.startswith("not supported"):
+        return "n/a"
+    return f"{s.throughput:,.0f}" if s.throughput >= 100 else f"{s.throughput:,.1f}"
+
+
+def comparison_rows(summ: dict[str, dict[str, Summary]]) -> list[list[str]]:
+    rows = []
+    for key in all_keys(summ):
+        ref, cand, ceil = (summ.get(r, {}).get(key) for r in (REFERENCE, CANDIDATE, CEILING))
+        unit = next(s.unit for s in (ref, cand, ceil) if s is not None)
+        ratio = "-"
+        if ref and cand and ref.throughput > 0 and cand.throughput > 0:
+            ratio = f"{cand.throughput / ref.throughput:.2f}x"
+        rows.append([key, unit, _fmt(ref), _fmt(cand), ratio, _fmt(ceil)])
+    return rows
+
+
+COMPARISON_HEADER = ["workload", "unit", REFERENCE, CANDIDATE, "regd/distribution", "null ceiling"]
+DETAIL_HEADER = ["workload", "throughput", "p50 ms", "p99 ms", "errors", "server CPU",
+                 "peak RSS MiB", "client CPU s", "rounds"]
+
+
+def detail_rows(per: dict[str, Summary]) -> list[list[str]]:
+    rows = []
+    for key, s in per.items():
+        if s.note.startswith("not supported"):
+            rows.append([key, s.note, "", "", "", "", "", "", ""])
+            continue
+        rows.append([
+            key, f"{s.throughput:,.1f} {s.unit}", f"{s.p50_ms:.2f}", f"{s.p99_ms:.2f}",
+            str(s.errors), f"{s.cpu_per_unit:.3f} {s.cpu_unit}", f"{s.peak_rss_mib:.0f}",
+            f"{s.client_cpu_seconds:.2f}", str(s.rounds),
+        ])
+    return rows
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+                               for i, (c, w) in enumerate(zip(r, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def failures(results: dict[str, list[Measurement]]) -> list[str]:
+    return [f"{reg}: {m.key}: {m.errors} errors, e.g. {m.error_samples[:2]}"
+            for reg, ms in results.items() for m in ms if m.errors]
+
+
+def _cmd(argv: list[str]) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unavailable"
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "cpu": cpu, "cores": str(os.cpu_count()), "memory": f"{mem_kib / (1 << 20):.1f} GiB",
+        "kernel": platform.release(), "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str]:
+    root = Path(__file__).resolve().parent.parent
+    out = {
+        "distribution": _cmd(["docker-registry", "--version"]),
+        "regd commit": _cmd(["git", "-C", str(root), "rev-parse", "--short", "HEAD"]),
+        "rustc (regbench)": _cmd(["rustc", "--version"]),
+    }
+    for package in ("aiohttp", "uvloop", "aiosqlite"):
+        try:
+            from importlib.metadata import version
+            out[package] = version(package)
+        except Exception:  # noqa: BLE001 - a missing package is just reported
+            out[package] = "not installed"
+    return out
+
+
+def plot(summ: dict[str, dict[str, Summary]], path: Path) -> bool:
+    """Throughput against concurrency, one panel per workload; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    panels = [w for w in SCALING if any(s.workload == w and s.concurrency > 0
+                                        for per in summ.values() for s in per.values())]
+    if not panels:
+        return False
+    cols = min(3, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    style = {REFERENCE: ("tab:blue", "-"), CANDIDATE: ("tab:orange", "-"), CEILING: ("gray", "--")}
+    for ax, workload in zip(axes.flat, panels):
+        for registry, per in summ.items():
+            points = sorted((s.concurrency, s.throughput) for s in per.values()
+                            if s.workload == workload and s.concurrency > 0)
+            if points:
+                color, ls = style.get(registry, ("black", ":"))
+                label = "null (load generator ceiling)" if registry == CEILING else registry
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                        color=color, linestyle=ls, label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_title(workload)
+        ax.set_xlabel("concurrency")
+        ax.set_ylabel("MiB/s")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def write_json(path: Path, meta: dict[str, Any], results: dict[str, list[Measurement]]) -> None:
+    summ = summaries(results)
+    doc = {
+        "meta": meta,
+        "summary": {r: {k: vars(s) for k, s in per.items()} for r, per in summ.items()},
+        "measurements": {r: [m.as_dict() for m in ms] for r, ms in results.items()},
+        "failures": failures(results),
+    }
+    path.write_text(json.dumps(doc, indent=1))
+
+
+def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, list[Measurement]],
+                   plot_name: str | None, notes: str = "") -> None:
+    summ = summaries(results)
+    bad = failures(results)
+    parts = ["# Benchmark results", ""]
+    if bad:
+        parts += ["> **INVALID RUN: some requests failed.** A run with any error does not count.", ""]
+        parts += [f"> - {b}" for b in bad] + [""]
+    parts += [f"Produced by `{meta['command']}` on {meta['date']} ({meta['rounds']} round(s), "
+              f"registries started one at a time, in the order {', '.join(meta['order'])} "
+              "each round, each with a fresh data directory).", ""]
+    parts += ["## Machine and versions", ""]
+    parts += [f"- {k}: {v}" for k, v in {**meta["machine"], **meta["versions"]}.items()]
+    parts += ["", "## Medians over rounds", "",
+              "Throughput in MiB/s for blob workloads, requests/s for small requests. "
+              "The ratio is regd / distribution; the null ceiling is the same load generator "
+              "against a registry that does nothing (benchmarks/README.md).", "",
+              md_table(COMPARISON_HEADER, comparison_rows(summ)), ""]
+    if plot_name:
+        parts += [f"![throughput against concurrency]({plot_name})", ""]
+    for registry, per in summ.items():
+        parts += [f"### {registry}", "", md_table(DETAIL_HEADER, detail_rows(per)), ""]
+    if notes:
+        parts += ["## Notes", "", notes.strip(), ""]
+    path.write_text("\n".join(parts))

@@ -1,0 +1,182 @@
+"""Run the benchmark suite: `python -m benchmarks.run [--quick] [--rounds 3] [--only WORKLOAD]`.
+
+Each round starts every registry in turn (distribution, regd, then the do-nothing ceiling),
+alone on loopback with a fresh data directory, runs the workloads against it, and stops it.
+The medians over rounds are printed and written to a JSON file and benchmarks/RESULTS.md.
+Exit status 1 when any request failed: such a run is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python benchmarks/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import auth, registries, report
+from benchmarks.loadgen import BlobFactory, build_regbench
+from benchmarks.workloads import MiB, REPOSITORIES, BlobSets, Measurement, Plan, Session
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-sized run: 1 MiB blobs, 16 per workload, 2 s small requests, 1 round")
+    p.add_argument("--rounds", type=int, help="rounds of A/B (default 3, 1 with --quick)")
+    p.add_argument("--only", action="append", default=[], metavar="WORKLOAD",
+                   help="run only workloads whose name starts with this (repeatable): "
+                        "'push docker', 'push', 'pull range', 'small', 'mixed', 'auth'...")
+    p.add_argument("--registries", default="distribution,regd,null",
+                   help="comma-separated, from: distribution, regd, null (default: all three)")
+    p.add_argument("--blob-size", type=int, help="bytes per blob (default 16 MiB)")
+    p.add_argument("--min-blobs", type=int, help="blobs per push workload (default 64)")
+    p.add_argument("--concurrency", help="comma-separated levels (default 1,8,32,128)")
+    p.add_argument("--small-seconds", type=float, help="duration of each small-request workload")
+    p.add_argument("--no-auth", action="store_true", help="skip the auth-on workloads")
+    p.add_argument("--regd-auth-config", type=Path,
+                   help="regd TOML enabling token auth, for the auth-on workloads")
+    p.add_argument("--regd-credentials", metavar="USER:PASSWORD",
+                   help="a user the --regd-auth-config lets pull and push bench/*")
+    p.add_argument("--data-root", type=Path,
+                   help="where the registries' data directories go (default: a temporary dir)")
+    p.add_argument("--out", type=Path, default=HERE / "results",
+                   help="directory for the JSON result file (default benchmarks/results)")
+    p.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md",
+                   help="the results page to write (default benchmarks/RESULTS.md)")
+    p.add_argument("--notes", type=Path, help="a markdown file appended to the results page")
+    return p.parse_args(argv)
+
+
+def make_plan(a: argparse.Namespace) -> Plan:
+    plan = Plan(blob_size=1 * MiB, min_blobs=16, small_seconds=2.0) if a.quick else Plan()
+    changes: dict[str, object] = {"only": tuple(a.only)}
+    if a.blob_size:
+        changes["blob_size"] = a.blob_size
+        changes["chunk_size"] = max(1, min(plan.chunk_size, a.blob_size // 4))
+        changes["range_size"] = max(1, min(plan.range_size, a.blob_size // 4))
+    elif a.quick:
+        changes["chunk_size"] = 256 << 10
+        changes["range_size"] = 256 << 10
+    if a.min_blobs:
+        changes["min_blobs"] = a.min_blobs
+    if a.concurrency:
+        levels = tuple(int(c) for c in a.concurrency.split(","))
+        changes["concurrencies"] = levels
+        changes["mixed_concurrencies"] = tuple(c for c in levels if c >= 2) or (2,)
+    if a.small_seconds:
+        changes["small_seconds"] = a.small_seconds
+    import dataclasses
+
+    return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
+
+
+def available(name: str) -> str | None:
+    """Why registry `name` cannot run here, or None."""
+    exe = {"distribution": "docker-registry", "regd": "regd"}.get(name)
+    if exe and shutil.which(exe) is None:
+        return f"`{exe}` not found on PATH"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(sys.argv[1:] if argv is None else argv)
+    rounds = a.rounds or (1 if a.quick else 3)
+    plan = make_plan(a)
+    names = [n.strip() for n in a.registries.split(",") if n.strip()]
+    for n in names:
+        if n not in registries.NAMES:
+            sys.exit(f"unknown registry {n!r}; choose from {registries.NAMES}")
+    missing = {n: why for n in names if (why := available(n))}
+    for n, why in missing.items():
+        print(f"!!! skipping {n}: {why}", file=sys.stderr)
+    names = [n for n in names if n not in missing]
+
+    workdir = Path(tempfile.mkdtemp(prefix="regd-bench-"))
+    data_root = a.data_root or workdir
+    data_root.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    print(f"building the load generator; work dir {workdir}", flush=True)
+    settings = registries.Settings(workdir=workdir, data_root=data_root, regbench=build_regbench(),
+                                   repositories=REPOSITORIES)
+    with_auth = not a.no_auth and plan.wants("auth")
+    if with_auth:
+        settings.issuer = auth.make_issuer(workdir)
+        settings.regd_auth_config = a.regd_auth_config
+        if a.regd_credentials:
+            user, _, password = a.regd_credentials.partition(":")
+            settings.regd_credentials = (user, password)
+    print("preparing blobs and their digests", flush=True)
+    blobs = BlobSets(BlobFactory(workdir, plan.blob_size), plan)
+
+    results: dict[str, list[Measurement]] = {n: [] for n in names}
+
+    def record(name: str) -> Callable[[Measurement], None]:
+        def report_one(m: Measurement) -> None:
+            results[name].append(m)
+            loud = f"   !!! {m.errors} ERRORS: {m.error_samples[:2]}" if m.errors else ""
+            if m.note.startswith("not supported"):
+                print(f"  {name:12} {m.workload:28} {m.note}", flush=True)
+                return
+            print(f"  {name:12} {m.key:28} {m.throughput:10,.1f} {m.unit:5}  p50 {m.p50_ms:8.2f} ms"
+                  f"  p99 {m.p99_ms:8.2f} ms  cpu {m.server_cpu_per_unit:7.3f} {m.cpu_unit}"
+                  f"  rss {m.peak_rss_mib:6.0f} MiB{loud}", flush=True)
+        return report_one
+
+    for r in range(rounds):
+        for name in names:
+            print(f"round {r + 1}/{rounds}: {name}", flush=True)
+            report_one = record(name)
+            sessions = [False] if plan.wants_unauthenticated() else []
+            if with_auth and registries.supports_auth(name, settings):
+                sessions.append(True)
+            for authed in sessions:
+                try:
+                    with registries.start(name, settings, with_auth=authed) as reg:
+                        session = Session(reg, plan, blobs, settings.regbench)
+                        (session.run_auth if authed else session.run_all)(report_one)
+                except Exception as e:  # noqa: BLE001 - any failure invalidates, loudly
+                    failed = Measurement(f"{'auth ' if authed else ''}session", 0, "-", 0, 0, 0, 1,
+                                         0, 0, "-", 0, 0, 0, 0, 0, error_samples=[repr(e)])
+                    report_one(failed)
+
+    meta = {
+        "command": "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "rounds": rounds, "order": names, "plan": vars(plan) | {"only": list(plan.only)},
+        "machine": report.machine(), "versions": report.versions(),
+        "skipped": missing, "wall_seconds": round(time.monotonic() - started),
+    }
+    summ = report.summaries(results)
+    print()
+    print(report.text_table(report.COMPARISON_HEADER, report.comparison_rows(summ)))
+    a.out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    json_path = a.out / f"results-{stamp}.json"
+    report.write_json(json_path, meta, results)
+    plot_path = a.markdown.with_suffix(".png")
+    plotted = report.plot(summ, plot_path)
+    notes = a.notes.read_text() if a.notes else ""
+    report.write_markdown(a.markdown, meta, results, plot_path.name if plotted else None, notes)
+    print(f"\nwrote {json_path}, {a.markdown}" + (f", {plot_path}" if plotted else ""))
+    shutil.rmtree(workdir, ignore_errors=True)
+    bad = report.failures(results)
+    if bad:
+        print("\n" + "!" * 72 + "\n!!! INVALID RUN: requests failed:\n" + "\n".join(bad) + "\n" + "!" * 72,
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
