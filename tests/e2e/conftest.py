@@ -64,9 +64,7 @@ def target() -> Target:
 
 
 @pytest.fixture(scope="session")
-def dockerd(
-    pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Dockerd]:
+def dockerd(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dockerd]:
     logs = tmp_path_factory.mktemp("dockerd")
     # Not under pytest's tmp dir: unix socket paths must stay under 108 bytes.
     state = Path(tempfile.mkdtemp(prefix="regd-e2e-"))

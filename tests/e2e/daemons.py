@@ -67,9 +67,7 @@ def wait_until(what: str, ready: Callable[[], bool], process: Process, timeout: 
                 pytrace=False,
             )
         if time.monotonic() > deadline:
-            pytest.fail(
-                f"{process.name}: no {what} after {timeout}s\n{process.log_tail()}", pytrace=False
-            )
+            pytest.fail(f"{process.name}: no {what} after {timeout}s\n{process.log_tail()}", pytrace=False)
         time.sleep(0.1)
 
 
@@ -191,10 +189,7 @@ class Dockerd:
 
     def _answers(self) -> bool:
         return (
-            self.docker(
-                "version", "--format", "{{.Server.Version}}", timeout=10, check=False
-            ).returncode
-            == 0
+            self.docker("version", "--format", "{{.Server.Version}}", timeout=10, check=False).returncode == 0
         )
 
     def _containerd_args(self) -> list[str]:

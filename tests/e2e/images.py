@@ -18,9 +18,7 @@ from .daemons import Dockerd
 DEFAULT_LAYER_SIZE = 256 * 1024
 
 
-def make_image(
-    dockerd: Dockerd, tag: str, layers: int = 3, layer_size: int = DEFAULT_LAYER_SIZE
-) -> str:
+def make_image(dockerd: Dockerd, tag: str, layers: int = 3, layer_size: int = DEFAULT_LAYER_SIZE) -> str:
     """Build ``tag`` with ``layers`` distinct layers; returns the image ID (sha256:...)."""
     with tempfile.TemporaryDirectory(prefix="regd-e2e-image-") as directory:
         context = Path(directory)

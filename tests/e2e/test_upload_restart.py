@@ -34,9 +34,7 @@ class Response:
         return f"Response({self.status}, {dict(self.headers)}, {self.body[:300]!r})"
 
 
-def request(
-    method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> Response:
+def request(method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None) -> Response:
     """One HTTP request; 4xx and 5xx are returned, not raised, so tests can assert on them."""
     # No body means data=None: urllib would add a form Content-Type to an empty one.
     req = urllib.request.Request(url, data=body or None, method=method, headers=headers or {})
