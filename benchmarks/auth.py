@@ -43,7 +43,7 @@ def make_issuer(workdir: Path) -> Issuer:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ISSUER)])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -69,7 +69,7 @@ def mint_token(issuer: Issuer, repositories: list[str], hours: float = 12) -> st
     """A JWT granting pull and push on `repositories`, valid for `hours`."""
     import jwt
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     claims = {
         "iss": ISSUER,
         "sub": "bench",

@@ -54,7 +54,7 @@ class BlobFactory:
     def make(self, name: str, count: int) -> Path:
         """Writes a blob list file for `count` fresh blobs and returns its path."""
         span = self.base_size - self.blob_size
-        offsets = []
+        offsets: list[int] = []
         while len(offsets) < count:
             off = self._rng.randrange(span)
             if off not in self._used:
@@ -63,14 +63,14 @@ class BlobFactory:
         with ThreadPoolExecutor(2) as pool:
             digests = list(pool.map(self._digest, offsets))
         path = self.workdir / f"blobs-{name}.txt"
-        path.write_text("".join(f"{d} {o} {self.blob_size}\n" for d, o in zip(digests, offsets)))
+        path.write_text("".join(f"{d} {o} {self.blob_size}\n" for d, o in zip(digests, offsets, strict=True)))
         return path
 
     def _digest(self, off: int) -> str:
         return "sha256:" + hashlib.sha256(self._data[off : off + self.blob_size]).hexdigest()
 
     def content(self, blob_list: Path, index: int) -> bytes:
-        digest, off, size = blob_list.read_text().splitlines()[index].split()
+        _, off, size = blob_list.read_text().splitlines()[index].split()
         return bytes(self._data[int(off) : int(off) + int(size)])
 
     @staticmethod
@@ -127,7 +127,9 @@ def run_load(regbench: Path, command: str, args: dict[str, Any], timeout: float)
     return result
 
 
-def run_loads_together(regbench: Path, runs: list[tuple[str, dict[str, Any]]], timeout: float) -> list[LoadResult]:
+def run_loads_together(
+    regbench: Path, runs: list[tuple[str, dict[str, Any]]], timeout: float
+) -> list[LoadResult]:
     """Starts several regbench runs at once (mixed push and pull) and waits for all."""
     cpu0 = _children_cpu()
     procs = [start_load(regbench, cmd, args) for cmd, args in runs]

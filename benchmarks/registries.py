@@ -38,6 +38,7 @@ class Settings:
 
     workdir: Path
     data_root: Path
+    logdir: Path
     regbench: Path
     issuer: auth.Issuer | None = None
     regd_auth_config: Path | None = None
@@ -149,7 +150,7 @@ def start(name: str, s: Settings, with_auth: bool = False) -> Running:
     base = Path(s.data_root) / f"{name}-{port}-{time.monotonic_ns()}"
     data = base / "data"
     data.mkdir(parents=True)
-    log = s.workdir / f"{name}{'-auth' if with_auth else ''}-{port}.log"
+    log = s.logdir / f"{name}{'-auth' if with_auth else ''}-{port}.log"
     if name == "distribution":
         cfg = base / "config.yml"
         cfg.write_text(_distribution_config(data, port, s, with_auth))

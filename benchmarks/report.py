@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.workloads import Measurement
+from benchmarks.workloads import Measurement, measurement_key
 
 REFERENCE, CANDIDATE, CEILING = "distribution", "regd", "null"
 # Workloads plotted against concurrency, in this order.
@@ -41,7 +41,7 @@ class Summary:
 
     @property
     def key(self) -> str:
-        return f"{self.workload} c={self.concurrency}"
+        return measurement_key(self.workload, self.concurrency)
 
 
 def summarize(runs: Sequence[Measurement]) -> Summary:
@@ -70,10 +70,14 @@ def summaries(results: dict[str, list[Measurement]]) -> dict[str, dict[str, Summ
 
 
 def all_keys(summ: dict[str, dict[str, Summary]]) -> list[str]:
-    keys: list[str] = []
+    """Every workload key, grouped by workload in the order run, then by concurrency."""
+    order: dict[str, int] = {}
+    found: dict[str, Summary] = {}
     for per in summ.values():
-        keys += [k for k in per if k not in keys]
-    return keys
+        for key, s in per.items():
+            order.setdefault(s.workload, len(order))
+            found.setdefault(key, s)
+    return sorted(found, key=lambda k: (order[found[k].workload], found[k].concurrency))
 
 
 def _fmt(s: Summary | None) -> str:
@@ -117,8 +121,11 @@ def detail_rows(per: dict[str, Summary]) -> list[list[str]]:
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
-                               for i, (c, w) in enumerate(zip(r, widths)))
+
+    def line(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
@@ -164,7 +171,7 @@ def versions() -> dict[str, str]:
         try:
             from importlib.metadata import version
             out[package] = version(package)
-        except Exception:  # noqa: BLE001 - a missing package is just reported
+        except Exception:
             out[package] = "not installed"
     return out
 
@@ -186,7 +193,7 @@ def plot(summ: dict[str, dict[str, Summary]], path: Path) -> bool:
     rows = (len(panels) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     style = {REFERENCE: ("tab:blue", "-"), CANDIDATE: ("tab:orange", "-"), CEILING: ("gray", "--")}
-    for ax, workload in zip(axes.flat, panels):
+    for ax, workload in zip(axes.flat, panels, strict=False):
         for registry, per in summ.items():
             points = sorted((s.concurrency, s.throughput) for s in per.values()
                             if s.workload == workload and s.concurrency > 0)

@@ -23,7 +23,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 
 from benchmarks import auth, registries, report
 from benchmarks.loadgen import BlobFactory, build_regbench
-from benchmarks.workloads import MiB, REPOSITORIES, BlobSets, Measurement, Plan, Session
+from benchmarks.workloads import REPOSITORIES, BlobSets, Measurement, MiB, Plan, Session
 
 HERE = Path(__file__).resolve().parent
 
@@ -107,9 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     data_root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     print(f"building the load generator; work dir {workdir}", flush=True)
-    settings = registries.Settings(workdir=workdir, data_root=data_root, regbench=build_regbench(),
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    logdir = a.out / f"logs-{stamp}"
+    logdir.mkdir(parents=True, exist_ok=True)
+    settings = registries.Settings(workdir=workdir, data_root=data_root, logdir=logdir,
+                                   regbench=build_regbench(),
                                    repositories=REPOSITORIES)
-    with_auth = not a.no_auth and plan.wants("auth")
+    with_auth = not a.no_auth and plan.wants("auth") and any(
+        n in ("distribution", "regd") for n in names)
     if with_auth:
         settings.issuer = auth.make_issuer(workdir)
         settings.regd_auth_config = a.regd_auth_config
@@ -145,14 +150,14 @@ def main(argv: list[str] | None = None) -> int:
                     with registries.start(name, settings, with_auth=authed) as reg:
                         session = Session(reg, plan, blobs, settings.regbench)
                         (session.run_auth if authed else session.run_all)(report_one)
-                except Exception as e:  # noqa: BLE001 - any failure invalidates, loudly
+                except Exception as e:
                     failed = Measurement(f"{'auth ' if authed else ''}session", 0, "-", 0, 0, 0, 1,
                                          0, 0, "-", 0, 0, 0, 0, 0, error_samples=[repr(e)])
                     report_one(failed)
 
     meta = {
         "command": "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "rounds": rounds, "order": names, "plan": vars(plan) | {"only": list(plan.only)},
         "machine": report.machine(), "versions": report.versions(),
         "skipped": missing, "wall_seconds": round(time.monotonic() - started),
@@ -160,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     summ = report.summaries(results)
     print()
     print(report.text_table(report.COMPARISON_HEADER, report.comparison_rows(summ)))
-    a.out.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     json_path = a.out / f"results-{stamp}.json"
     report.write_json(json_path, meta, results)
     plot_path = a.markdown.with_suffix(".png")

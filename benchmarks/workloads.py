@@ -77,10 +77,14 @@ class Measurement:
 
     @property
     def key(self) -> str:
-        return f"{self.workload} c={self.concurrency}"
+        return measurement_key(self.workload, self.concurrency)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def measurement_key(workload: str, concurrency: int) -> str:
+    return f"{workload} c={concurrency}" if concurrency else workload
 
 
 class BlobSets:
@@ -259,8 +263,8 @@ def unsupported(workload: str, why: str) -> Measurement:
 def http(reg: Running, method: str, path: str, body: bytes = b"",
          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     """One setup request (not timed) with the registry's token, if any."""
-    request = urllib.request.Request(reg.url + path, data=body if method in ("POST", "PUT", "PATCH") else None,
-                                     method=method, headers=dict(headers or {}))
+    data = body if method in ("POST", "PUT", "PATCH") else None
+    request = urllib.request.Request(reg.url + path, data=data, method=method, headers=dict(headers or {}))
     if reg.token:
         request.add_header("Authorization", f"Bearer {reg.token}")
     try:
@@ -306,7 +310,7 @@ def setup_small_repo(reg: Running, blobs: BlobSets, tags: int = 20) -> str:
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": config_digest, "size": len(config)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": d, "size": len(layer)} for d, layer in zip(layer_digests, layers)],
+                    "digest": d, "size": len(layer)} for d, layer in zip(layer_digests, layers, strict=True)],
     }).encode()
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     for ref in ["latest", digest, *(f"t{i}" for i in range(tags))]:

@@ -1,0 +1,69 @@
+"""The benchmark suite still runs: a tiny run of every workload against the do-nothing
+registry, in seconds. No timing is asserted (benchmarks/README.md); only that the code
+works, every request succeeded, and the results were written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks import procstat, report, run
+from benchmarks.workloads import Measurement
+
+needs_cargo = pytest.mark.skipif(
+    shutil.which("cargo") is None and os.environ.get("CI") != "true",
+    reason="cargo builds the load generator",
+)
+
+
+@needs_cargo
+def test_tiny_run_against_null_registry_writes_every_workload(tmp_path: Path) -> None:
+    markdown = tmp_path / "RESULTS.md"
+    status = run.main([
+        "--registries", "null", "--rounds", "1", "--blob-size", "4096", "--min-blobs", "4",
+        "--concurrency", "1,2", "--small-seconds", "0.2",
+        "--out", str(tmp_path), "--markdown", str(markdown),
+    ])
+    assert status == 0
+    doc = json.loads(next(tmp_path.glob("results-*.json")).read_text())
+    keys = set(doc["summary"]["null"])
+    for expected in ("push docker c=2", "push chunked c=1", "push monolithic c=2", "push post c=1",
+                     "pull whole c=2", "pull range c=1", "small manifest GET tag c=64",
+                     "small manifest HEAD digest c=64", "small tags list c=64", "small /v2/ c=64",
+                     "mixed push+pull c=2"):
+        assert expected in keys
+    assert doc["failures"] == []
+    assert all(m["errors"] == 0 and m["throughput"] > 0 for m in doc["measurements"]["null"])
+    assert "| push docker c=2 |" in markdown.read_text()
+
+
+def _measurement(workload: str, throughput: float, errors: int = 0) -> Measurement:
+    return Measurement(workload, 8, "MiB/s", throughput, 1.0, 2.0, errors, 1.0, 0.5, "s/GiB",
+                       10.0, 0.1, 1 << 30, 100, 1.0)
+
+
+def test_ratio_is_regd_median_over_distribution_median() -> None:
+    results = {
+        "distribution": [_measurement("push docker", t) for t in (100, 300, 200)],
+        "regd": [_measurement("push docker", t) for t in (250, 500, 400)],
+    }
+    rows = report.comparison_rows(report.summaries(results))
+    assert rows == [["push docker c=8", "MiB/s", "200", "400", "2.00x", "-"]]
+
+
+def test_any_error_is_listed_as_a_failure() -> None:
+    results = {"regd": [_measurement("pull whole", 10, errors=1)]}
+    assert len(report.failures(results)) == 1
+
+
+def test_cpu_and_rss_of_this_process_are_read_from_proc() -> None:
+    monitor = procstat.Monitor(os.getpid())
+    monitor.start()
+    sum(range(200_000))
+    usage = monitor.stop()
+    assert usage.cpu_seconds >= 0
+    assert usage.peak_rss_bytes > 1 << 20
