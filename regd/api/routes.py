@@ -19,7 +19,7 @@ from regd.api import blobs, listing, manifests
 from regd.auth import Access
 from regd.errors import ErrorCode, RegistryError
 from regd.names import check_name
-from regd.services import SERVICES, Services
+from regd.services import REPOSITORY, ROUTE, SERVICES, Services
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -123,8 +123,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if "name" in params:
         check_name(params["name"])
     services: Services = request.app[SERVICES]
-    request["route"] = route.name
-    request["repository"] = params.get("name")
+    request[ROUTE] = route.name
+    if "name" in params:
+        request[REPOSITORY] = params["name"]
     await services.authorizer.authorize(request, needs(route, request.method, params, request.query))
     return await handler(request, services, **params)
 

@@ -34,6 +34,11 @@ BUFFER_SIZE = 256 * 1024
 
 
 @dataclass
+class _Progress:
+    written: int = 0
+
+
+@dataclass
 class _RunningHash:
     size: int
     hasher: hashlib._Hash
@@ -105,62 +110,87 @@ class UploadService:
         if began is None:
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request or has moved on")
-        written = 0
+        progress = _Progress()
         try:
-            written = await self._receive(row, body, expected)
+            await self._receive(row, body, expected, progress)
         finally:
-            if expected is not None and written != expected:
-                # A chunk that came short or long is not kept: cut back to its start.
-                await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
-                self._hashes.pop(row.id, None)
-                written = 0
-            async with self.db.transaction() as conn:
-                await upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size + written)
-        if expected is not None and written != expected:
-            raise RegistryError(ErrorCode.SIZE_INVALID, f"chunk of {written} bytes, range said {expected}")
+            # Shielded: a client that went away cancels the handler, and the session must
+            # still leave RECEIVING with the size of what reached the disk.
+            await asyncio.shield(self._end_write(row, expected, progress))
+        if expected is not None and progress.written != expected:
+            raise RegistryError(
+                ErrorCode.SIZE_INVALID, f"chunk of {progress.written} bytes, range said {expected}"
+            )
         return UploadRow(
-            row.id, row.repository, UploadState.ACTIVE, row.size + written, row.created_at, row.updated_at
+            row.id,
+            row.repository,
+            UploadState.ACTIVE,
+            row.size + progress.written,
+            row.created_at,
+            row.updated_at,
         )
 
-    async def _receive(self, row: UploadRow, body: StreamReader, limit: int | None) -> int:
+    async def _end_write(self, row: UploadRow, expected: int | None, progress: _Progress) -> None:
+        written = progress.written
+        if expected is not None and written != expected:
+            # A chunk that came short or long is not kept: cut back to its start.
+            await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
+            self._hashes.pop(row.id, None)
+            written = 0
+        async with self.db.transaction() as conn:
+            await upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size + written)
+
+    async def _receive(
+        self, row: UploadRow, body: StreamReader, limit: int | None, progress: _Progress
+    ) -> None:
+        """Copy the body to the data file, hashing it, in BUFFER_SIZE hand-offs to a
+        thread; ``progress.written`` counts the bytes on disk, also when this fails."""
         running = self._hashes.pop(row.id, None)
         if running is None and row.size == 0:
             running = _RunningHash(0, hashlib.sha256())
         hasher = running.hasher if running is not None and running.size == row.size else None
         fd = await fsio.run(fsio.open_for_append_sync, self.layout.upload_data(row.id), row.size)
         loop = asyncio.get_running_loop()
-        written = 0
         buf = bytearray()
         pending: asyncio.Future[None] | None = None
         pending_len = 0
         try:
-            while True:
-                chunk = await body.readany()
-                if not chunk:
-                    break
+            while chunk := await body.readany():
                 buf += chunk
-                if limit is not None and written + len(buf) > limit:
+                if limit is not None and progress.written + pending_len + len(buf) > limit:
                     break
                 if len(buf) >= BUFFER_SIZE:
                     if pending is not None:
                         await pending
-                        written += pending_len
+                        progress.written += pending_len
                     pending = loop.run_in_executor(None, fsio.write_and_hash_sync, fd, hasher, buf)
                     pending_len = len(buf)
                     buf = bytearray()
         finally:
-            try:
-                if pending is not None:
-                    await pending
-                    written += pending_len
-                if buf:
-                    await fsio.run(fsio.write_and_hash_sync, fd, hasher, buf)
-                    written += len(buf)
-            finally:
-                await fsio.run(fsio.close_sync, fd)
-                if hasher is not None:
-                    self._hashes[row.id] = _RunningHash(row.size + written, hasher)
-        return written
+            await asyncio.shield(self._flush(fd, hasher, pending, pending_len, buf, progress))
+            if hasher is not None:
+                self._hashes[row.id] = _RunningHash(row.size + progress.written, hasher)
+
+    async def _flush(
+        self,
+        fd: int,
+        hasher: hashlib._Hash | None,
+        pending: asyncio.Future[None] | None,
+        pending_len: int,
+        buf: bytearray,
+        progress: _Progress,
+    ) -> None:
+        """Finish the hand-off in flight and write what is left; the bytes received so
+        far are good (each arrived whole), so they are kept for a resume."""
+        try:
+            if pending is not None:
+                await pending
+                progress.written += pending_len
+            if buf:
+                await fsio.run(fsio.write_and_hash_sync, fd, hasher, buf)
+                progress.written += len(buf)
+        finally:
+            await fsio.run(fsio.close_sync, fd)
 
     async def commit(self, row: UploadRow, digest: Digest) -> int:
         """Check the bytes against ``digest`` and store them as a blob of the repository."""

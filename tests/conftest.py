@@ -1,0 +1,88 @@
+"""Shared fixtures: the real app over a real SQLite file in a temporary data directory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from regd.app import create_app
+from regd.config import Config, load_config
+
+Client = TestClient  # type: ignore[type-arg]
+
+
+def make_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
+    overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(data_dir), "fsync": False}}
+    for section, keys in sections.items():
+        overrides.setdefault(section, {}).update(keys)
+    return load_config(None, environ={}, overrides=overrides)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable[..., Awaitable[Client]], data_dir: Path) -> Client:
+    return await aiohttp_client(create_app(make_config(data_dir)))
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+async def push_blob(client: Client, name: str, data: bytes) -> str:
+    digest = sha256(data)
+    resp = await client.post(f"/v2/{name}/blobs/uploads/", params={"digest": digest}, data=data)
+    assert resp.status == 201, await resp.text()
+    return digest
+
+
+def image_manifest(config: tuple[str, int], layers: list[tuple[str, int]], **extra: Any) -> bytes:
+    body: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config[0],
+            "size": config[1],
+        },
+        "layers": [
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s}
+            for d, s in layers
+        ],
+    }
+    body.update(extra)
+    return orjson.dumps(body)
+
+
+async def push_image(client: Client, name: str, tag: str, layers: int = 2) -> tuple[str, bytes, list[bytes]]:
+    """Push a small random image; returns its manifest digest, manifest bytes and blobs."""
+    blobs = [os.urandom(1000 + i) for i in range(layers + 1)]
+    digests = [await push_blob(client, name, b) for b in blobs]
+    manifest = image_manifest(
+        (digests[0], len(blobs[0])), [(d, len(b)) for d, b in zip(digests[1:], blobs[1:], strict=True)]
+    )
+    resp = await client.put(
+        f"/v2/{name}/manifests/{tag}",
+        data=manifest,
+        headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert resp.status == 201, await resp.text()
+    return resp.headers["Docker-Content-Digest"], manifest, blobs
+
+
+async def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
+    assert resp.status == status, await resp.text()
+    assert resp.headers["Content-Type"].startswith("application/json")
+    body: dict[str, Any] = orjson.loads(await resp.read())
+    assert body["errors"][0]["code"] == code, body
+    return body

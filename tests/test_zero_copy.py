@@ -1,0 +1,172 @@
+"""Blob bytes never pass through Python when the kernel can move them, and memory does
+not grow with blob size. These run the app under uvloop, as ``regd serve`` does."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import uvloop
+from aiohttp import web
+
+from regd.api.sendfile import SendfileResponse
+from regd.app import create_app
+from tests.conftest import make_config
+
+
+def run_uvloop(coro):  # type: ignore[no-untyped-def]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def test_blob_get_under_uvloop_goes_through_os_sendfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+    real_sendfile = os.sendfile
+
+    def spy(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        n = real_sendfile(out_fd, in_fd, offset, count)
+        sent.append(n)
+        return n
+
+    monkeypatch.setattr(os, "sendfile", spy)
+    data = os.urandom(9 * 1024 * 1024 + 3)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+
+    async def scenario() -> None:
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        runner = web.AppRunner(create_app(make_config(tmp_path / "data")))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        base = f"http://127.0.0.1:{port}/v2/library/big"
+        try:
+            async with aiohttp.ClientSession() as http:
+                resp = await http.post(
+                    f"{base}/blobs/uploads/", params={"digest": digest}, data=io.BytesIO(data)
+                )
+                assert resp.status == 201
+                before = SendfileResponse.sent_zero_copy
+                resp = await http.get(f"{base}/blobs/{digest}")
+                assert await resp.read() == data
+                resp = await http.get(f"{base}/blobs/{digest}", headers={"Range": "bytes=1000-2000999"})
+                assert resp.status == 206
+                assert await resp.read() == data[1000:2001000]
+                # keep-alive still works after a sendfile body
+                resp = await http.get(f"{base}/blobs/{digest}", headers={"Range": "bytes=0-9"})
+                assert await resp.read() == data[:10]
+                assert SendfileResponse.sent_zero_copy - before == len(data) + 2_000_000 + 10
+        finally:
+            await runner.cleanup()
+
+    run_uvloop(scenario())
+    assert sum(sent) == len(data) + 2_000_000 + 10
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rss_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(field)
+
+
+async def _stream(total: int, block: bytes, hasher: hashlib._Hash) -> AsyncIterator[bytes]:
+    sent = 0
+    counter = 0
+    while sent < total:
+        chunk = counter.to_bytes(8, "big") + block[8:]
+        counter += 1
+        hasher.update(chunk)
+        sent += len(chunk)
+        yield chunk
+
+
+def test_one_gib_push_and_pull_keep_daemon_rss_flat(tmp_path: Path) -> None:
+    port = _free_port()
+    log = (tmp_path / "regd.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from regd.cli import main; main()",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "REGD_STORAGE_FSYNC": "false", "REGD_AUTH_ENABLED": "false"},
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+
+        async def scenario() -> tuple[int, int, int]:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as http:
+                for _ in range(100):
+                    try:
+                        if (await http.get(f"{base}/v2/")).status in (200, 401):
+                            break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.1)
+                # warm up every code path once with a small blob
+                small = b"warm" * 1000
+                small_digest = "sha256:" + hashlib.sha256(small).hexdigest()
+                await http.post(
+                    f"{base}/v2/library/big/blobs/uploads/", params={"digest": small_digest}, data=small
+                )
+                await (await http.get(f"{base}/v2/library/big/blobs/{small_digest}")).read()
+                baseline = _rss_kib(proc.pid, "VmRSS")
+
+                total = 1024 * 1024 * 1024
+                hasher = hashlib.sha256()
+                resp = await http.post(f"{base}/v2/library/big/blobs/uploads/")
+                location = resp.headers["Location"]
+                resp = await http.patch(f"{base}{location}", data=_stream(total, os.urandom(1 << 20), hasher))
+                assert resp.status == 202, await resp.text()
+                digest = "sha256:" + hasher.hexdigest()
+                resp = await http.put(f"{base}{location}", params={"digest": digest})
+                assert resp.status == 201, await resp.text()
+                after_push = _rss_kib(proc.pid, "VmHWM")
+
+                check = hashlib.sha256()
+                received = 0
+                async with http.get(f"{base}/v2/library/big/blobs/{digest}") as resp:
+                    async for chunk in resp.content.iter_chunked(1 << 20):
+                        check.update(chunk)
+                        received += len(chunk)
+                assert received == total
+                assert "sha256:" + check.hexdigest() == digest
+                return baseline, after_push, _rss_kib(proc.pid, "VmHWM")
+
+        baseline, after_push, after_pull = run_uvloop(scenario())
+        assert after_push - baseline < 64 * 1024, (baseline, after_push)
+        assert after_pull - baseline < 64 * 1024, (baseline, after_pull)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        time.sleep(0)
