@@ -9,6 +9,7 @@ Exit status 1 when any request failed: such a run is invalid.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import shlex
 import shutil
@@ -16,12 +17,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import auth, registries, report
+from benchmarks import auth, dockerflow, registries, report
 from benchmarks.loadgen import BlobFactory, build_regbench
 from benchmarks.workloads import REPOSITORIES, BlobSets, Measurement, MiB, Plan, Session
 
@@ -44,6 +46,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--concurrency", help="comma-separated levels (default 1,8,32,128)")
     p.add_argument("--small-seconds", type=float, help="duration of each small-request workload")
     p.add_argument("--no-auth", action="store_true", help="skip the auth-on workloads")
+    p.add_argument("--docker", action="store_true",
+                   help="also docker push and pull an image through a private dockerd (needs root)")
+    p.add_argument("--docker-layers", default="8x16", metavar="NxMiB",
+                   help="the docker image: N layers of M MiB of random bytes (default 8x16)")
     p.add_argument("--regd-auth-config", type=Path,
                    help="regd TOML enabling token auth, for the auth-on workloads")
     p.add_argument("--regd-credentials", metavar="USER:PASSWORD",
@@ -89,8 +95,23 @@ def available(name: str) -> str | None:
     return None
 
 
+@dataclass
+class Context:
+    """Everything fixed for the run, handed to each round."""
+
+    plan: Plan
+    names: list[str]
+    settings: registries.Settings
+    blobs: BlobSets
+    with_auth: bool
+    docker: dockerflow.Dockerd | None = None
+    image_bytes: int = 0
+    results: dict[str, list[Measurement]] = field(default_factory=dict)
+
+
 def main(argv: list[str] | None = None) -> int:
-    a = parse_args(sys.argv[1:] if argv is None else argv)
+    args = sys.argv[1:] if argv is None else argv
+    a = parse_args(args)
     rounds = a.rounds or (1 if a.quick else 3)
     plan = make_plan(a)
     names = [n.strip() for n in a.registries.split(",") if n.strip()]
@@ -102,17 +123,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"!!! skipping {n}: {why}", file=sys.stderr)
     names = [n for n in names if n not in missing]
 
+    started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="regd-bench-"))
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    try:
+        with contextlib.ExitStack() as stack:
+            ctx = prepare(a, plan, names, workdir, stamp, stack)
+            for r in range(rounds):
+                for name in names:
+                    print(f"round {r + 1}/{rounds}: {name}", flush=True)
+                    run_registry(ctx, name)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    meta = {
+        "command": "python -m benchmarks.run " + shlex.join(args),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "rounds": rounds, "order": names, "plan": vars(plan) | {"only": list(plan.only)},
+        "machine": report.machine(), "versions": report.versions(),
+        "skipped": missing, "wall_seconds": round(time.monotonic() - started),
+    }
+    return finish(a, meta, ctx.results, stamp)
+
+
+def prepare(a: argparse.Namespace, plan: Plan, names: list[str], workdir: Path, stamp: str,
+            stack: contextlib.ExitStack) -> Context:
+    """Builds regbench, makes the blobs, the token issuer and (with --docker) dockerd."""
     data_root = a.data_root or workdir
     data_root.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    print(f"building the load generator; work dir {workdir}", flush=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     logdir = a.out / f"logs-{stamp}"
     logdir.mkdir(parents=True, exist_ok=True)
+    print(f"building the load generator; work dir {workdir}, logs in {logdir}", flush=True)
     settings = registries.Settings(workdir=workdir, data_root=data_root, logdir=logdir,
-                                   regbench=build_regbench(),
-                                   repositories=REPOSITORIES)
+                                   regbench=build_regbench(), repositories=REPOSITORIES)
     with_auth = not a.no_auth and plan.wants("auth") and any(
         n in ("distribution", "regd") for n in names)
     if with_auth:
@@ -123,45 +165,54 @@ def main(argv: list[str] | None = None) -> int:
             settings.regd_credentials = (user, password)
     print("preparing blobs and their digests", flush=True)
     blobs = BlobSets(BlobFactory(workdir, plan.blob_size), plan)
+    ctx = Context(plan, names, settings, blobs, with_auth, results={n: [] for n in names})
+    if a.docker and plan.wants("docker"):
+        print("starting dockerd and loading the image", flush=True)
+        ctx.docker = stack.enter_context(dockerflow.Dockerd(workdir, logdir))
+        layers, _, mib = a.docker_layers.partition("x")
+        ctx.image_bytes = dockerflow.make_image(ctx.docker, workdir, int(layers), int(float(mib) * MiB))
+    return ctx
 
-    results: dict[str, list[Measurement]] = {n: [] for n in names}
 
-    def record(name: str) -> Callable[[Measurement], None]:
-        def report_one(m: Measurement) -> None:
-            results[name].append(m)
-            loud = f"   !!! {m.errors} ERRORS: {m.error_samples[:2]}" if m.errors else ""
-            if m.note.startswith("not supported"):
-                print(f"  {name:12} {m.workload:28} {m.note}", flush=True)
-                return
-            print(f"  {name:12} {m.key:28} {m.throughput:10,.1f} {m.unit:5}  p50 {m.p50_ms:8.2f} ms"
-                  f"  p99 {m.p99_ms:8.2f} ms  cpu {m.server_cpu_per_unit:7.3f} {m.cpu_unit}"
-                  f"  rss {m.peak_rss_mib:6.0f} MiB{loud}", flush=True)
-        return report_one
+def run_registry(ctx: Context, name: str) -> None:
+    """One round's sessions against registry `name`: without auth, then with auth."""
+    report_one = printer(ctx.results, name)
+    sessions = [False] if ctx.plan.wants_unauthenticated() else []
+    if ctx.with_auth and registries.supports_auth(name, ctx.settings):
+        sessions.append(True)
+    for authed in sessions:
+        try:
+            with registries.start(name, ctx.settings, with_auth=authed) as reg:
+                session = Session(reg, ctx.plan, ctx.blobs, ctx.settings.regbench)
+                if authed:
+                    session.run_auth(report_one)
+                    continue
+                session.run_all(report_one)
+                if ctx.docker and name != "null":
+                    session.run_docker(ctx.docker, ctx.image_bytes, report_one)
+        except Exception as e:  # any failure invalidates the run, loudly, and the run goes on
+            failed = Measurement(f"{'auth ' if authed else ''}session", 0, "-", 0, 0, 0, 1,
+                                 0, 0, "-", 0, 0, 0, 0, 0, error_samples=[repr(e)])
+            report_one(failed)
 
-    for r in range(rounds):
-        for name in names:
-            print(f"round {r + 1}/{rounds}: {name}", flush=True)
-            report_one = record(name)
-            sessions = [False] if plan.wants_unauthenticated() else []
-            if with_auth and registries.supports_auth(name, settings):
-                sessions.append(True)
-            for authed in sessions:
-                try:
-                    with registries.start(name, settings, with_auth=authed) as reg:
-                        session = Session(reg, plan, blobs, settings.regbench)
-                        (session.run_auth if authed else session.run_all)(report_one)
-                except Exception as e:
-                    failed = Measurement(f"{'auth ' if authed else ''}session", 0, "-", 0, 0, 0, 1,
-                                         0, 0, "-", 0, 0, 0, 0, 0, error_samples=[repr(e)])
-                    report_one(failed)
 
-    meta = {
-        "command": "python -m benchmarks.run " + shlex.join(sys.argv[1:] if argv is None else argv),
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "rounds": rounds, "order": names, "plan": vars(plan) | {"only": list(plan.only)},
-        "machine": report.machine(), "versions": report.versions(),
-        "skipped": missing, "wall_seconds": round(time.monotonic() - started),
-    }
+def printer(results: dict[str, list[Measurement]], name: str) -> Callable[[Measurement], None]:
+    """Records a measurement of registry `name` and prints it at once."""
+    def report_one(m: Measurement) -> None:
+        results[name].append(m)
+        loud = f"   !!! {m.errors} ERRORS: {m.error_samples[:2]}" if m.errors else ""
+        if m.note.startswith("not supported"):
+            print(f"  {name:12} {m.workload:28} {m.note}", flush=True)
+            return
+        print(f"  {name:12} {m.key:28} {m.throughput:10,.1f} {m.unit:5}  p50 {m.p50_ms:8.2f} ms"
+              f"  p99 {m.p99_ms:8.2f} ms  cpu {m.server_cpu_per_unit:7.3f} {m.cpu_unit}"
+              f"  rss {m.peak_rss_mib:6.0f} MiB{loud}", flush=True)
+    return report_one
+
+
+def finish(a: argparse.Namespace, meta: dict[str, object], results: dict[str, list[Measurement]],
+           stamp: str) -> int:
+    """Prints the comparison, writes the JSON, RESULTS.md and the plot; 1 if any error."""
     summ = report.summaries(results)
     print()
     print(report.text_table(report.COMPARISON_HEADER, report.comparison_rows(summ)))
@@ -172,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
     notes = a.notes.read_text() if a.notes else ""
     report.write_markdown(a.markdown, meta, results, plot_path.name if plotted else None, notes)
     print(f"\nwrote {json_path}, {a.markdown}" + (f", {plot_path}" if plotted else ""))
-    shutil.rmtree(workdir, ignore_errors=True)
     bad = report.failures(results)
     if bad:
         print("\n" + "!" * 72 + "\n!!! INVALID RUN: requests failed:\n" + "\n".join(bad) + "\n" + "!" * 72,
