@@ -9,6 +9,7 @@ chunk in a thread overlaps with receiving the next one on the loop.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import shutil
@@ -45,14 +46,17 @@ def size_sync(path: Path) -> int | None:
         return None
 
 
-def write_and_hash_sync(fd: int, hasher: hashlib._Hash | None, data: bytes | bytearray) -> None:
-    """Append one buffer to an open upload file and feed it to the running hash."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def write_and_hash_sync(fd: int, hasher: hashlib._Hash | None, chunks: list[bytes]) -> None:
+    """Append chunks to an open upload file (one writev) and feed them to the running hash."""
+    total = sum(map(len, chunks))
+    written = os.writev(fd, chunks)
+    if written < total:  # a short write: finish the rest piece by piece
+        rest = memoryview(b"".join(chunks))[written:]
+        while rest:
+            rest = rest[os.write(fd, rest) :]
     if hasher is not None:
-        hasher.update(data)
+        for chunk in chunks:
+            hasher.update(chunk)
 
 
 def hash_file_sync(path: Path, algorithm: str) -> str:
@@ -154,3 +158,40 @@ def mtime_sync(path: Path) -> float | None:
         return os.stat(path).st_mtime
     except FileNotFoundError:
         return None
+
+
+def probe_sync(directory: Path) -> None:
+    """Create, write, fsync and remove a file in ``directory``; raises OSError if any
+    step fails (the health check's proof that the data directory takes writes)."""
+    path = directory / f".probe-{os.getpid()}-{os.urandom(4).hex()}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, b"regd")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
+def free_bytes_sync(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system of ``path``."""
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def try_lock_sync(path: Path) -> int | None:
+    """An exclusive ``flock`` on ``path`` (created if missing) without waiting: the open
+    descriptor that holds it, or None when another descriptor (of any process) holds it.
+    The kernel drops the lock when its holder dies, so a kill -9 never leaves it behind."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def unlock_sync(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)

@@ -31,6 +31,9 @@ from regd.uploads.state import UploadEvent, UploadState
 # Bytes gathered on the loop before one hand-off to a thread (write + hash). Two such
 # buffers per upload at most: one filling, one in the thread. Bounded memory per upload.
 BUFFER_SIZE = 256 * 1024
+# writev takes at most IOV_MAX (1024) pieces; a client that trickles tiny chunks is
+# handed off sooner.
+MAX_CHUNKS = 512
 
 
 @dataclass
@@ -151,21 +154,25 @@ class UploadService:
         hasher = running.hasher if running is not None and running.size == row.size else None
         fd = await fsio.run(fsio.open_for_append_sync, self.layout.upload_data(row.id), row.size)
         loop = asyncio.get_running_loop()
-        buf = bytearray()
+        # Chunks as aiohttp delivered them, written with one writev and hashed one by one
+        # in the thread: no copy into a bigger buffer on the loop.
+        buf: list[bytes] = []
+        buffered = 0
         pending: asyncio.Future[None] | None = None
         pending_len = 0
         try:
             while chunk := await body.readany():
-                buf += chunk
-                if limit is not None and progress.written + pending_len + len(buf) > limit:
+                buf.append(chunk)
+                buffered += len(chunk)
+                if limit is not None and progress.written + pending_len + buffered > limit:
                     break
-                if len(buf) >= BUFFER_SIZE:
+                if buffered >= BUFFER_SIZE or len(buf) >= MAX_CHUNKS:
                     if pending is not None:
                         await pending
                         progress.written += pending_len
                     pending = loop.run_in_executor(None, fsio.write_and_hash_sync, fd, hasher, buf)
-                    pending_len = len(buf)
-                    buf = bytearray()
+                    pending_len = buffered
+                    buf, buffered = [], 0
         finally:
             await asyncio.shield(self._flush(fd, hasher, pending, pending_len, buf, progress))
             if hasher is not None:
@@ -177,7 +184,7 @@ class UploadService:
         hasher: hashlib._Hash | None,
         pending: asyncio.Future[None] | None,
         pending_len: int,
-        buf: bytearray,
+        buf: list[bytes],
         progress: _Progress,
     ) -> None:
         """Finish the hand-off in flight and write what is left; the bytes received so
@@ -188,7 +195,7 @@ class UploadService:
                 progress.written += pending_len
             if buf:
                 await fsio.run(fsio.write_and_hash_sync, fd, hasher, buf)
-                progress.written += len(buf)
+                progress.written += sum(map(len, buf))
         finally:
             await fsio.run(fsio.close_sync, fd)
 
