@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
@@ -56,6 +58,39 @@ class ContentCache:
             self._bytes -= len(old)
 
 
+class LookupCache:
+    """Metadata lookups of this process, valid while the shared generation stands still
+    (``metadata/generation.py``): any commit, by any process, empties it."""
+
+    def __init__(self, db: Database, max_entries: int = 50_000) -> None:
+        self._db = db
+        self._generation = -1
+        self._entries: dict[Hashable, Any] = {}
+        self._max = max_entries
+
+    def get(self, key: Hashable) -> Any:
+        current = self._db.generation.current()
+        if current != self._generation:
+            self._entries.clear()
+            self._generation = current
+            return None
+        return self._entries.get(key)
+
+    def stamp(self) -> int:
+        """Read before a lookup; pass to ``put`` with its result."""
+        return self._db.generation.current()
+
+    def put(self, key: Hashable, value: Any, stamp: int) -> None:
+        if stamp < 0 or stamp != self._db.generation.current():
+            return
+        if stamp != self._generation:
+            self._entries.clear()
+            self._generation = stamp
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[key] = value
+
+
 class Registry:
     def __init__(self, db: Database, store: BlobStore, grace_period: float, max_manifest_size: int) -> None:
         self.db = db
@@ -63,27 +98,36 @@ class Registry:
         self.grace_period = grace_period
         self.max_manifest_size = max_manifest_size
         self.cache = ContentCache()
+        self.lookups = LookupCache(db)
 
     # -- blobs -------------------------------------------------------------------
 
     async def blob_size(self, repository: str, digest: Digest, confirm: bool = False) -> int:
         """Size of a blob linked to ``repository``, or BLOB_UNKNOWN. With ``confirm``
         (a HEAD: the client may now reference it without uploading), refresh its grace."""
-        size = await repositories.linked_blob_size(self.db, repository, str(digest))
-        if size is None:
-            raise RegistryError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to {repository}")
-        if confirm and self.grace_period > 0:
-            seen = await blob_rows.last_seen(self.db, str(digest))
-            # Refresh at most every half grace period; the collector keeps a blob for
-            # 1.5 grace periods after last_seen, so a HEAD is always covered for a full one.
-            if seen is not None and time.time() - seen > self.grace_period / 2:
-                async with self.db.transaction() as conn:
-                    await blob_rows.mark_seen(conn, str(digest))
+        key = ("blob", repository, str(digest))
+        cached: tuple[int, float] | None = self.lookups.get(key)
+        if cached is None:
+            stamp = self.lookups.stamp()
+            row = await repositories.linked_blob(self.db, repository, str(digest))
+            if row is None:
+                raise RegistryError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown to {repository}")
+            cached = row
+            self.lookups.put(key, row, stamp)
+        size, seen = cached
+        # Refresh at most every half grace period; the collector keeps a blob for 1.5
+        # grace periods after last_seen, so a HEAD is always covered for a full one. A
+        # cached last_seen is never newer than the row's (it only grows), so trusting
+        # it errs on the side of refreshing.
+        if confirm and self.grace_period > 0 and time.time() - seen > self.grace_period / 2:
+            async with self.db.transaction(bump=False) as conn:
+                await blob_rows.mark_seen(conn, str(digest))
+            self.lookups.put(key, (size, time.time()), self.lookups.stamp())
         return size
 
     async def mount(self, repository: str, digest: Digest, source: str) -> int | None:
         """Link a blob of ``source`` into ``repository``; None when ``source`` lacks it."""
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(bump=False) as conn:
             row = await fetchone(
                 conn,
                 "SELECT b.size FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
@@ -146,10 +190,17 @@ class Registry:
         return manifest
 
     async def resolve(self, repository: str, reference: str) -> ManifestRow:
+        key = ("manifest", repository, reference)
+        row: ManifestRow | None = self.lookups.get(key)
+        if row is not None:
+            return row
+        stamp = self.lookups.stamp()
         if Digest.is_digest(reference):
             row = await manifest_rows.by_digest(self.db, repository, str(Digest.parse(reference)))
         else:
             row = await manifest_rows.by_tag(self.db, repository, check_tag(reference))
+        if row is not None:
+            self.lookups.put(key, row, stamp)
         if row is None:
             raise RegistryError(
                 ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference[:200]} unknown to {repository}"
@@ -196,11 +247,14 @@ class Registry:
                     f"manifest {digest} is referenced by index {parents[0]}",
                     detail={"parents": parents},
                 )
-            await self._delete_with_referrers(conn, repository_id, int(row[0]), digest)
+            await self._delete_deeply(conn, repository_id, int(row[0]), digest)
 
-    async def _delete_with_referrers(
+    async def _delete_deeply(
         self, conn: aiosqlite.Connection, repository_id: int, manifest_id: int, digest: str
     ) -> None:
+        """Harbor's ``deleteDeeply``: the manifest, its referrers (signatures, SBOMs...),
+        and the children of an index that no tag and no other index of the repository
+        keeps; each of those the same way."""
         todo = [(manifest_id, digest)]
         seen: set[int] = set()
         while todo:
@@ -209,7 +263,20 @@ class Registry:
                 continue
             seen.add(current_id)
             todo += await manifest_rows.referrer_ids(conn, repository_id, current_digest)
+            children = await manifest_rows.child_ids(conn, current_id)
             await manifest_rows.delete(conn, current_id)
+            for child_id, child_digest in children:
+                if not await manifest_rows.is_tagged(conn, child_id) and not await manifest_rows.parents(
+                    conn, repository_id, child_digest
+                ):
+                    todo.append((child_id, child_digest))
+
+    async def delete_repository(self, repository: str) -> None:
+        """Harbor's repository delete: every manifest, tag and blob link of it, in one
+        transaction. Bytes go at the next collection (what no other repository uses)."""
+        async with self.db.transaction() as conn:
+            if not await repositories.delete(conn, repository):
+                raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {repository} not known to registry")
 
     async def tags(self, repository: str, last: str, n: int) -> list[str]:
         if await repositories.get_id(self.db, repository) is None:

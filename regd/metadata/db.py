@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 
+from regd.metadata.generation import Generation
 from regd.metadata.schema import MIGRATIONS, SCHEMA_VERSION
 
 Row = sqlite3.Row
@@ -40,6 +41,7 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 class Database:
     def __init__(self, path: Path, readers: int = 2) -> None:
         self.path = path
+        self.generation = Generation(path.with_name(path.name + ".generation"))
         self._reader_count = readers
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
@@ -47,6 +49,7 @@ class Database:
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self.generation.open_sync)
         self._writer = await _connect(self.path)
         await self._writer.execute("PRAGMA journal_mode = WAL")
         await self._migrate(self._writer)
@@ -58,6 +61,7 @@ class Database:
             await conn.close()
         self._readers = []
         self._writer = None
+        self.generation.close_sync()
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
         async with conn.execute("PRAGMA user_version") as cur:
@@ -85,8 +89,14 @@ class Database:
         return self._writer
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction (BEGIN IMMEDIATE); commits on success, else rolls back."""
+    async def transaction(self, bump: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction (BEGIN IMMEDIATE); commits on success, else rolls back.
+
+        After the commit the shared generation is bumped (see ``generation.py``) so that
+        no process serves a cached lookup the commit made stale. ``bump=False`` is for
+        transactions that touch nothing cached (upload session bookkeeping, a blob that
+        becomes newly visible).
+        """
         async with self._lock:
             conn = self.writer
             await conn.execute("BEGIN IMMEDIATE")
@@ -96,6 +106,8 @@ class Database:
                 await conn.execute("ROLLBACK")
                 raise
             await conn.execute("COMMIT")
+            if bump:
+                await asyncio.get_running_loop().run_in_executor(None, self.generation.bump_sync)
 
     def _reader(self) -> aiosqlite.Connection:
         if not self._readers:

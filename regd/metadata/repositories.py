@@ -55,14 +55,14 @@ async def link_blob(conn: aiosqlite.Connection, repository_id: int, digest: str)
     )
 
 
-async def linked_blob_size(db: Database, name: str, digest: str) -> int | None:
-    """The size of a blob linked to repository ``name``, or None."""
-    value = await db.fetchval(
-        "SELECT b.size FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
+async def linked_blob(db: Database, name: str, digest: str) -> tuple[int, float] | None:
+    """(size, last_seen) of a blob linked to repository ``name``, or None."""
+    row = await db.fetchone(
+        "SELECT b.size, b.last_seen FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
         "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ?",
         (name, digest),
     )
-    return None if value is None else int(value)
+    return None if row is None else (int(row[0]), float(row[1]))
 
 
 async def unlink_blob(conn: aiosqlite.Connection, name: str, digest: str) -> bool:
@@ -71,4 +71,10 @@ async def unlink_blob(conn: aiosqlite.Connection, name: str, digest: str) -> boo
         "AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
         (digest, name),
     )
+    return cur.rowcount > 0
+
+
+async def delete(conn: aiosqlite.Connection, name: str) -> bool:
+    """Remove a repository with its manifests, tags and blob links (ON DELETE CASCADE)."""
+    cur = await conn.execute("DELETE FROM repositories WHERE name = ?", (name,))
     return cur.rowcount > 0

@@ -84,7 +84,7 @@ class UploadService:
     async def start(self, repository: str) -> UploadRow:
         upload_id = secrets.token_hex(16)
         await fsio.run(fsio.makedirs_sync, self.layout.upload_dir(upload_id))
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(bump=False) as conn:
             await upload_rows.create(conn, upload_id, repository)
         self._hashes[upload_id] = _RunningHash(0, hashlib.sha256())
         return await self.get(repository, upload_id)
@@ -108,7 +108,7 @@ class UploadService:
                     ErrorCode.SIZE_INVALID,
                     f"Content-Length {content_length} does not match range {start}-{end}",
                 )
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(bump=False) as conn:
             began = await upload_rows.transition(conn, row.id, UploadEvent.BEGIN_WRITE, expect_size=row.size)
         if began is None:
             current = await self.get(row.repository, row.id)
@@ -140,7 +140,7 @@ class UploadService:
             await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
             self._hashes.pop(row.id, None)
             written = 0
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(bump=False) as conn:
             await upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size + written)
 
     async def _receive(
@@ -201,7 +201,7 @@ class UploadService:
 
     async def commit(self, row: UploadRow, digest: Digest) -> int:
         """Check the bytes against ``digest`` and store them as a blob of the repository."""
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(bump=False) as conn:
             state = await upload_rows.transition(conn, row.id, UploadEvent.COMMIT, expect_size=row.size)
         if state is None:
             current = await self.get(row.repository, row.id)
@@ -215,7 +215,7 @@ class UploadService:
                     ErrorCode.DIGEST_INVALID, f"content is {digest.algorithm}:{actual}, not {digest}"
                 )
             await self.store.place(data, digest)
-            async with self.db.transaction() as conn:
+            async with self.db.transaction(bump=False) as conn:
                 await self.store.confirm(data, digest)
                 await blob_rows.upsert(conn, str(digest), row.size)
                 repository_id = await repositories.ensure(conn, row.repository)
@@ -225,7 +225,7 @@ class UploadService:
         except RegistryError:
             raise
         except BaseException:
-            async with self.db.transaction() as conn:
+            async with self.db.transaction(bump=False) as conn:
                 await upload_rows.transition(conn, row.id, UploadEvent.RECOVER)
             raise
         await self._remove_data(row.id)
@@ -241,7 +241,7 @@ class UploadService:
         return await fsio.run(fsio.hash_file_sync, data, algorithm)
 
     async def _finish(self, row: UploadRow, event: UploadEvent) -> None:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(bump=False) as conn:
             await upload_rows.transition(conn, row.id, event)
             await upload_rows.delete(conn, row.id)
         await self._remove_data(row.id)
@@ -251,7 +251,7 @@ class UploadService:
         await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
 
     async def cancel(self, row: UploadRow) -> None:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(bump=False) as conn:
             state = await upload_rows.transition(conn, row.id, UploadEvent.CANCEL)
             if state is not None:
                 await upload_rows.delete(conn, row.id)
@@ -267,7 +267,7 @@ class UploadService:
         """At start: sessions cut off mid-write or mid-commit become ACTIVE again."""
         stuck = await upload_rows.in_states(self.db, [UploadState.RECEIVING, UploadState.COMMITTING])
         for row in stuck:
-            async with self.db.transaction() as conn:
+            async with self.db.transaction(bump=False) as conn:
                 await upload_rows.transition(conn, row.id, UploadEvent.RECOVER)
         return len(stuck)
 
@@ -275,7 +275,7 @@ class UploadService:
         """Remove sessions idle longer than ``max_age`` and stray upload directories."""
         count = 0
         for row in await upload_rows.older_than(self.db, now - max_age):
-            async with self.db.transaction() as conn:
+            async with self.db.transaction(bump=False) as conn:
                 state = await upload_rows.transition(conn, row.id, UploadEvent.EXPIRE)
                 if state is not None:
                     await upload_rows.delete(conn, row.id)
