@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from regd.api import middleware, routes
-from regd.auth import AllowAll
+from regd.api.security import make_authorizer, setup_security
+from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.metadata.db import Database
 from regd.registry import Registry
@@ -31,6 +32,7 @@ def build_services(config: Config) -> Services:
     layout = Layout(config.data_dir)
     db = Database(layout.database)
     store = BlobStore(layout, fsync=config.storage.fsync)
+    accounts = Accounts(db, layout, config)
     return Services(
         config=config,
         layout=layout,
@@ -38,7 +40,8 @@ def build_services(config: Config) -> Services:
         store=store,
         registry=Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size),
         uploads=UploadService(db, store, layout),
-        authorizer=AllowAll(),
+        authorizer=make_authorizer(config, accounts),
+        accounts=accounts,
     )
 
 
@@ -78,4 +81,5 @@ def create_app(config: Config, services: Services | None = None) -> web.Applicat
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)
     routes.setup(app)
+    setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
     return app

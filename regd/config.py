@@ -64,11 +64,24 @@ class GCConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    enabled: bool = True
+    service: str = "regd"  # the token's audience and the challenge's service=
+    issuer: str = "regd-token-issuer"
+    token_expiration: int = 30  # minutes
+    realm: str = ""  # defaults to <external_url>/service/token
+    project_creation_restriction: str = "everyone"  # or "adminonly"
+    max_failed_logins: int = 5
+    lockout_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     gc: GCConfig = field(default_factory=GCConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -80,6 +93,10 @@ class Config:
             return self.server.external_url.rstrip("/")
         scheme = "https" if self.server.tls_cert else "http"
         return f"{scheme}://{self.server.listen}"
+
+    @property
+    def token_realm(self) -> str:
+        return self.auth.realm or f"{self.external_url}/service/token"
 
 
 def _section_types() -> dict[str, type[Any]]:
@@ -162,6 +179,21 @@ def _validate(config: Config) -> None:
         raise ConfigError("[gc] grace_period: must not be negative")
     if config.uploads.expire_after <= 0:
         raise ConfigError("[uploads] expire_after: must be positive")
+    _validate_auth(config.auth)
+
+
+def _validate_auth(auth: AuthConfig) -> None:
+    if auth.project_creation_restriction not in ("everyone", "adminonly"):
+        raise ConfigError(
+            "[auth] project_creation_restriction: expected 'everyone' or 'adminonly', "
+            f"got {auth.project_creation_restriction!r}"
+        )
+    if auth.token_expiration < 1:
+        raise ConfigError("[auth] token_expiration: must be at least 1 (minutes)")
+    if not auth.service:
+        raise ConfigError("[auth] service: must not be empty")
+    if auth.max_failed_logins < 1 or auth.lockout_seconds < 0:
+        raise ConfigError("[auth] max_failed_logins must be at least 1, lockout_seconds not negative")
 
 
 def env_layer(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from regd.auth import Authorizer
+from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.metadata.db import Database
 from regd.registry import Registry
@@ -24,6 +25,7 @@ class Services:
     registry: Registry
     uploads: UploadService
     authorizer: Authorizer
+    accounts: Accounts
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

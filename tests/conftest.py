@@ -19,7 +19,11 @@ Client = TestClient  # type: ignore[type-arg]
 
 
 def make_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
-    overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(data_dir), "fsync": False}}
+    # Access control is off for the registry-core tests; auth tests pass auth={"enabled": True}.
+    overrides: dict[str, dict[str, Any]] = {
+        "storage": {"data_dir": str(data_dir), "fsync": False},
+        "auth": {"enabled": False},
+    }
     for section, keys in sections.items():
         overrides.setdefault(section, {}).update(keys)
     return load_config(None, environ={}, overrides=overrides)

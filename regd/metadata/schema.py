@@ -10,6 +10,8 @@ The tables and the edges a garbage collector walks:
     manifests.subject             (the digest a referrer points at)
     repositories --< tags >-- manifests
     uploads                       (sessions in progress, so that they survive a restart)
+
+Access control (migration 2): users --< project_members >-- projects --< robots.
 """
 
 from __future__ import annotations
@@ -91,6 +93,58 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     ) WITHOUT ROWID;
+    """,
+    # Users, projects, members and robot accounts (Harbor's project model, issue 3).
+    # projects.name is the first component of repository names; repositories keep
+    # their ``project`` text column, so a project can be created after its repositories.
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        username TEXT NOT NULL UNIQUE,
+        email TEXT NOT NULL DEFAULT '',
+        realname TEXT NOT NULL DEFAULT '',
+        comment TEXT NOT NULL DEFAULT '',
+        password_hash TEXT NOT NULL,
+        sysadmin INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+
+    CREATE TABLE projects (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        owner_id INTEGER REFERENCES users(id) ON DELETE SET NULL,
+        public INTEGER NOT NULL DEFAULT 0,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+
+    CREATE TABLE project_members (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        role INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        UNIQUE (project_id, user_id)
+    );
+    CREATE INDEX project_members_user ON project_members(user_id);
+
+    CREATE TABLE robots (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        description TEXT NOT NULL DEFAULT '',
+        secret_hash TEXT NOT NULL,
+        actions TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        duration INTEGER NOT NULL DEFAULT -1,
+        expires_at INTEGER NOT NULL DEFAULT -1,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX robots_project ON robots(project_id);
     """,
 ]
 

@@ -9,6 +9,8 @@
       uploads/<upload id>/data             bytes of an upload session in progress
       trash/<hex>.<random>                 blobs a collection is sweeping
       tmp/                                 files being written before their rename
+      auth/token.key                       the RSA key that signs tokens (0600)
+      auth/admin.password                  admin's generated first password (0600)
 
 Every path is built from values that were validated first: a ``Digest`` (fixed-length
 lower-case hex) or an upload id (32 lower-case hex characters). No repository name ever
@@ -53,6 +55,18 @@ class Layout:
     @property
     def tmp(self) -> Path:
         return self.root / "tmp"
+
+    @property
+    def auth(self) -> Path:
+        return self.root / "auth"
+
+    @property
+    def token_key(self) -> Path:
+        return self.auth / "token.key"
+
+    @property
+    def admin_password(self) -> Path:
+        return self.auth / "admin.password"
 
     def directories(self) -> list[Path]:
         return [self.root, self.blobs, self.uploads, self.trash, self.tmp]

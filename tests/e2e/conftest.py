@@ -110,7 +110,9 @@ def regd_server(
 @pytest.fixture(scope="session")
 def registry(regd_server: ServerFactory) -> RegistryServer:
     """The registry shared by tests that neither restart nor reconfigure it."""
-    return regd_server()
+    # Access control off: these tests are about content; tests/e2e/test_auth_*.py start
+    # their own registry with it on (the default).
+    return regd_server(env={"REGD_AUTH_ENABLED": "false"})
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,211 @@
+"""What every management-API handler shares: who is calling, project permission checks,
+pagination (``page``, ``page_size`` up to 100, ``X-Total-Count``, ``Link``), JSON bodies,
+Harbor's time format.
+
+Callers authenticate with HTTP Basic (users and robot accounts); no header means
+anonymous. With ``[auth] enabled = false`` every caller is the system administrator.
+Refusals follow Harbor: 401 ``UNAUTHORIZED`` for anonymous callers, 403 ``FORBIDDEN``
+for authenticated ones; errors use the one envelope ``{"errors":[{"code","message"}]}``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from aiohttp import web
+
+from regd.api.http import json_response
+from regd.auth.accounts import ANONYMOUS, NO_AUTH_ADMIN, Account
+from regd.auth.authorizer import basic_credentials
+from regd.auth.roles import Permission, Role, may
+from regd.errors import ErrorCode, RegistryError
+from regd.metadata import projects
+from regd.metadata.projects import Project
+from regd.services import SERVICES, Services
+
+PREFIX = "/api/v2.0"
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 10
+
+_CALLER: web.RequestKey[Account] = web.RequestKey("harbor_caller", Account)
+
+
+def services_of(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def caller(request: web.Request) -> Account:
+    """Who is calling (checked once per request)."""
+    if _CALLER in request:
+        return request[_CALLER]
+    services = services_of(request)
+    account = ANONYMOUS
+    if not services.config.auth.enabled:
+        account = NO_AUTH_ADMIN
+    elif (header := request.headers.get("Authorization")) is not None:
+        credentials = basic_credentials(header)
+        if credentials is None:
+            raise RegistryError(ErrorCode.UNAUTHORIZED, "basic authentication required")
+        account = await services.accounts.authenticate(*credentials, request.remote or "")
+    request[_CALLER] = account
+    return account
+
+
+async def logged_in(request: web.Request) -> Account:
+    account = await caller(request)
+    if not account.authenticated:
+        raise RegistryError(ErrorCode.UNAUTHORIZED, "authentication required")
+    return account
+
+
+async def sysadmin(request: web.Request) -> Account:
+    account = await logged_in(request)
+    if not account.is_admin:
+        raise RegistryError(ErrorCode.FORBIDDEN, "only system administrators may do this")
+    return account
+
+
+def refuse(account: Account, message: str = "forbidden") -> RegistryError:
+    if not account.authenticated:
+        return RegistryError(ErrorCode.UNAUTHORIZED, "authentication required")
+    return RegistryError(ErrorCode.FORBIDDEN, message)
+
+
+@dataclass(frozen=True)
+class ProjectAccess:
+    project: Project
+    account: Account
+    role: Role | None
+
+    def may(self, permission: Permission) -> bool:
+        return self.account.is_admin or may(self.role, self.project.public, permission)
+
+
+async def find_project(request: web.Request, name_or_id: str) -> Project:
+    """``{project_name_or_id}``: a number is an id unless ``X-Is-Resource-Name: true``."""
+    db = services_of(request).db
+    by_name = request.headers.get("X-Is-Resource-Name", "").lower() == "true"
+    if name_or_id.isdigit() and not by_name:
+        project = await projects.by_id(db, int(name_or_id))
+    else:
+        project = await projects.by_name(db, name_or_id)
+    if project is None:
+        raise RegistryError(ErrorCode.NOT_FOUND, f"project {name_or_id[:100]} not found")
+    return project
+
+
+async def project_access(
+    request: web.Request, permission: Permission, name_or_id: str | None = None
+) -> ProjectAccess:
+    """The project of the path, if the caller holds ``permission`` on it."""
+    account = await caller(request)
+    project = await find_project(request, name_or_id or request.match_info["project"])
+    role = await services_of(request).accounts.role(account, project)
+    access = ProjectAccess(project, account, role)
+    if not access.may(permission):
+        raise refuse(
+            account, f"not allowed to {permission.value.replace(':', ' ')} in project {project.name}"
+        )
+    return access
+
+
+# -- pagination --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    page: int
+    size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.size
+
+
+def page_of(request: web.Request) -> Page:
+    page = _positive(request, "page", 1)
+    size = _positive(request, "page_size", DEFAULT_PAGE_SIZE)
+    if size > MAX_PAGE_SIZE:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"page_size must be at most {MAX_PAGE_SIZE}")
+    return Page(page, size)
+
+
+def _positive(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} must be a positive integer")
+    return int(raw)
+
+
+def paged(request: web.Request, items: list[Any], total: int, page: Page) -> web.Response:
+    """A list response with Harbor's ``X-Total-Count`` and ``Link`` headers."""
+    headers = {"X-Total-Count": str(total)}
+    links = []
+    if page.page > 1:
+        links.append(_link(request, page.page - 1, page.size, "prev"))
+    if page.offset + len(items) < total:
+        links.append(_link(request, page.page + 1, page.size, "next"))
+    if links:
+        headers["Link"] = " , ".join(links)
+    return json_response(items, headers=headers)
+
+
+def _link(request: web.Request, page: int, size: int, rel: str) -> str:
+    query = {k: v for k, v in request.query.items() if k not in ("page", "page_size")}
+    query.update(page=str(page), page_size=str(size))
+    return f'<{request.path}?{urlencode(query)}>; rel="{rel}"'
+
+
+def query_terms(request: web.Request) -> dict[str, str]:
+    """Harbor's ``q`` (``k=v,k=~v``) as key -> value; a fuzzy term keeps its ``~``."""
+    terms: dict[str, str] = {}
+    for part in request.query.get("q", "").split(","):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            terms[key.strip()] = value.strip()
+    return terms
+
+
+# -- bodies and times ----------------------------------------------------------------
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.read())
+    except orjson.JSONDecodeError:
+        raise RegistryError(ErrorCode.BAD_REQUEST, "the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RegistryError(ErrorCode.BAD_REQUEST, "the request body must be a JSON object")
+    return body
+
+
+def text_field(body: dict[str, Any], name: str, default: str = "", limit: int = 1024) -> str:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > limit:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} must be a string of at most {limit} characters")
+    return value
+
+
+def timestamp(seconds: float | None) -> str | None:
+    """Harbor's times: RFC 3339, UTC, milliseconds."""
+    if seconds is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
+
+def created(location: str, body: Any = None) -> web.Response:
+    if body is None:
+        return web.Response(status=201, headers={"Location": location})
+    return json_response(body, status=201, headers={"Location": location})
+
+
+def ok() -> web.Response:
+    return web.Response(status=200)

@@ -1,0 +1,150 @@
+"""Read queries for the management API's repositories and artifacts (Harbor's views of
+``repositories``, ``manifests`` and ``tags``). Writes to content go through the
+``Registry`` service; the only write here is a repository's description."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from regd.metadata.db import Database, Row
+from regd.metadata.manifests import ManifestRow
+from regd.metadata.users import escape_like
+
+_NON_EMPTY = "EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)"
+
+
+@dataclass(frozen=True)
+class RepositoryView:
+    id: int
+    name: str
+    project: str
+    description: str
+    pull_count: int
+    artifact_count: int
+    created_at: float
+    updated_at: float
+
+    @classmethod
+    def of(cls, row: Row) -> RepositoryView:
+        return cls(
+            int(row["id"]),
+            row["name"],
+            row["project"],
+            row["description"],
+            int(row["pull_count"]),
+            int(row["artifact_count"]),
+            float(row["created_at"]),
+            float(row["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class TagView:
+    name: str
+    manifest_id: int
+    repository_id: int
+    updated_at: float
+
+
+_REPOSITORY = (
+    "SELECT r.*, (SELECT count(*) FROM manifests m WHERE m.repository_id = r.id) AS artifact_count "
+    "FROM repositories r"
+)
+
+
+async def repositories(
+    db: Database, projects: list[str] | None, name: str, exact: bool, offset: int, limit: int
+) -> tuple[int, list[RepositoryView]]:
+    """Non-empty repositories of ``projects`` (None: all), filtered by name: (total, page)."""
+    where = [_NON_EMPTY]
+    params: list[Any] = []
+    if projects is not None:
+        where.append(f"r.project IN ({','.join('?' * len(projects))})" if projects else "0")
+        params += projects
+    if name:
+        where.append("r.name = ?" if exact else "r.name LIKE ? ESCAPE '\\'")
+        params.append(name if exact else f"%{escape_like(name)}%")
+    clause = " WHERE " + " AND ".join(where)
+    total = await db.fetchval("SELECT count(*) FROM repositories r" + clause, params)
+    rows = await db.fetchall(
+        _REPOSITORY + clause + " ORDER BY r.name LIMIT ? OFFSET ?", [*params, limit, offset]
+    )
+    return int(total), [RepositoryView.of(r) for r in rows]
+
+
+async def repository(db: Database, name: str) -> RepositoryView | None:
+    row = await db.fetchone(_REPOSITORY + f" WHERE r.name = ? AND {_NON_EMPTY}", (name,))
+    return None if row is None else RepositoryView.of(row)
+
+
+async def set_description(conn: aiosqlite.Connection, repository_id: int, description: str) -> None:
+    await conn.execute(
+        "UPDATE repositories SET description = ?, updated_at = ? WHERE id = ?",
+        (description, time.time(), repository_id),
+    )
+
+
+async def artifacts(
+    db: Database, repository_id: int, offset: int, limit: int
+) -> tuple[int, list[ManifestRow]]:
+    """Manifests of a repository, newest push first: (total, page)."""
+    total = await db.fetchval("SELECT count(*) FROM manifests WHERE repository_id = ?", (repository_id,))
+    rows = await db.fetchall(
+        "SELECT * FROM manifests WHERE repository_id = ? ORDER BY pushed_at DESC, id DESC LIMIT ? OFFSET ?",
+        (repository_id, limit, offset),
+    )
+    return int(total), [ManifestRow.of(r) for r in rows]
+
+
+async def digests(db: Database, repository_id: int) -> list[str]:
+    rows = await db.fetchall("SELECT digest FROM manifests WHERE repository_id = ?", (repository_id,))
+    return [r[0] for r in rows]
+
+
+async def tags(db: Database, manifest_ids: list[int]) -> dict[int, list[TagView]]:
+    if not manifest_ids:
+        return {}
+    rows = await db.fetchall(
+        f"SELECT name, manifest_id, repository_id, updated_at FROM tags WHERE manifest_id IN "
+        f"({','.join('?' * len(manifest_ids))}) ORDER BY name",
+        manifest_ids,
+    )
+    found: dict[int, list[TagView]] = {}
+    for r in rows:
+        tag = TagView(r[0], int(r[1]), int(r[2]), float(r[3]))
+        found.setdefault(tag.manifest_id, []).append(tag)
+    return found
+
+
+async def blob_details(db: Database, manifest_ids: list[int]) -> dict[int, tuple[int, str | None]]:
+    """Per manifest: the summed size of the blobs it references, and its config's media type."""
+    if not manifest_ids:
+        return {}
+    rows = await db.fetchall(
+        f"SELECT manifest_id, sum(size), max(CASE WHEN media_type LIKE '%config%' THEN media_type END) "
+        f"FROM manifest_blobs WHERE manifest_id IN ({','.join('?' * len(manifest_ids))}) "
+        "GROUP BY manifest_id",
+        manifest_ids,
+    )
+    return {int(r[0]): (int(r[1] or 0), r[2]) for r in rows}
+
+
+async def children(db: Database, manifest_ids: list[int]) -> dict[int, list[tuple[int | None, str]]]:
+    """Per index: its children as (child manifest id in the same repository or None, digest)."""
+    if not manifest_ids:
+        return {}
+    rows = await db.fetchall(
+        f"SELECT c.parent_id, m.id, c.child_digest FROM manifest_children c "
+        f"JOIN manifests p ON p.id = c.parent_id "
+        f"LEFT JOIN manifests m ON m.repository_id = p.repository_id AND m.digest = c.child_digest "
+        f"WHERE c.parent_id IN ({','.join('?' * len(manifest_ids))}) ORDER BY c.child_digest",
+        manifest_ids,
+    )
+    found: dict[int, list[tuple[int | None, str]]] = {}
+    for r in rows:
+        found.setdefault(int(r[0]), []).append((None if r[1] is None else int(r[1]), r[2]))
+    return found

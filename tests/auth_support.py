@@ -1,0 +1,105 @@
+"""Helpers for the access-control tests: an app with auth on, identities, images."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from tests.conftest import Client, image_manifest, make_config, sha256
+
+ADMIN_PASSWORD = "Admin12345"
+PASSWORD = "Passw0rd1"
+API = "/api/v2.0"
+
+
+def auth_config(data_dir: Path, **auth: Any) -> Any:
+    return make_config(data_dir, auth={"enabled": True, **auth})
+
+
+def basic(username: str, password: str = PASSWORD) -> dict[str, str]:
+    encoded = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+ADMIN = basic("admin", ADMIN_PASSWORD)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def create_user(client: Client, name: str, password: str = PASSWORD, admin: bool = False) -> int:
+    resp = await client.post(f"{API}/users", json={"username": name, "password": password}, headers=ADMIN)
+    assert resp.status == 201, await resp.text()
+    user_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    if admin:
+        resp = await client.put(
+            f"{API}/users/{user_id}/sysadmin", json={"sysadmin_flag": True}, headers=ADMIN
+        )
+        assert resp.status == 200, await resp.text()
+    return user_id
+
+
+async def create_project(client: Client, name: str, public: bool = False) -> int:
+    body = {"project_name": name, "metadata": {"public": "true" if public else "false"}}
+    resp = await client.post(f"{API}/projects", json=body, headers=ADMIN)
+    assert resp.status == 201, await resp.text()
+    return int(resp.headers["Location"].rsplit("/", 1)[1])
+
+
+async def add_member(client: Client, project: str, username: str, role: int) -> int:
+    body = {"role_id": role, "member_user": {"username": username}}
+    resp = await client.post(f"{API}/projects/{project}/members", json=body, headers=ADMIN)
+    assert resp.status == 201, await resp.text()
+    return int(resp.headers["Location"].rsplit("/", 1)[1])
+
+
+async def create_robot(
+    client: Client, project: str, name: str, actions: list[str], **extra: Any
+) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "level": "project",
+        "duration": -1,
+        "permissions": [
+            {
+                "kind": "project",
+                "namespace": project,
+                "access": [{"resource": "repository", "action": a} for a in actions],
+            }
+        ],
+        **extra,
+    }
+    resp = await client.post(f"{API}/robots", json=body, headers=ADMIN)
+    assert resp.status == 201, await resp.text()
+    created: dict[str, Any] = orjson.loads(await resp.read())
+    return created
+
+
+async def token(client: Client, scopes: list[str], headers: dict[str, str] | None = None) -> str:
+    params = [("service", "regd"), *(("scope", s) for s in scopes)]
+    resp = await client.get("/service/token", params=params, headers=headers or {})
+    assert resp.status == 200, await resp.text()
+    return str(orjson.loads(await resp.read())["token"])
+
+
+async def push_image(client: Client, name: str, tag: str, headers: dict[str, str]) -> tuple[str, bytes]:
+    """Push a small random image with ``headers``; returns its digest and manifest."""
+    blobs = [os.urandom(500 + i) for i in range(2)]
+    for blob in blobs:
+        resp = await client.post(
+            f"/v2/{name}/blobs/uploads/", params={"digest": sha256(blob)}, data=blob, headers=headers
+        )
+        assert resp.status == 201, await resp.text()
+    manifest = image_manifest((sha256(blobs[0]), len(blobs[0])), [(sha256(blobs[1]), len(blobs[1]))])
+    resp = await client.put(
+        f"/v2/{name}/manifests/{tag}",
+        data=manifest,
+        headers={**headers, "Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+    )
+    assert resp.status == 201, await resp.text()
+    return resp.headers["Docker-Content-Digest"], manifest
