@@ -90,6 +90,8 @@ def mint_token(issuer: Issuer, repositories: list[str], hours: float = 12) -> st
 def fetch_token(base_url: str, user: str, password: str, repositories: list[str]) -> str:
     """A token from a registry's own token endpoint (regd: GET /service/token)."""
     scopes = "&".join(f"scope=repository:{repo}:pull,push" for repo in repositories)
+    # regd grants what the project roles allow: bench repositories live in `library`,
+    # the project regd creates at its first start, of which admin is the owner.
     request = urllib.request.Request(f"{base_url}/service/token?service={SERVICE}&{scopes}")
     basic = base64.b64encode(f"{user}:{password}".encode()).decode()
     request.add_header("Authorization", f"Basic {basic}")

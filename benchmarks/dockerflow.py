@@ -15,11 +15,12 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
 from pathlib import Path
+
+from benchmarks.registries import terminate
 
 IMAGE = "regd-bench/image:v1"
 
@@ -61,13 +62,7 @@ class Dockerd:
         return result
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        terminate(self.proc, 30)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Dockerd:
@@ -116,7 +111,7 @@ def make_image(d: Dockerd, workdir: Path, layers: int, layer_size: int) -> int:
 
 
 def _remote(addr: str) -> str:
-    return f"{addr}/bench/docker:v1"
+    return f"{addr}/library/bench-docker:v1"
 
 
 def push(d: Dockerd, addr: str) -> float:

@@ -2,6 +2,8 @@
 
 Read from /proc (proc(5)): utime+stime of every live process in the tree, plus the root's
 cutime+cstime (children it has already reaped), and VmRSS of the tree sampled every 50 ms.
+The machine's busy time (/proc/stat) is read too, so that CPU used by anything else while
+a workload ran (another user's build, say) shows as interference beside the result.
 VmHWM of the root is reset through /proc/PID/clear_refs ("5", Linux 4.0+) at the start of
 a measurement so that a peak between two samples is not missed for the main process.
 """
@@ -75,10 +77,18 @@ def _hwm_bytes(pid: int) -> int:
     return 0
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores spent not idle since boot (/proc/stat, first line)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / CLK_TCK
+
+
 @dataclass
 class Usage:
     cpu_seconds: float
     peak_rss_bytes: int
+    machine_busy_seconds: float  # every process's, the server's and the client's included
 
 
 class Monitor:
@@ -89,6 +99,7 @@ class Monitor:
         self.interval = interval
         self._peak = 0
         self._cpu0 = 0.0
+        self._busy0 = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -98,6 +109,7 @@ class Monitor:
         except OSError:
             pass  # not root, or an old kernel: the sampled peak still counts
         self._cpu0 = cpu_seconds(self.root)
+        self._busy0 = machine_busy_seconds()
         self._peak = rss_bytes(self.root)
         self._thread.start()
 
@@ -109,4 +121,5 @@ class Monitor:
         self._stop.set()
         self._thread.join()
         peak = max(self._peak, rss_bytes(self.root), _hwm_bytes(self.root))
-        return Usage(cpu_seconds(self.root) - self._cpu0, peak)
+        busy = machine_busy_seconds() - self._busy0
+        return Usage(cpu_seconds(self.root) - self._cpu0, peak, busy)

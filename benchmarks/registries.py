@@ -4,17 +4,20 @@
   enabled, access log off, log level error; with auth, `auth: token` trusting the suite's
   own issuer (see auth.py).
 - regd: `regd serve --listen --data-dir --config`, access log off, everything else at its
-  defaults (fsync included); with auth, the TOML given by --regd-auth-config.
+  defaults (fsync included); auth off by `[auth] enabled = false`, and on with the
+  bootstrap user `admin` whose password the suite sets through REGD_ADMIN_PASSWORD.
 - null: the load generator's do-nothing registry (`regbench serve`), the ceiling.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -41,9 +44,21 @@ class Settings:
     logdir: Path
     regbench: Path
     issuer: auth.Issuer | None = None
-    regd_auth_config: Path | None = None
-    regd_credentials: tuple[str, str] | None = None
+    regd_commit: str = "installed (working tree)"
+    regd_source: Path | None = None  # a snapshot of regd/ to run; None: the installed `regd`
+    regd_auth: bool | None = None  # whether this regd knows [auth]; found out on first use
     repositories: list[str] = field(default_factory=list)
+
+
+def terminate(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL to its whole session after `grace` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 class StartError(RuntimeError):
@@ -53,7 +68,8 @@ class StartError(RuntimeError):
 class Running:
     """One registry process; use as a context manager."""
 
-    def __init__(self, name: str, argv: list[str], port: int, data_dir: Path, log: Path) -> None:
+    def __init__(self, name: str, argv: list[str], port: int, data_dir: Path, log: Path,
+                 env: dict[str, str]) -> None:
         self.name = name
         self.port = port
         self.addr = f"127.0.0.1:{port}"
@@ -64,7 +80,7 @@ class Running:
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=data_dir.parent, start_new_session=True,
+                cwd=data_dir.parent, start_new_session=True, env=env,
             )
         self.pid = self.proc.pid
 
@@ -91,13 +107,7 @@ class Running:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        terminate(self.proc, 15)
         shutil.rmtree(self.data_dir, ignore_errors=True)
         # Flush what this registry left dirty so that the next one does not pay for it.
         os.sync()
@@ -107,6 +117,19 @@ class Running:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def snapshot_regd(rev: str, dest: Path) -> str:
+    """Extracts regd/ as committed at `rev` into `dest` (so that the run measures one commit,
+    not a working tree someone is editing); returns the commit's short hash."""
+    root = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", f"{rev}^{{commit}}"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(root), "archive", commit, "regd"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return commit
 
 
 def _distribution_config(data: Path, port: int, s: Settings, with_auth: bool) -> str:
@@ -137,11 +160,41 @@ def _distribution_config(data: Path, port: int, s: Settings, with_auth: bool) ->
     return "\n".join(lines) + "\n"
 
 
-REGD_BENCH_CONFIG = """\
+REGD_BASE_CONFIG = """\
 [server]
 access_log = false
 log_level = "warning"
 """
+# Password of regd's bootstrap user `admin` in auth-on runs (REGD_ADMIN_PASSWORD).
+REGD_ADMIN_PASSWORD = "Bench-" + secrets.token_hex(8) + "-9"
+
+
+def regd_config(with_auth: bool, auth_section: bool) -> str:
+    """regd's TOML: access log off; [auth] only when this regd knows the section."""
+    if not auth_section:
+        return REGD_BASE_CONFIG
+    enabled = "true" if with_auth else "false"
+    return REGD_BASE_CONFIG + f'\n[auth]\nenabled = {enabled}\nservice = "{auth.SERVICE}"\n'
+
+
+def _regd_program(s: Settings) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ, REGD_ADMIN_PASSWORD=REGD_ADMIN_PASSWORD)
+    if s.regd_source is None:
+        return ["regd"], env
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(s.regd_source), env.get("PYTHONPATH")]))
+    return [sys.executable, "-m", "regd"], env
+
+
+def regd_has_auth(s: Settings) -> bool:
+    """Whether this regd accepts an [auth] section (regd check-config says so)."""
+    if s.regd_auth is None:
+        program, env = _regd_program(s)
+        cfg = s.workdir / "regd-check.toml"
+        cfg.write_text(regd_config(True, True))
+        check = subprocess.run([*program, "check-config", "--config", str(cfg)], env=env,
+                               capture_output=True, timeout=60)
+        s.regd_auth = check.returncode == 0
+    return s.regd_auth
 
 
 def start(name: str, s: Settings, with_auth: bool = False) -> Running:
@@ -151,24 +204,22 @@ def start(name: str, s: Settings, with_auth: bool = False) -> Running:
     data = base / "data"
     data.mkdir(parents=True)
     log = s.logdir / f"{name}{'-auth' if with_auth else ''}-{port}.log"
+    env = dict(os.environ)
     if name == "distribution":
         cfg = base / "config.yml"
         cfg.write_text(_distribution_config(data, port, s, with_auth))
         argv = ["docker-registry", "serve", str(cfg)]
     elif name == "regd":
         cfg = base / "regd.toml"
-        if with_auth:
-            assert s.regd_auth_config is not None
-            cfg.write_text(s.regd_auth_config.read_text())
-        else:
-            cfg.write_text(REGD_BENCH_CONFIG)
-        argv = ["regd", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data),
+        cfg.write_text(regd_config(with_auth, regd_has_auth(s)))
+        program, env = _regd_program(s)
+        argv = [*program, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data),
                 "--config", str(cfg)]
     elif name == "null":
         argv = [str(s.regbench), "serve", "--listen", f"127.0.0.1:{port}"]
     else:
         raise ValueError(name)
-    running = Running(name, argv, port, data, log)
+    running = Running(name, argv, port, data, log, env)
     running.data_dir = base  # stop() removes the config beside the data too
     try:
         running.wait_ready()
@@ -185,9 +236,7 @@ def _token_for(name: str, r: Running, s: Settings) -> str:
         assert s.issuer is not None
         return auth.mint_token(s.issuer, s.repositories)
     if name == "regd":
-        assert s.regd_credentials is not None
-        user, password = s.regd_credentials
-        return auth.fetch_token(r.url, user, password, s.repositories)
+        return auth.fetch_token(r.url, "admin", REGD_ADMIN_PASSWORD, s.repositories)
     raise ValueError(f"{name} has no auth")
 
 
@@ -195,5 +244,5 @@ def supports_auth(name: str, s: Settings) -> bool:
     if name == "distribution":
         return s.issuer is not None
     if name == "regd":
-        return s.regd_auth_config is not None and s.regd_credentials is not None
+        return regd_has_auth(s)
     return False

@@ -36,6 +36,7 @@ class Summary:
     cpu_unit: str
     peak_rss_mib: float
     client_cpu_seconds: float
+    other_load: float  # median share of a core used by other processes meanwhile
     rounds: int
     note: str
 
@@ -53,7 +54,8 @@ def summarize(runs: Sequence[Measurement]) -> Summary:
         p99_ms=med(m.p99_ms for m in runs), errors=sum(m.errors for m in runs),
         cpu_per_unit=med(m.server_cpu_per_unit for m in runs), cpu_unit=first.cpu_unit,
         peak_rss_mib=max(m.peak_rss_mib for m in runs),
-        client_cpu_seconds=med(m.client_cpu_seconds for m in runs), rounds=len(runs),
+        client_cpu_seconds=med(m.client_cpu_seconds for m in runs),
+        other_load=med(m.other_cpu_seconds / max(m.seconds, 1e-9) for m in runs), rounds=len(runs),
         note=first.note,
     )
 
@@ -102,19 +104,19 @@ def comparison_rows(summ: dict[str, dict[str, Summary]]) -> list[list[str]]:
 
 COMPARISON_HEADER = ["workload", "unit", REFERENCE, CANDIDATE, "regd/distribution", "null ceiling"]
 DETAIL_HEADER = ["workload", "throughput", "p50 ms", "p99 ms", "errors", "server CPU",
-                 "peak RSS MiB", "client CPU s", "rounds"]
+                 "peak RSS MiB", "client CPU s", "other load", "rounds"]
 
 
 def detail_rows(per: dict[str, Summary]) -> list[list[str]]:
     rows = []
     for key, s in per.items():
         if s.note.startswith("not supported"):
-            rows.append([key, s.note, "", "", "", "", "", "", ""])
+            rows.append([key, s.note, "", "", "", "", "", "", "", ""])
             continue
         rows.append([
             key, f"{s.throughput:,.1f} {s.unit}", f"{s.p50_ms:.2f}", f"{s.p99_ms:.2f}",
             str(s.errors), f"{s.cpu_per_unit:.3f} {s.cpu_unit}", f"{s.peak_rss_mib:.0f}",
-            f"{s.client_cpu_seconds:.2f}", str(s.rounds),
+            f"{s.client_cpu_seconds:.2f}", f"{s.other_load:.0%}", str(s.rounds),
         ])
     return rows
 
@@ -160,11 +162,12 @@ def machine() -> dict[str, str]:
     }
 
 
-def versions() -> dict[str, str]:
+def versions(regd: str) -> dict[str, str]:
     root = Path(__file__).resolve().parent.parent
     out = {
         "distribution": _cmd(["docker-registry", "--version"]),
-        "regd commit": _cmd(["git", "-C", str(root), "rev-parse", "--short", "HEAD"]),
+        "regd": regd,
+        "suite commit": _cmd(["git", "-C", str(root), "rev-parse", "--short", "HEAD"]),
         "rustc (regbench)": _cmd(["rustc", "--version"]),
     }
     for package in ("aiohttp", "uvloop", "aiosqlite"):

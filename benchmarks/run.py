@@ -50,10 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="also docker push and pull an image through a private dockerd (needs root)")
     p.add_argument("--docker-layers", default="8x16", metavar="NxMiB",
                    help="the docker image: N layers of M MiB of random bytes (default 8x16)")
-    p.add_argument("--regd-auth-config", type=Path,
-                   help="regd TOML enabling token auth, for the auth-on workloads")
-    p.add_argument("--regd-credentials", metavar="USER:PASSWORD",
-                   help="a user the --regd-auth-config lets pull and push bench/*")
+    p.add_argument("--regd-commit", default="HEAD", metavar="REV",
+                   help="run regd as committed at REV, from a snapshot of regd/ (default HEAD); "
+                        "'installed' runs the `regd` on PATH, uncommitted changes included")
     p.add_argument("--data-root", type=Path,
                    help="where the registries' data directories go (default: a temporary dir)")
     p.add_argument("--out", type=Path, default=HERE / "results",
@@ -87,9 +86,10 @@ def make_plan(a: argparse.Namespace) -> Plan:
     return dataclasses.replace(plan, **changes)  # type: ignore[arg-type]
 
 
-def available(name: str) -> str | None:
+def available(name: str, regd_commit: str) -> str | None:
     """Why registry `name` cannot run here, or None."""
-    exe = {"distribution": "docker-registry", "regd": "regd"}.get(name)
+    exe = {"distribution": "docker-registry",
+           "regd": "regd" if regd_commit == "installed" else "git"}.get(name)
     if exe and shutil.which(exe) is None:
         return f"`{exe}` not found on PATH"
     return None
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         if n not in registries.NAMES:
             sys.exit(f"unknown registry {n!r}; choose from {registries.NAMES}")
-    missing = {n: why for n in names if (why := available(n))}
+    missing = {n: why for n in names if (why := available(n, a.regd_commit))}
     for n, why in missing.items():
         print(f"!!! skipping {n}: {why}", file=sys.stderr)
     names = [n for n in names if n not in missing]
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.ExitStack() as stack:
             ctx = prepare(a, plan, names, workdir, stamp, stack)
+            regd_version = ctx.settings.regd_commit
             for r in range(rounds):
                 for name in names:
                     print(f"round {r + 1}/{rounds}: {name}", flush=True)
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.run " + shlex.join(args),
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "rounds": rounds, "order": names, "plan": vars(plan) | {"only": list(plan.only)},
-        "machine": report.machine(), "versions": report.versions(),
+        "machine": report.machine(), "versions": report.versions(regd_version),
         "skipped": missing, "wall_seconds": round(time.monotonic() - started),
     }
     return finish(a, meta, ctx.results, stamp)
@@ -155,18 +156,19 @@ def prepare(a: argparse.Namespace, plan: Plan, names: list[str], workdir: Path, 
     print(f"building the load generator; work dir {workdir}, logs in {logdir}", flush=True)
     settings = registries.Settings(workdir=workdir, data_root=data_root, logdir=logdir,
                                    regbench=build_regbench(), repositories=REPOSITORIES)
-    with_auth = not a.no_auth and plan.wants("auth") and any(
+    if "regd" in names and a.regd_commit != "installed":
+        settings.regd_source = workdir / "regd-src"
+        settings.regd_commit = registries.snapshot_regd(a.regd_commit, settings.regd_source)
+        settings.regd_commit = f"commit {settings.regd_commit} (snapshot of regd/)"
+        print(f"regd: {settings.regd_commit}", flush=True)
+    with_auth = not a.no_auth and plan.touches("auth") and any(
         n in ("distribution", "regd") for n in names)
     if with_auth:
         settings.issuer = auth.make_issuer(workdir)
-        settings.regd_auth_config = a.regd_auth_config
-        if a.regd_credentials:
-            user, _, password = a.regd_credentials.partition(":")
-            settings.regd_credentials = (user, password)
     print("preparing blobs and their digests", flush=True)
     blobs = BlobSets(BlobFactory(workdir, plan.blob_size), plan)
     ctx = Context(plan, names, settings, blobs, with_auth, results={n: [] for n in names})
-    if a.docker and plan.wants("docker"):
+    if a.docker and plan.touches("docker"):
         print("starting dockerd and loading the image", flush=True)
         ctx.docker = stack.enter_context(dockerflow.Dockerd(workdir, logdir))
         layers, _, mib = a.docker_layers.partition("x")
@@ -192,7 +194,7 @@ def run_registry(ctx: Context, name: str) -> None:
                     session.run_docker(ctx.docker, ctx.image_bytes, report_one)
         except Exception as e:  # any failure invalidates the run, loudly, and the run goes on
             failed = Measurement(f"{'auth ' if authed else ''}session", 0, "-", 0, 0, 0, 1,
-                                 0, 0, "-", 0, 0, 0, 0, 0, error_samples=[repr(e)])
+                                 0, 0, "-", 0, 0, 0, 0, 0, 0, error_samples=[repr(e)])
             report_one(failed)
 
 
@@ -206,8 +208,14 @@ def printer(results: dict[str, list[Measurement]], name: str) -> Callable[[Measu
             return
         print(f"  {name:12} {m.key:28} {m.throughput:10,.1f} {m.unit:5}  p50 {m.p50_ms:8.2f} ms"
               f"  p99 {m.p99_ms:8.2f} ms  cpu {m.server_cpu_per_unit:7.3f} {m.cpu_unit}"
-              f"  rss {m.peak_rss_mib:6.0f} MiB{loud}", flush=True)
+              f"  rss {m.peak_rss_mib:6.0f} MiB{busy(m)}{loud}", flush=True)
     return report_one
+
+
+def busy(m: Measurement) -> str:
+    """A warning when something else used more than 10% of one core during `m`."""
+    share = m.other_cpu_seconds / max(m.seconds, 1e-9)
+    return f"  (other load {share:.0%} of a core)" if share > 0.10 else ""
 
 
 def finish(a: argparse.Namespace, meta: dict[str, object], results: dict[str, list[Measurement]],

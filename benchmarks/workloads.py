@@ -29,10 +29,18 @@ from benchmarks.registries import Running
 MiB = 1 << 20
 GiB = 1 << 30
 PUSH_MODES = ("docker", "chunked", "monolithic", "post")
-SMALL_REPO = "bench/small"
-MIXED_REPO = "bench/mixed"
+
+
+def push_repo(mode: str) -> str:
+    # Under `library`: regd (like Harbor) keeps repositories in projects, and `library`
+    # is the one that exists from the start.
+    return f"library/bench-push-{mode}"
+
+
+SMALL_REPO = "library/bench-small"
+MIXED_REPO = "library/bench-mixed"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-REPOSITORIES = [f"bench/push-{m}" for m in PUSH_MODES] + [SMALL_REPO, MIXED_REPO]
+REPOSITORIES = [push_repo(m) for m in PUSH_MODES] + [SMALL_REPO, MIXED_REPO]
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,10 @@ class Plan:
 
     def wants(self, name: str) -> bool:
         return not self.only or any(name.startswith(p) for p in self.only)
+
+    def touches(self, group: str) -> bool:
+        """Whether any workload of `group` ("small", "pull range"...) is wanted."""
+        return not self.only or any(p.startswith(group) or group.startswith(p) for p in self.only)
 
     def wants_unauthenticated(self) -> bool:
         return not self.only or any(not p.startswith("auth") for p in self.only)
@@ -74,6 +86,7 @@ class Measurement:
     cpu_unit: str
     peak_rss_mib: float
     client_cpu_seconds: float
+    other_cpu_seconds: float  # used by neither server nor load generator: interference
     bytes: int
     requests: int
     seconds: float
@@ -100,11 +113,11 @@ class BlobSets:
         self.lists: dict[str, Path] = {}
         for mode in PUSH_MODES:
             for c in plan.concurrencies:
-                wanted = plan.wants(f"push {mode}") or needs_pull_set(plan) or plan.wants("auth")
+                wanted = plan.wants(f"push {mode}") or needs_pull_set(plan) or plan.touches("auth")
                 if wanted and (mode == "docker" or plan.wants(f"push {mode}")):
                     self.lists[f"push-{mode}-c{c}"] = factory.make(f"push-{mode}-c{c}", plan.blob_count(c))
         for c in plan.mixed_concurrencies:
-            if plan.wants("mixed"):
+            if plan.touches("mixed"):
                 self.lists[f"mixed-c{c}"] = factory.make(f"mixed-c{c}", plan.blob_count(c // 2))
         self.tiny = factory.make("probe", 1)
 
@@ -113,7 +126,7 @@ class BlobSets:
 
 
 def needs_pull_set(plan: Plan) -> bool:
-    return any(plan.wants(p) for p in ("pull", "mixed"))
+    return plan.touches("pull") or plan.touches("mixed")
 
 
 def _timeout(nbytes: int) -> float:
@@ -146,6 +159,8 @@ def _measure(
         server_cpu_seconds=usage.cpu_seconds, server_cpu_per_unit=per_unit, cpu_unit=cpu_unit,
         peak_rss_mib=usage.peak_rss_bytes / MiB,
         client_cpu_seconds=sum(r.client_cpu_seconds for r in results),
+        other_cpu_seconds=max(0.0, usage.machine_busy_seconds - usage.cpu_seconds
+                              - sum(r.client_cpu_seconds for r in results)),
         bytes=nbytes, requests=requests, seconds=seconds,
         error_samples=[s for r in results for s in r.error_samples][:5], note=note,
     )
@@ -168,7 +183,7 @@ class Session:
 
     def _push(self, mode: str, c: int, prefix: str = "") -> Measurement:
         blobs = self.blobs.lists[f"push-{mode}-c{c}"]
-        args = self._args(f"bench/push-{mode}", blobs=blobs, base=self.blobs.factory.base,
+        args = self._args(push_repo(mode), blobs=blobs, base=self.blobs.factory.base,
                           concurrency=c, mode=mode, chunk=self.plan.chunk_size)
         nbytes = self.plan.blob_count(c) * self.plan.blob_size
         return _measure(self.reg, f"{prefix}push {mode}", c,
@@ -176,7 +191,7 @@ class Session:
 
     def _pull(self, kind: str, c: int, prefix: str = "", blobs: Path | None = None) -> Measurement:
         count = self.plan.blob_count(c)
-        args = self._args("bench/push-docker", blobs=blobs or self.blobs.pull_set(self.plan),
+        args = self._args(push_repo("docker"), blobs=blobs or self.blobs.pull_set(self.plan),
                           concurrency=c, count=count,
                           range=self.plan.range_size if kind == "range" else 0)
         nbytes = count * self.plan.blob_size
@@ -196,7 +211,7 @@ class Session:
         count = self.plan.blob_count(c // 2)
         push = self._args(MIXED_REPO, blobs=push_list, base=self.blobs.factory.base,
                           concurrency=c // 2, mode="docker")
-        pull = self._args("bench/push-docker", blobs=self.blobs.pull_set(self.plan),
+        pull = self._args(push_repo("docker"), blobs=self.blobs.pull_set(self.plan),
                           concurrency=c - c // 2, count=count, range=0)
         nbytes = 2 * count * self.plan.blob_size
         return _measure(self.reg, "mixed push+pull", c, lambda: run_loads_together(
@@ -228,7 +243,7 @@ class Session:
         body = os.urandom(4096)
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         try:
-            status, _, _ = http(self.reg, "POST", f"/v2/bench/push-post/blobs/uploads/?digest={digest}",
+            status, _, _ = http(self.reg, "POST", f"/v2/{push_repo('post')}/blobs/uploads/?digest={digest}",
                                 body, {"Content-Type": "application/octet-stream"})
         except OSError:  # distribution answers 202 before reading the body, then resets
             return False
@@ -258,16 +273,16 @@ class Session:
             for c in p.concurrencies:
                 report(self._push(mode, c))
         if needs_pull_set(p):
-            verify_pull(self.reg, self.blobs.pull_set(p), "bench/push-docker")
+            verify_pull(self.reg, self.blobs.pull_set(p), push_repo("docker"))
         for kind in ("whole", "range"):
             if p.wants(f"pull {kind}"):
                 for c in p.concurrencies:
                     report(self._pull(kind, c))
-        if p.wants("small"):
+        if p.touches("small"):
             for name, method, path, headers in self.small_requests():
                 if p.wants(f"small {name}"):
                     report(self._small(name, method, path, headers))
-        if p.wants("mixed"):
+        if p.touches("mixed"):
             for c in p.mixed_concurrencies:
                 report(self._mixed(c))
 
@@ -284,7 +299,7 @@ class Session:
 
 
 def unsupported(workload: str, why: str) -> Measurement:
-    return Measurement(workload, 0, "MiB/s", 0.0, 0.0, 0.0, 0, 0.0, 0.0, "s/GiB", 0.0, 0.0,
+    return Measurement(workload, 0, "MiB/s", 0.0, 0.0, 0.0, 0, 0.0, 0.0, "s/GiB", 0.0, 0.0, 0.0,
                        0, 0, 0.0, note=f"not supported: {why}")
 
 

@@ -43,7 +43,7 @@ def test_tiny_run_against_null_registry_writes_every_workload(tmp_path: Path) ->
 
 def _measurement(workload: str, throughput: float, errors: int = 0) -> Measurement:
     return Measurement(workload, 8, "MiB/s", throughput, 1.0, 2.0, errors, 1.0, 0.5, "s/GiB",
-                       10.0, 0.1, 1 << 30, 100, 1.0)
+                       10.0, 0.1, 0.0, 1 << 30, 100, 1.0)
 
 
 def test_ratio_is_regd_median_over_distribution_median() -> None:
