@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(check)
     check.add_argument("--listen", help="HOST:PORT")
     check.set_defaults(func=cmd_check_config)
+    from regd.admin import add_commands  # project, user, member, robot
+
+    add_commands(sub, common, _config)
     return parser
 
 
