@@ -103,3 +103,17 @@ async def push_image(client: Client, name: str, tag: str, headers: dict[str, str
     )
     assert resp.status == 201, await resp.text()
     return resp.headers["Docker-Content-Digest"], manifest
+
+
+ROLES = {"pa": 1, "dev": 2, "gu": 3, "ma": 4, "lg": 5}
+
+
+async def setup_roles(client: Client, project: str = "demo", public: bool = False) -> None:
+    """Project ``project`` with one user per role (pa, dev, gu, ma, lg) and a non-member
+    ``out``; ``<project>/app:v1`` pushed by admin."""
+    await create_project(client, project, public)
+    for name, role in ROLES.items():
+        await create_user(client, name)
+        await add_member(client, project, name, role)
+    await create_user(client, "out")
+    await push_image(client, f"{project}/app", "v1", ADMIN)
