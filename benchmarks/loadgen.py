@@ -42,9 +42,9 @@ class BlobFactory:
     def __init__(self, workdir: Path, blob_size: int, seed: int = 1) -> None:
         self.workdir = workdir
         self.blob_size = blob_size
-        self.base = workdir / "base.bin"
-        self.base_size = max(4 * blob_size, 64 << 20)
-        rng = random.Random(seed)
+        self.base = workdir / f"base-{blob_size}.bin"
+        self.base_size = blob_size + (64 << 20)
+        rng = random.Random(seed + blob_size)
         with self.base.open("wb") as f:
             f.write(rng.randbytes(self.base_size))
         self._data = memoryview(self.base.read_bytes())

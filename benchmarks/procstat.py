@@ -89,6 +89,7 @@ class Usage:
     cpu_seconds: float
     peak_rss_bytes: int
     machine_busy_seconds: float  # every process's, the server's and the client's included
+    start_rss_bytes: int
 
 
 class Monitor:
@@ -98,6 +99,7 @@ class Monitor:
         self.root = root
         self.interval = interval
         self._peak = 0
+        self._start_rss = 0
         self._cpu0 = 0.0
         self._busy0 = 0.0
         self._stop = threading.Event()
@@ -110,7 +112,7 @@ class Monitor:
             pass  # not root, or an old kernel: the sampled peak still counts
         self._cpu0 = cpu_seconds(self.root)
         self._busy0 = machine_busy_seconds()
-        self._peak = rss_bytes(self.root)
+        self._peak = self._start_rss = rss_bytes(self.root)
         self._thread.start()
 
     def _sample(self) -> None:
@@ -122,4 +124,4 @@ class Monitor:
         self._thread.join()
         peak = max(self._peak, rss_bytes(self.root), _hwm_bytes(self.root))
         busy = machine_busy_seconds() - self._busy0
-        return Usage(cpu_seconds(self.root) - self._cpu0, peak, busy)
+        return Usage(cpu_seconds(self.root) - self._cpu0, peak, busy, self._start_rss)

@@ -35,14 +35,23 @@ class Summary:
     cpu_per_unit: float
     cpu_unit: str
     peak_rss_mib: float
+    rss_growth_mib: float
     client_cpu_seconds: float
-    other_load: float  # median share of a core used by other processes meanwhile
+    other_load: float | None  # median share of a core used by other processes meanwhile
     rounds: int
     note: str
 
     @property
     def key(self) -> str:
         return measurement_key(self.workload, self.concurrency)
+
+
+def other_load(m: Measurement) -> float | None:
+    """CPU used by other processes during `m`, as a share of one core; None when `m` was too
+    short for /proc's 10 ms ticks and the client's reaped-children accounting to tell."""
+    if m.seconds < 2.0:
+        return None
+    return m.other_cpu_seconds / m.seconds
 
 
 def summarize(runs: Sequence[Measurement]) -> Summary:
@@ -54,8 +63,10 @@ def summarize(runs: Sequence[Measurement]) -> Summary:
         p99_ms=med(m.p99_ms for m in runs), errors=sum(m.errors for m in runs),
         cpu_per_unit=med(m.server_cpu_per_unit for m in runs), cpu_unit=first.cpu_unit,
         peak_rss_mib=max(m.peak_rss_mib for m in runs),
+        rss_growth_mib=max(m.rss_growth_mib for m in runs),
         client_cpu_seconds=med(m.client_cpu_seconds for m in runs),
-        other_load=med(m.other_cpu_seconds / max(m.seconds, 1e-9) for m in runs), rounds=len(runs),
+        other_load=med(loads) if (loads := [x for x in map(other_load, runs) if x is not None]) else None,
+        rounds=len(runs),
         note=first.note,
     )
 
@@ -104,19 +115,20 @@ def comparison_rows(summ: dict[str, dict[str, Summary]]) -> list[list[str]]:
 
 COMPARISON_HEADER = ["workload", "unit", REFERENCE, CANDIDATE, "regd/distribution", "null ceiling"]
 DETAIL_HEADER = ["workload", "throughput", "p50 ms", "p99 ms", "errors", "server CPU",
-                 "peak RSS MiB", "client CPU s", "other load", "rounds"]
+                 "peak RSS MiB", "RSS growth MiB", "client CPU s", "other load", "rounds"]
 
 
 def detail_rows(per: dict[str, Summary]) -> list[list[str]]:
     rows = []
     for key, s in per.items():
         if s.note.startswith("not supported"):
-            rows.append([key, s.note, "", "", "", "", "", "", "", ""])
+            rows.append([key, s.note, "", "", "", "", "", "", "", "", ""])
             continue
         rows.append([
             key, f"{s.throughput:,.1f} {s.unit}", f"{s.p50_ms:.2f}", f"{s.p99_ms:.2f}",
             str(s.errors), f"{s.cpu_per_unit:.3f} {s.cpu_unit}", f"{s.peak_rss_mib:.0f}",
-            f"{s.client_cpu_seconds:.2f}", f"{s.other_load:.0%}", str(s.rounds),
+            f"{s.rss_growth_mib:.0f}", f"{s.client_cpu_seconds:.2f}",
+            "-" if s.other_load is None else f"{s.other_load:.0%}", str(s.rounds),
         ])
     return rows
 
@@ -255,4 +267,16 @@ def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, list[Mea
         parts += [f"### {registry}", "", md_table(DETAIL_HEADER, detail_rows(per)), ""]
     if notes:
         parts += ["## Notes", "", notes.strip(), ""]
-    path.write_text("\n".join(parts))
+    kept = foreign_sections(path.read_text()) if path.exists() else []
+    path.write_text("\n".join(parts + kept).rstrip("\n") + "\n")
+
+
+# The "## " sections this module writes; any other (gc_bench.py's "## Garbage collection",
+# say) is kept as it was when RESULTS.md is rewritten.
+OWN_SECTIONS = ("## Machine and versions", "## Medians over rounds", "## Notes")
+
+
+def foreign_sections(text: str) -> list[str]:
+    chunks = text.split("\n## ")
+    return ["## " + c.rstrip("\n") + "\n" for c in chunks[1:]
+            if not ("## " + c).startswith(OWN_SECTIONS)]

@@ -64,10 +64,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def make_plan(a: argparse.Namespace) -> Plan:
-    plan = Plan(blob_size=1 * MiB, min_blobs=16, small_seconds=2.0) if a.quick else Plan()
+    quick = Plan(blob_size=1 * MiB, min_blobs=16, small_seconds=2.0, large_blob_size=4 * MiB,
+                 huge_blob_size=16 * MiB)
+    plan = quick if a.quick else Plan()
     changes: dict[str, object] = {"only": tuple(a.only)}
     if a.blob_size:
         changes["blob_size"] = a.blob_size
+        changes["large_blob_size"] = a.blob_size
+        changes["huge_blob_size"] = 4 * a.blob_size
         changes["chunk_size"] = max(1, min(plan.chunk_size, a.blob_size // 4))
         changes["range_size"] = max(1, min(plan.range_size, a.blob_size // 4))
     elif a.quick:
@@ -78,6 +82,7 @@ def make_plan(a: argparse.Namespace) -> Plan:
     if a.concurrency:
         levels = tuple(int(c) for c in a.concurrency.split(","))
         changes["concurrencies"] = levels
+        changes["large_concurrency"] = max(levels)
         changes["mixed_concurrencies"] = tuple(c for c in levels if c >= 2) or (2,)
     if a.small_seconds:
         changes["small_seconds"] = a.small_seconds
@@ -214,8 +219,8 @@ def printer(results: dict[str, list[Measurement]], name: str) -> Callable[[Measu
 
 def busy(m: Measurement) -> str:
     """A warning when something else used more than 10% of one core during `m`."""
-    share = m.other_cpu_seconds / max(m.seconds, 1e-9)
-    return f"  (other load {share:.0%} of a core)" if share > 0.10 else ""
+    share = report.other_load(m)
+    return f"  (other load {share:.0%} of a core)" if share is not None and share > 0.10 else ""
 
 
 def finish(a: argparse.Namespace, meta: dict[str, object], results: dict[str, list[Measurement]],

@@ -56,6 +56,10 @@ class Plan:
     range_size: int = 1 * MiB
     chunk_size: int = 4 * MiB
     auth_concurrency: int = 8
+    # The memory targets: many large uploads at once, and one very large blob.
+    large_blob_size: int = 64 * MiB
+    large_concurrency: int = 128
+    huge_blob_size: int = 1024 * MiB
     only: tuple[str, ...] = ()  # workload name prefixes; empty means all
 
     def wants(self, name: str) -> bool:
@@ -92,6 +96,7 @@ class Measurement:
     seconds: float
     error_samples: list[str] = field(default_factory=list)
     note: str = ""
+    rss_growth_mib: float = 0.0  # peak RSS minus RSS when the workload began
 
     @property
     def key(self) -> str:
@@ -120,6 +125,13 @@ class BlobSets:
             if plan.touches("mixed"):
                 self.lists[f"mixed-c{c}"] = factory.make(f"mixed-c{c}", plan.blob_count(c // 2))
         self.tiny = factory.make("probe", 1)
+        self.large: BlobFactory | None = None
+        self.huge: BlobFactory | None = None
+        if plan.touches("memory"):
+            self.large = BlobFactory(factory.workdir, plan.large_blob_size)
+            self.lists["large"] = self.large.make("large", plan.large_concurrency)
+            self.huge = BlobFactory(factory.workdir, plan.huge_blob_size)
+            self.lists["huge"] = self.huge.make("huge", 1)
 
     def pull_set(self, plan: Plan) -> Path:
         return self.lists[f"push-docker-c{max(plan.concurrencies)}"]
@@ -163,6 +175,7 @@ def _measure(
                               - sum(r.client_cpu_seconds for r in results)),
         bytes=nbytes, requests=requests, seconds=seconds,
         error_samples=[s for r in results for s in r.error_samples][:5], note=note,
+        rss_growth_mib=(usage.peak_rss_bytes - usage.start_rss_bytes) / MiB,
     )
 
 
@@ -185,18 +198,15 @@ class Session:
         blobs = self.blobs.lists[f"push-{mode}-c{c}"]
         args = self._args(push_repo(mode), blobs=blobs, base=self.blobs.factory.base,
                           concurrency=c, mode=mode, chunk=self.plan.chunk_size)
-        nbytes = self.plan.blob_count(c) * self.plan.blob_size
-        return _measure(self.reg, f"{prefix}push {mode}", c,
-                        lambda: [run_load(self.regbench, "push", args, _timeout(nbytes))], False)
+        return self._run_one(f"{prefix}push {mode}", c, "push", args,
+                             self.plan.blob_count(c) * self.plan.blob_size)
 
     def _pull(self, kind: str, c: int, prefix: str = "", blobs: Path | None = None) -> Measurement:
         count = self.plan.blob_count(c)
         args = self._args(push_repo("docker"), blobs=blobs or self.blobs.pull_set(self.plan),
                           concurrency=c, count=count,
                           range=self.plan.range_size if kind == "range" else 0)
-        nbytes = count * self.plan.blob_size
-        return _measure(self.reg, f"{prefix}pull {kind}", c,
-                        lambda: [run_load(self.regbench, "pull", args, _timeout(nbytes))], False)
+        return self._run_one(f"{prefix}pull {kind}", c, "pull", args, count * self.plan.blob_size)
 
     def _small(self, name: str, method: str, path: str, headers: list[str], prefix: str = "") -> Measurement:
         c = self.plan.small_concurrency
@@ -237,6 +247,28 @@ class Session:
 
         return _measure(self.reg, name, 1, once, False,
                         note="one image; dockerd gzips and extracts layers, so this is mostly dockerd's time")
+
+    def run_memory(self, report: Callable[[Measurement], None]) -> None:
+        """The memory targets: RSS under `large_concurrency` uploads of `large_blob_size` at
+        once, and RSS growth while one `huge_blob_size` blob is pushed and pulled."""
+        p, b = self.plan, self.blobs
+        assert b.large is not None and b.huge is not None
+        for name, factory, blobs, c in (
+            (f"memory: push {p.large_blob_size // MiB} MiB x{p.large_concurrency}", b.large,
+             b.lists["large"], p.large_concurrency),
+            (f"memory: push {p.huge_blob_size // MiB} MiB x1", b.huge, b.lists["huge"], 1),
+        ):
+            nbytes = c * factory.blob_size
+            args = self._args(push_repo("docker"), blobs=blobs, base=factory.base, concurrency=c,
+                              mode="docker")
+            report(self._run_one(name, c, "push", args, nbytes))
+        args = self._args(push_repo("docker"), blobs=b.lists["huge"], concurrency=1, count=1, range=0)
+        report(self._run_one(f"memory: pull {p.huge_blob_size // MiB} MiB x1", 1, "pull", args,
+                             p.huge_blob_size))
+
+    def _run_one(self, name: str, c: int, command: str, args: dict[str, Any], nbytes: int) -> Measurement:
+        return _measure(self.reg, name, c,
+                        lambda: [run_load(self.regbench, command, args, _timeout(nbytes))], False)
 
     def supports_single_post(self) -> bool:
         """Whether a one-request POST ?digest= push is accepted (OCI spec: MAY)."""
@@ -285,6 +317,8 @@ class Session:
         if p.touches("mixed"):
             for c in p.mixed_concurrencies:
                 report(self._mixed(c))
+        if p.touches("memory"):
+            self.run_memory(report)
 
     def run_auth(self, report: Callable[[Measurement], None]) -> None:
         """The auth-on subset; the same names prefixed with 'auth: '."""
