@@ -120,16 +120,25 @@ class Running:
 
 
 def snapshot_regd(rev: str, dest: Path) -> str:
-    """Extracts regd/ as committed at `rev` into `dest` (so that the run measures one commit,
-    not a working tree someone is editing); returns the commit's short hash."""
+    """Copies regd/ as committed at `rev` (or, for rev "worktree", as it is on disk now)
+    into `dest`, so that every round runs the same code even while someone edits the
+    working tree; returns a description of what was copied."""
     root = Path(__file__).resolve().parent.parent
-    commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", f"{rev}^{{commit}}"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
     dest.mkdir(parents=True, exist_ok=True)
+    if rev == "worktree":
+        shutil.copytree(root / "regd", dest / "regd", ignore=shutil.ignore_patterns("__pycache__"))
+        changed = len(git("status", "--porcelain", "--", "regd").splitlines())
+        return f"working tree on commit {git('rev-parse', '--short', 'HEAD')} ({changed} files changed)"
+    commit = git("rev-parse", "--short", f"{rev}^{{commit}}")
     archive = subprocess.run(["git", "-C", str(root), "archive", commit, "regd"],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
-    return commit
+    return f"commit {commit}"
 
 
 def _distribution_config(data: Path, port: int, s: Settings, with_auth: bool) -> str:

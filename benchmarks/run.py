@@ -52,7 +52,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="the docker image: N layers of M MiB of random bytes (default 8x16)")
     p.add_argument("--regd-commit", default="HEAD", metavar="REV",
                    help="run regd as committed at REV, from a snapshot of regd/ (default HEAD); "
-                        "'installed' runs the `regd` on PATH, uncommitted changes included")
+                        "'worktree': a snapshot of regd/ as it is on disk now; "
+                        "'installed': the `regd` on PATH, read afresh at every start")
     p.add_argument("--data-root", type=Path,
                    help="where the registries' data directories go (default: a temporary dir)")
     p.add_argument("--out", type=Path, default=HERE / "results",
@@ -164,7 +165,6 @@ def prepare(a: argparse.Namespace, plan: Plan, names: list[str], workdir: Path, 
     if "regd" in names and a.regd_commit != "installed":
         settings.regd_source = workdir / "regd-src"
         settings.regd_commit = registries.snapshot_regd(a.regd_commit, settings.regd_source)
-        settings.regd_commit = f"commit {settings.regd_commit} (snapshot of regd/)"
         print(f"regd: {settings.regd_commit}", flush=True)
     with_auth = not a.no_auth and plan.touches("auth") and any(
         n in ("distribution", "regd") for n in names)
