@@ -29,3 +29,7 @@ class Services:
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
+
+# Per-request facts set by the /v2 dispatcher, read by logging and metrics.
+ROUTE: web.RequestKey[str] = web.RequestKey("route", str)
+REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
