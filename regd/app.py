@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from regd.api import middleware, routes
+from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
@@ -82,4 +83,5 @@ def create_app(config: Config, services: Services | None = None) -> web.Applicat
     app.on_response_prepare.append(middleware.common_headers)
     routes.setup(app)
     setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
+    harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
     return app

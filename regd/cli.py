@@ -1,4 +1,4 @@
-"""The ``regd`` command: ``serve``, ``check-config``."""
+"""The ``regd`` command: ``serve``, ``check-config``, ``gc``."""
 
 from __future__ import annotations
 
@@ -85,6 +85,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gc(args: argparse.Namespace) -> int:
+    """One garbage collection now, also while the daemon runs on the same data directory."""
+    from regd.gc import GCBusyError, Parameters
+    from regd.gc.service import collect_once
+
+    config = _config(args)
+    delete_untagged = args.delete_untagged or config.gc.delete_untagged
+    parameters = Parameters(delete_untagged=delete_untagged, dry_run=args.dry_run)
+    result: list[Any] = []
+
+    async def collect() -> None:
+        result.append(await collect_once(config, parameters))
+
+    try:
+        _run(collect())
+    except GCBusyError as e:
+        print(f"regd: {e}", file=sys.stderr)
+        return 1
+    run_id, report = result[0]
+    print(f"garbage collection {run_id}: {'dry run, ' if report.dry_run else ''}{report.summary()}")
+    return 3 if report.stopped else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regd", description="container image registry daemon")
     parser.add_argument("--version", action="version", version=f"regd {__version__}")
@@ -106,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     from regd.admin import add_commands  # project, user, member, robot
 
     add_commands(sub, common, _config)
+
+    gc = sub.add_parser("gc", help="collect garbage now (safe while the daemon runs)")
+    common(gc)
+    gc.add_argument("--dry-run", action="store_true", help="report what would be freed, delete nothing")
+    gc.add_argument(
+        "--delete-untagged", action="store_true", help="also delete manifests no tag or index keeps"
+    )
+    gc.set_defaults(func=cmd_gc)
     return parser
 
 

@@ -19,6 +19,7 @@ from regd.app import create_app
 from regd.auth import Access
 from regd.auth.tokens import TokenIssuer
 from regd.config import ConfigError
+from regd.errors import ErrorCode
 from regd.services import SERVICES
 from tests.auth_support import (
     ADMIN,
@@ -499,3 +500,22 @@ async def test_auth_disabled_allows_everything(aiohttp_client: AiohttpClient, da
     await push_image(client, "anything/app", "v1", {})
     assert (await client.get("/api/v2.0/users")).status == 200
     assert (await client.post("/api/v2.0/projects", json={"project_name": "p"})).status == 201
+
+
+async def test_refusal_messages_are_never_the_codes_default_text(client: Client) -> None:
+    """docker reads a default-text error as a bare code: it retries a push five times
+    and prints a pull refusal as just "denied"."""
+    await setup_roles(client)
+    guest = await token(client, ["repository:demo/app:pull,push"], basic("gu"))
+
+    anonymous = await assert_error(await client.post("/v2/demo/app/blobs/uploads/"), 401, "UNAUTHORIZED")
+    denied = await assert_error(
+        await client.post("/v2/demo/app/blobs/uploads/", headers=bearer(guest)), 403, "DENIED"
+    )
+    base = await assert_error(await client.get("/v2/"), 401, "UNAUTHORIZED")
+
+    assert anonymous["errors"][0]["message"] == "unauthorized to access repository: demo/app, action: push"
+    assert (
+        denied["errors"][0]["message"] == "requested access to the resource is denied: demo/app, action: push"
+    )
+    assert base["errors"][0]["message"] != ErrorCode.UNAUTHORIZED.default_message

@@ -10,9 +10,12 @@
 - ``Basic``: checked like a login (throttled), then the account's actions decide.
 - Refusals: anonymous callers get 401 ``UNAUTHORIZED`` with the challenge (log in);
   authenticated ones get 403 ``DENIED`` (docker prints "denied: ..." and does not
-  retry). A repository whose project does not exist is refused with the message
-  ``project <p> not found``, which docker prints (never NAME_UNKNOWN or 404 there:
-  docker retries those on push, forever).
+  retry). Messages always add the repository and action: docker reads an error whose
+  message is exactly the code's default as a bare code, and then retries a push five
+  times and prints a pull refusal as just "denied".
+- A repository whose project does not exist is refused with the message ``project <p>
+  not found``, which docker prints (never Harbor's NOT_FOUND there: a code docker does
+  not know makes it retry the push, Harbor #20544).
 """
 
 from __future__ import annotations
@@ -55,6 +58,14 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
     return (username, password) if sep else None
 
 
+def _unauthenticated(needs: list[Access]) -> str:
+    # Never the code's default text: docker turns an error whose message is the default
+    # into a bare code, which it then retries on push and prints without context.
+    if not needs or needs[0].type != "repository":
+        return "unauthorized: authentication required"
+    return f"unauthorized to access repository: {needs[0].name}, action: {needs[0].actions[-1]}"
+
+
 class TokenAuthorizer:
     def __init__(self, accounts: Accounts, config: Config) -> None:
         self.accounts = accounts
@@ -76,7 +87,7 @@ class TokenAuthorizer:
                     e.headers["WWW-Authenticate"] = challenge(self.config, needs)
                 raise
             return await self._check(account, needs)
-        raise self._unauthorized(needs, "authentication required")
+        raise self._unauthorized(needs, _unauthenticated(needs))
 
     async def _bearer(self, token: str, needs: list[Access]) -> Principal:
         try:
@@ -105,7 +116,8 @@ class TokenAuthorizer:
                 raise self._refused(account, needs, f"project {project_of(need.name)} not found")
             lacking = [a for a in need.actions if a not in held and "*" not in held]
             if lacking and account.authenticated:
-                raise RegistryError(ErrorCode.DENIED, "requested access to the resource is denied")
+                message = f"requested access to the resource is denied: {need.name}, action: {lacking[0]}"
+                raise RegistryError(ErrorCode.DENIED, message)
             if lacking:
                 message = f"unauthorized to access repository: {need.name}, action: {lacking[0]}"
                 raise self._unauthorized(needs, message)

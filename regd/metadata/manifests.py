@@ -159,6 +159,23 @@ async def parents(conn: aiosqlite.Connection, repository_id: int, digest: str) -
     return [r[0] for r in rows]
 
 
+async def child_ids(conn: aiosqlite.Connection, manifest_id: int) -> list[tuple[int, str]]:
+    """(id, digest) of the manifests an index lists, in the index's repository."""
+    rows = await fetchall(
+        conn,
+        "SELECT c.id, c.digest FROM manifests p JOIN manifest_children mc ON mc.parent_id = p.id "
+        "JOIN manifests c ON c.repository_id = p.repository_id AND c.digest = mc.child_digest "
+        "WHERE p.id = ?",
+        (manifest_id,),
+    )
+    return [(int(r[0]), r[1]) for r in rows]
+
+
+async def is_tagged(conn: aiosqlite.Connection, manifest_id: int) -> bool:
+    row = await fetchone(conn, "SELECT 1 FROM tags WHERE manifest_id = ? LIMIT 1", (manifest_id,))
+    return row is not None
+
+
 async def referrer_ids(conn: aiosqlite.Connection, repository_id: int, digest: str) -> list[tuple[int, str]]:
     rows = await fetchall(
         conn,

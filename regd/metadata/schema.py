@@ -12,6 +12,7 @@ The tables and the edges a garbage collector walks:
     uploads                       (sessions in progress, so that they survive a restart)
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
+Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
 """
 
 from __future__ import annotations
@@ -145,6 +146,34 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     CREATE INDEX robots_project ON robots(project_id);
+    """,
+    # Garbage collection history and schedule (Harbor's /system/gc, issue 4). A run's
+    # log and counters are written while it runs, so another process can follow it;
+    # stop_requested is how a stop reaches a collection running in another process.
+    """
+    CREATE TABLE gc_runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        schedule_type TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        status TEXT NOT NULL,
+        stop_requested INTEGER NOT NULL DEFAULT 0,
+        manifests_purged INTEGER NOT NULL DEFAULT 0,
+        blobs_purged INTEGER NOT NULL DEFAULT 0,
+        bytes_freed INTEGER NOT NULL DEFAULT 0,
+        log TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+
+    CREATE TABLE gc_schedule (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        type TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        parameters TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
     """,
 ]
 

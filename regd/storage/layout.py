@@ -7,7 +7,9 @@
                                            of its digest (it arrives by atomic rename
                                            of a fully written, fsynced file)
       uploads/<upload id>/data             bytes of an upload session in progress
-      trash/<hex>.<random>                 blobs a collection is sweeping
+      trash/<hex>.<random>                 blobs a collection is sweeping (regd.gc: a file
+                                           here whose blob row exists goes back, others go)
+      gc.lock                              flock held by the one running collection
       tmp/                                 files being written before their rename
       auth/token.key                       the RSA key that signs tokens (0600)
       auth/admin.password                  admin's generated first password (0600)
@@ -57,6 +59,10 @@ class Layout:
         return self.root / "tmp"
 
     @property
+    def gc_lock(self) -> Path:
+        return self.root / "gc.lock"
+
+    @property
     def auth(self) -> Path:
         return self.root / "auth"
 
@@ -81,6 +87,15 @@ class Layout:
 
     def upload_data(self, upload_id: str) -> Path:
         return self.upload_dir(upload_id) / "data"
+
+    def digest_of_trash_name(self, name: str) -> Digest | None:
+        """The digest a file under trash/ (``<hex>.<random>``) stands for, or None."""
+        encoded = name.split(".", 1)[0]
+        algorithm = {64: "sha256", 128: "sha512"}.get(len(encoded))
+        try:
+            return None if algorithm is None else Digest.parse(f"{algorithm}:{encoded}")
+        except Exception:
+            return None
 
     def digest_of_blob_path(self, path: Path) -> Digest | None:
         """The digest a file under blobs/ stands for, or None for a stray file."""
