@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
+from regd.app import create_app
 from tests.conftest import Client, image_manifest, make_config, sha256
+
+Starter = Callable[..., Awaitable[Client]]
 
 ADMIN_PASSWORD = "Admin12345"
 PASSWORD = "Passw0rd1"
@@ -18,6 +23,18 @@ API = "/api/v2.0"
 
 def auth_config(data_dir: Path, **auth: Any) -> Any:
     return make_config(data_dir, auth={"enabled": True, **auth})
+
+
+def starter(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
+    """``start(auth={...}, server={...})``: a test client over an app with auth on, whose
+    admin password is ``ADMIN_PASSWORD``."""
+
+    async def start(**sections: dict[str, Any]) -> Client:
+        monkeypatch.setenv("REGD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        auth = {"enabled": True, **sections.pop("auth", {})}
+        return await aiohttp_client(create_app(make_config(data_dir, auth=auth, **sections)))
+
+    return start
 
 
 def basic(username: str, password: str = PASSWORD) -> dict[str, str]:

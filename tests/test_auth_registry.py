@@ -25,6 +25,7 @@ from tests.auth_support import (
     ADMIN,
     ADMIN_PASSWORD,
     PASSWORD,
+    Starter,
     auth_config,
     basic,
     bearer,
@@ -33,6 +34,7 @@ from tests.auth_support import (
     create_user,
     push_image,
     setup_roles,
+    starter,
     token,
 )
 from tests.conftest import Client, assert_error, make_config
@@ -41,18 +43,12 @@ AiohttpClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def start(
-    aiohttp_client: AiohttpClient, data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Awaitable[Client]]:
-    async def started(**auth: object) -> Client:
-        monkeypatch.setenv("REGD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        return await aiohttp_client(create_app(auth_config(data_dir, **auth)))
-
-    return started
+def start(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
+    return starter(aiohttp_client, data_dir, monkeypatch)
 
 
 @pytest.fixture
-async def client(start: Callable[..., Awaitable[Client]]) -> Client:
+async def client(start: Starter) -> Client:
     return await start()
 
 
@@ -134,8 +130,8 @@ async def test_token_answer_has_harbor_fields(client: Client) -> None:
     assert resp.headers["Cache-Control"] == "no-store"
 
 
-async def test_token_expiration_is_configurable(start: Callable[..., Awaitable[Client]]) -> None:
-    client = await start(token_expiration=5)
+async def test_token_expiration_is_configurable(start: Starter) -> None:
+    client = await start(auth={"token_expiration": 5})
 
     resp = await client.get("/service/token", headers=ADMIN)
 
@@ -429,9 +425,9 @@ async def test_robot_with_a_duration_expires(client: Client, monkeypatch: pytest
 
 
 async def test_repeated_failures_lock_the_account_even_for_the_right_password(
-    start: Callable[..., Awaitable[Client]],
+    start: Starter,
 ) -> None:
-    client = await start(max_failed_logins=3, lockout_seconds=30)
+    client = await start(auth={"max_failed_logins": 3, "lockout_seconds": 30})
     for _ in range(3):
         await assert_error(
             await client.get("/service/token", headers=basic("admin", "Wrong1234")), 401, "UNAUTHORIZED"

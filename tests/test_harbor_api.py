@@ -10,39 +10,32 @@ from typing import Any
 import orjson
 import pytest
 
-from regd.app import create_app
 from tests.auth_support import (
     ADMIN,
-    ADMIN_PASSWORD,
     API,
     PASSWORD,
+    Starter,
     basic,
     create_project,
     create_robot,
     create_user,
     push_image,
     setup_roles,
+    starter,
     token,
 )
-from tests.conftest import Client, assert_error, make_config
+from tests.conftest import Client, assert_error
 
 AiohttpClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def start(
-    aiohttp_client: AiohttpClient, data_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Awaitable[Client]]:
-    async def started(**sections: dict[str, Any]) -> Client:
-        monkeypatch.setenv("REGD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        auth = {"enabled": True, **sections.pop("auth", {})}
-        return await aiohttp_client(create_app(make_config(data_dir, auth=auth, **sections)))
-
-    return started
+def start(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
+    return starter(aiohttp_client, data_dir, monkeypatch)
 
 
 @pytest.fixture
-async def client(start: Callable[..., Awaitable[Client]]) -> Client:
+async def client(start: Starter) -> Client:
     return await start()
 
 
@@ -88,9 +81,7 @@ async def test_getcert_is_404_without_a_ca(client: Client) -> None:
     await assert_error(await client.get(f"{API}/systeminfo/getcert"), 404, "NOT_FOUND")
 
 
-async def test_getcert_answers_the_ca_as_ca_crt_without_login(
-    start: Callable[..., Awaitable[Client]], tmp_path: Path
-) -> None:
+async def test_getcert_answers_the_ca_as_ca_crt_without_login(start: Starter, tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n")
     client = await start(server={"ca_cert": str(ca), "external_url": "https://reg.example.com"})
@@ -181,7 +172,7 @@ async def test_anonymous_cannot_create_projects(client: Client) -> None:
     await assert_error(await client.post(f"{API}/projects", json={"project_name": "p"}), 401, "UNAUTHORIZED")
 
 
-async def test_adminonly_restriction_refuses_users(start: Callable[..., Awaitable[Client]]) -> None:
+async def test_adminonly_restriction_refuses_users(start: Starter) -> None:
     client = await start(auth={"project_creation_restriction": "adminonly"})
     await create_user(client, "alice")
 
