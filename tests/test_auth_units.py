@@ -250,6 +250,17 @@ def test_throttle_locks_after_max_failures_and_doubles() -> None:
     assert throttle.wait(["account:a"], now=111) == 20
 
 
+def test_throttle_allows_an_address_four_times_as_many_failures() -> None:
+    throttle = LoginThrottle(max_failures=2, lockout=10)
+    for _ in range(7):
+        throttle.failed(["address:10.0.0.1"], now=100)
+    assert throttle.wait(["address:10.0.0.1"], now=100) == 0
+
+    throttle.failed(["address:10.0.0.1"], now=100)
+
+    assert throttle.wait(["address:10.0.0.1"], now=100) == 10
+
+
 def test_throttle_success_clears_the_count() -> None:
     throttle = LoginThrottle(max_failures=2, lockout=10)
     throttle.failed(["account:a"], now=100)

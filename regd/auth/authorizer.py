@@ -95,6 +95,8 @@ class TokenAuthorizer:
         except InvalidTokenError as e:
             log.debug("refused a bearer token: %s", e)
             raise self._unauthorized(needs, "invalid or expired token") from None
+        if not needs:  # /v2/ itself, or a caller that asks who this is (the GC API)
+            return (await self.accounts.account_named(claims.subject)).principal()
         missing = [need for need in needs if not claims.allows(need)]
         if not missing:
             granted = {need.name: frozenset(need.actions) for need in needs}

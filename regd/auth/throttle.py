@@ -1,6 +1,8 @@
-"""Brute-force slowdown: after ``max_failures`` failed logins for one account or from one
-address, further attempts for it are refused for ``lockout`` seconds (doubling with each
-further lockout, up to an hour), without checking the password at all.
+"""Brute-force slowdown: after ``max_failures`` failed logins for one account (keys
+``account:<name>``), or four times as many from one address (``address:<ip>``: several
+users may share one behind a NAT), further attempts for it are refused for ``lockout``
+seconds (doubling with each further lockout, up to an hour), without checking the
+password at all.
 
 The counters live in this process's memory: with several workers each keeps its own, so
 an attacker gets at most ``workers`` times the attempts. Entries are dropped once their
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 MAX_LOCKOUT = 3600.0
 WINDOW = 900.0  # failures older than this (with no lock running) are forgotten
 MAX_ENTRIES = 100_000
+ADDRESS_FACTOR = 4
 
 
 @dataclass
@@ -51,7 +54,8 @@ class LoginThrottle:
                 entry.failures = 0
             entry.failures += 1
             entry.last_failure = now
-            if entry.failures >= self.max_failures:
+            limit = self.max_failures * (ADDRESS_FACTOR if key.startswith("address:") else 1)
+            if entry.failures >= limit:
                 entry.locked_until = now + min(self.lockout * 2**entry.lockouts, MAX_LOCKOUT)
                 entry.lockouts += 1
                 entry.failures = 0

@@ -101,9 +101,13 @@ async def find_project(request: web.Request, name_or_id: str) -> Project:
 async def project_access(
     request: web.Request, permission: Permission, name_or_id: str | None = None
 ) -> ProjectAccess:
-    """The project of the path, if the caller holds ``permission`` on it."""
-    account = await caller(request)
+    """The project of the path (or ``name_or_id``), if the caller holds ``permission`` on it."""
     project = await find_project(request, name_or_id or request.match_info["project"])
+    return await check_access(request, project, permission)
+
+
+async def check_access(request: web.Request, project: Project, permission: Permission) -> ProjectAccess:
+    account = await caller(request)
     role = await services_of(request).accounts.role(account, project)
     access = ProjectAccess(project, account, role)
     if not access.may(permission):

@@ -18,6 +18,7 @@ from regd.api.harbor.common import (
     PREFIX,
     ProjectAccess,
     caller,
+    check_access,
     created,
     find_project,
     json_body,
@@ -87,14 +88,14 @@ def _permission(body: dict[str, Any]) -> tuple[str, frozenset[str]]:
 
 
 async def _robot(request: web.Request, permission: Permission) -> tuple[Robot, ProjectAccess]:
-    account = await logged_in(request)
+    await logged_in(request)
+    db = services_of(request).db
     raw = request.match_info["robot_id"]
-    robot = await robots.by_id(services_of(request).db, int(raw)) if raw.isdigit() else None
-    if robot is None:
+    robot = await robots.by_id(db, int(raw)) if raw.isdigit() else None
+    project = await projects.by_id(db, robot.project_id) if robot is not None else None
+    if robot is None or project is None:
         raise RegistryError(ErrorCode.NOT_FOUND, f"robot {raw[:50]} not found")
-    access = await project_access(request, permission, str(robot.project_id))
-    del account
-    return robot, access
+    return robot, await check_access(request, project, permission)
 
 
 async def create(request: web.Request) -> web.Response:
