@@ -515,3 +515,12 @@ async def test_refusal_messages_are_never_the_codes_default_text(client: Client)
         denied["errors"][0]["message"] == "requested access to the resource is denied: demo/app, action: push"
     )
     assert base["errors"][0]["message"] != ErrorCode.UNAUTHORIZED.default_message
+
+
+async def test_auth_disabled_creates_no_key_and_no_admin(
+    aiohttp_client: AiohttpClient, data_dir: Path
+) -> None:
+    client = await aiohttp_client(create_app(make_config(data_dir)))
+
+    assert (await client.get("/service/token")).status == 404
+    assert not (data_dir / "auth").exists()

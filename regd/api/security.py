@@ -2,8 +2,10 @@
 service, the management API, and the accounts' start (token key, first admin) once the
 database is open.
 
-With ``[auth] enabled = false`` every ``/v2/`` request is allowed and every management
-API caller acts as the system administrator; the token service still answers.
+With ``[auth] enabled = false`` every ``/v2/`` request is allowed, every management API
+caller acts as the system administrator, and there is no token service (no challenge
+ever sends a client there); nor is a key generated or ``admin`` created then: the first
+start with access control on does that.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ async def _start_accounts(app: web.Application) -> AsyncIterator[None]:
 
 def setup_security(app: web.Application) -> None:
     """Call after the cleanup context that opens the database."""
-    token.setup(app)
     harbor.setup(app)
-    app.cleanup_ctx.append(_start_accounts)
+    if app[SERVICES].config.auth.enabled:
+        token.setup(app)
+        app.cleanup_ctx.append(_start_accounts)
