@@ -3,6 +3,7 @@ pulling them back digest-verified, and checking the data directory against the d
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
@@ -98,6 +99,13 @@ def random_image(layers: int = 2, size: int = 1000) -> Image:
     return image([os.urandom(size + i) for i in range(layers + 1)])
 
 
+MAX_ATTEMPTS = 10
+
+
+class PushAbandonedError(Exception):
+    """The client gave up: its manifest was refused MAX_ATTEMPTS times (never accepted)."""
+
+
 class Client:
     """A registry client over HTTP doing what docker does on push: HEAD each blob, upload
     only when missing (or mount it from another repository), then PUT the manifest."""
@@ -134,11 +142,13 @@ class Client:
 
     async def push(self, repo: str, reference: str, img: Image, mount_from: str | None = None) -> int:
         """Push docker-style; returns how many times the manifest PUT was refused with
-        MANIFEST_BLOB_UNKNOWN (each time the client uploads what it lacks and retries)."""
+        MANIFEST_BLOB_UNKNOWN (each time the client uploads what it lacks and retries,
+        after a short backoff); PushAbandonedError after MAX_ATTEMPTS refusals."""
         refused = 0
-        missing = list(img.blobs)
         while True:
-            for digest in missing:
+            if refused:  # like a re-run `docker push`: HEAD everything again
+                await asyncio.sleep(0.005 * refused)
+            for digest in img.blobs:
                 if await self.head_blob(repo, digest):
                     continue
                 if mount_from is not None and await self.mount(repo, digest, mount_from):
@@ -150,8 +160,9 @@ class Client:
                 return refused
             assert status == 400 and body["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN", (status, body)
             refused += 1
-            assert refused < 20, "manifest refused 20 times in a row"
-            missing = list(body["errors"][0].get("detail", {}).get("digests", img.blobs))
+            if refused >= MAX_ATTEMPTS:
+                raise PushAbandonedError(f"{repo}:{reference} refused {refused} times")
+            assert set(body["errors"][0]["detail"]["digests"]) <= set(img.blobs)
 
     async def delete(self, repo: str, reference: str) -> int:
         async with self.session.delete(f"{self.base}/v2/{repo}/manifests/{reference}") as resp:

@@ -24,7 +24,7 @@ from regd.api.harbor.gc import GC
 from regd.app import create_app
 from regd.gc import GCBusyError, Parameters
 
-from .gc_support import Client, Image, check_consistent, gc_config, image
+from .gc_support import MAX_ATTEMPTS, Client, Image, PushAbandonedError, check_consistent, gc_config, image
 
 SECONDS = float(os.environ.get("REGD_TEST_GC_STRESS_SECONDS", "20"))
 PUSHERS = 4
@@ -36,6 +36,7 @@ SHARED_LAYERS = [os.urandom(random.randint(2000, 20000)) for _ in range(16)]
 class Tally:
     pushes: int = 0
     refused: int = 0
+    abandoned: int = 0
     deletes: int = 0
     repushes: int = 0
     pulls: int = 0
@@ -68,7 +69,12 @@ class Pusher:
         repo = self.rng.choice(REPOSITORIES)
         source = self.rng.choice([r for r in REPOSITORIES if r != repo])
         tag = f"p{self.number}-{self.counter}-{self.rng.randint(0, 1 << 30)}"
-        self.tally.refused += await self.client.push(repo, tag, img, mount_from=source)
+        try:
+            self.tally.refused += await self.client.push(repo, tag, img, mount_from=source)
+        except PushAbandonedError:
+            self.tally.refused += MAX_ATTEMPTS
+            self.tally.abandoned += 1  # never accepted, so nothing to pull
+            return
         self.tally.pushes += 1
         self.expected[(repo, tag)] = img
 

@@ -115,13 +115,16 @@ class Database:
         return self._readers[next(self._next_reader)]
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        async with self._reader().execute(sql, params) as cur:
-            row: Row | None = await cur.fetchone()
-            return row
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        async with self._reader().execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # Execute and fetch in ONE hop on the reader's thread. As two hops, another
+        # coroutine's query could run on the same connection in between, inside the read
+        # transaction this statement holds open until fetched: it would see the database
+        # as it was when this one began, missing commits made since (a session just
+        # created, a manifest just pushed). Long reads, like a collector's, made it common.
+        return list(await self._reader().execute_fetchall(sql, params))
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchone(sql, params)
