@@ -164,6 +164,7 @@ async def _collect(data_dir: Path, parameters: Parameters) -> dict[str, Any]:
             waits.append(time.perf_counter() - started)
             await asyncio.sleep(PROBE_INTERVAL)
 
+    load = os.getloadavg()[0]
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     prober = asyncio.create_task(probe())
     started = time.perf_counter()
@@ -175,6 +176,7 @@ async def _collect(data_dir: Path, parameters: Parameters) -> dict[str, Any]:
     waits.sort()
     return {
         "seconds": elapsed,
+        "load": load,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_growth_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024,
         "manifests_purged": report.manifests_purged,
@@ -227,18 +229,21 @@ def table(held: dict[str, int], build_seconds: float, results: list[tuple[str, d
         "The probe commits a one-row write transaction every 5 ms during the collection "
         "(what an upload or manifest commit waits for the write lock). Peak RSS is the whole "
         "process's (Python and regd imported, the database open); RSS growth is what the "
-        "collection added to it: memory is bounded by the batch size, not by the registry.",
+        "collection added to it: memory is bounded by the batch size, not by the registry. "
+        f"The last column is the machine's 1-minute load average ({os.cpu_count()} CPUs) "
+        "when the run started: a shared machine inflates times and waits.",
         "",
         "| run | time (s) | peak RSS (MiB) | RSS growth (MiB) | manifests purged | blobs purged "
-        "| freed (MiB) | probe commits | probe p50 / p99 / max wait (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| freed (MiB) | probe commits | probe p50 / p99 / max wait (ms) | load avg at start |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for name, r in results:
         lines.append(
             f"| {name} | {r['seconds']:.2f} | {r['peak_rss_mib']:.0f} | {r['rss_growth_mib']:.1f} "
             f"| {r['manifests_purged']:,} "
             f"| {r['blobs_purged']:,} | {r['bytes_freed'] / 2**20:.1f} | {r['probe_commits']:,} "
-            f"| {r['probe_p50_ms']:.1f} / {r['probe_p99_ms']:.1f} / {r['probe_max_ms']:.1f} |"
+            f"| {r['probe_p50_ms']:.1f} / {r['probe_p99_ms']:.1f} / {r['probe_max_ms']:.1f} "
+            f"| {r['load']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -30,6 +30,7 @@ SLOWDOWN_ENV = "REGD_TESTHOOK_GC_SWEEP_DELAY"
 BATCH_SIZE = 256  # candidates per write transaction: holds the write lock for milliseconds
 SCAN_CHUNK = 1000  # orphan scan: files stat'ed per thread hand-off
 LOGGED_ITEMS = 1000  # per-item lines in a run's log; past that only counts
+PROGRESS_INTERVAL = 5.0  # seconds between progress lines while a collection runs
 MAX_MANIFEST_PASSES = 16  # delete_untagged: each pass peels one level (index, child, referrer)
 # tmp/ holds manifests being written by a PUT in flight (its source for BlobStore.confirm):
 # only files older than this (and the grace period) are a crash's leftovers.
@@ -196,6 +197,7 @@ class Collector:
         self._should_stop = should_stop
         self._progress = progress
         self._items_logged = 0
+        self._noted_at = time.monotonic()
         self._slowdown = float(os.environ.get(SLOWDOWN_ENV, "0") or 0)
 
     # -- reporting ---------------------------------------------------------------------
@@ -214,6 +216,14 @@ class Collector:
             self.note(f"(further items are counted, not listed, past {LOGGED_ITEMS})")
 
     async def _checkpoint(self) -> None:
+        now = time.monotonic()
+        if now - self._noted_at >= PROGRESS_INTERVAL:
+            self._noted_at = now
+            r = self.report
+            self.note(
+                f"progress: {r.manifests_purged} manifests, {r.blobs_purged} blobs, "
+                f"{r.orphans_purged} orphan files, {human_bytes(r.bytes_freed)} so far"
+            )
         await self._progress(self.report)
         if await self._should_stop():
             raise StopRequestedError
