@@ -78,4 +78,4 @@ class Api:
 def start_secured(regd_server: ServerFactory, target: Target) -> RegistryServer:
     if target is not Target.REGD:
         pytest.skip("regd's own access control (projects, users, robots)")
-    return regd_server(env={"REGD_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    return regd_server(env={"REGD_AUTH_ENABLED": "true", "REGD_ADMIN_PASSWORD": ADMIN_PASSWORD})

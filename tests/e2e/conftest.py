@@ -90,6 +90,9 @@ def regd_server(
         root = tmp_path_factory.mktemp(target.value)
         data_dir = root / "data"
         data_dir.mkdir()
+        # Access control off unless a test turns it on (tests/e2e/accounts.py does): the
+        # other tests are about content, pushed and pulled without logging in.
+        env = {"REGD_AUTH_ENABLED": "false", **(env or {})}
         server = RegistryServer(target, data_dir, root / "server.log", config, env)
         pytestconfig.stash[_LOGS][f"{target.value} {server.host}"] = server.log_path
         servers.append(server)
@@ -110,9 +113,7 @@ def regd_server(
 @pytest.fixture(scope="session")
 def registry(regd_server: ServerFactory) -> RegistryServer:
     """The registry shared by tests that neither restart nor reconfigure it."""
-    # Access control off: these tests are about content; tests/e2e/test_auth_*.py start
-    # their own registry with it on (the default).
-    return regd_server(env={"REGD_AUTH_ENABLED": "false"})
+    return regd_server()
 
 
 @pytest.fixture(scope="session")
