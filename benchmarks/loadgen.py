@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import resource
 import subprocess
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 CRATE = Path(__file__).resolve().parent / "loadgen"
+
+
+def niced(argv: Sequence[str], nice: int) -> list[str]:
+    """`argv` run at niceness `nice` (negative needs root): set before exec, so that every
+    thread the program makes inherits it."""
+    return ["nice", "-n", str(nice), *argv] if nice else list(argv)
 
 
 def build_regbench() -> Path:
@@ -46,7 +54,8 @@ class BlobFactory:
         self.base_size = blob_size + (64 << 20)
         rng = random.Random(seed + blob_size)
         with self.base.open("wb") as f:
-            f.write(rng.randbytes(self.base_size))
+            for start in range(0, self.base_size, 64 << 20):
+                f.write(os.urandom(min(64 << 20, self.base_size - start)))
         self._data = memoryview(self.base.read_bytes())
         self._rng = rng
         self._used: set[int] = set()
@@ -98,8 +107,8 @@ def _children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def start_load(regbench: Path, command: str, args: dict[str, Any]) -> subprocess.Popen[str]:
-    argv = [str(regbench), command]
+def start_load(regbench: Sequence[str], command: str, args: dict[str, Any]) -> subprocess.Popen[str]:
+    argv = [*regbench, command]
     for key, value in args.items():
         for v in value if isinstance(value, list) else [value]:
             argv += [f"--{key}", str(v)]
@@ -119,7 +128,7 @@ def finish_load(proc: subprocess.Popen[str], timeout: float) -> LoadResult:
     return LoadResult(**data)
 
 
-def run_load(regbench: Path, command: str, args: dict[str, Any], timeout: float) -> LoadResult:
+def run_load(regbench: Sequence[str], command: str, args: dict[str, Any], timeout: float) -> LoadResult:
     """Runs regbench to completion; a crash or time-out counts as an error."""
     cpu0 = _children_cpu()
     result = finish_load(start_load(regbench, command, args), timeout)
@@ -128,7 +137,7 @@ def run_load(regbench: Path, command: str, args: dict[str, Any], timeout: float)
 
 
 def run_loads_together(
-    regbench: Path, runs: list[tuple[str, dict[str, Any]]], timeout: float
+    regbench: Sequence[str], runs: list[tuple[str, dict[str, Any]]], timeout: float
 ) -> list[LoadResult]:
     """Starts several regbench runs at once (mixed push and pull) and waits for all."""
     cpu0 = _children_cpu()

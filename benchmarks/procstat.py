@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def cpu_seconds(root: int) -> float:
     return ticks / CLK_TCK
 
 
-def rss_bytes(root: int) -> int:
+def rss_bytes(root: int, pids: list[int] | None = None) -> int:
+    """Summed VmRSS of the tree (or of `pids`, a tree found earlier)."""
     total = 0
-    for pid in process_tree(root):
+    for pid in process_tree(root) if pids is None else pids:
         try:
             total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
         except OSError:
@@ -116,8 +118,12 @@ class Monitor:
         self._thread.start()
 
     def _sample(self) -> None:
+        # Walking all of /proc is the costly part: find the tree once a second only.
+        pids, found = process_tree(self.root), time.monotonic()
         while not self._stop.wait(self.interval):
-            self._peak = max(self._peak, rss_bytes(self.root))
+            if time.monotonic() - found > 1.0:
+                pids, found = process_tree(self.root), time.monotonic()
+            self._peak = max(self._peak, rss_bytes(self.root, pids))
 
     def stop(self) -> Usage:
         self._stop.set()

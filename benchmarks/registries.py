@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import auth
+from benchmarks.loadgen import niced
 
 NAMES = ("distribution", "regd", "null")
 
@@ -43,6 +44,7 @@ class Settings:
     data_root: Path
     logdir: Path
     regbench: Path
+    nice: int = 0  # niceness of the registries and the load generator
     issuer: auth.Issuer | None = None
     regd_commit: str = "installed (working tree)"
     regd_source: Path | None = None  # a snapshot of regd/ to run; None: the installed `regd`
@@ -228,7 +230,7 @@ def start(name: str, s: Settings, with_auth: bool = False) -> Running:
         argv = [str(s.regbench), "serve", "--listen", f"127.0.0.1:{port}"]
     else:
         raise ValueError(name)
-    running = Running(name, argv, port, data, log, env)
+    running = Running(name, niced(argv, s.nice), port, data, log, env)
     running.data_dir = base  # stop() removes the config beside the data too
     try:
         running.wait_ready()

@@ -24,7 +24,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import auth, dockerflow, registries, report
-from benchmarks.loadgen import BlobFactory, build_regbench
+from benchmarks.loadgen import BlobFactory, build_regbench, niced
 from benchmarks.workloads import REPOSITORIES, BlobSets, Measurement, MiB, Plan, Session
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="run regd as committed at REV, from a snapshot of regd/ (default HEAD); "
                         "'worktree': a snapshot of regd/ as it is on disk now; "
                         "'installed': the `regd` on PATH, read afresh at every start")
+    p.add_argument("--nice", type=int, default=0,
+                   help="niceness of registries and load generator, e.g. -5 (root) to keep other "
+                        "work on a shared machine from skewing a run (default 0)")
     p.add_argument("--data-root", type=Path,
                    help="where the registries' data directories go (default: a temporary dir)")
     p.add_argument("--out", type=Path, default=HERE / "results",
@@ -161,7 +164,7 @@ def prepare(a: argparse.Namespace, plan: Plan, names: list[str], workdir: Path, 
     logdir.mkdir(parents=True, exist_ok=True)
     print(f"building the load generator; work dir {workdir}, logs in {logdir}", flush=True)
     settings = registries.Settings(workdir=workdir, data_root=data_root, logdir=logdir,
-                                   regbench=build_regbench(), repositories=REPOSITORIES)
+                                   regbench=build_regbench(), repositories=REPOSITORIES, nice=a.nice)
     if "regd" in names and a.regd_commit != "installed":
         settings.regd_source = workdir / "regd-src"
         settings.regd_commit = registries.snapshot_regd(a.regd_commit, settings.regd_source)
@@ -190,7 +193,8 @@ def run_registry(ctx: Context, name: str) -> None:
     for authed in sessions:
         try:
             with registries.start(name, ctx.settings, with_auth=authed) as reg:
-                session = Session(reg, ctx.plan, ctx.blobs, ctx.settings.regbench)
+                regbench = niced([str(ctx.settings.regbench)], ctx.settings.nice)
+                session = Session(reg, ctx.plan, ctx.blobs, regbench)
                 if authed:
                     session.run_auth(report_one)
                     continue

@@ -182,7 +182,7 @@ def _measure(
 class Session:
     """The workloads against one running registry."""
 
-    def __init__(self, reg: Running, plan: Plan, blobs: BlobSets, regbench: Path) -> None:
+    def __init__(self, reg: Running, plan: Plan, blobs: BlobSets, regbench: list[str]) -> None:
         self.reg = reg
         self.plan = plan
         self.blobs = blobs

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from regd.api import middleware, routes
+from regd.api import middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
@@ -77,11 +77,12 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config, services: Services | None = None) -> web.Application:
-    app = web.Application(middlewares=[middleware.errors])
+    app = web.Application(middlewares=[observe.observe, middleware.errors])
     app[SERVICES] = services or build_services(config)
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)
     routes.setup(app)
     setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
+    observe.setup(app)  # /metrics, /api/v2.0/health, X-Request-Id
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
     return app

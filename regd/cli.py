@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
-
-from aiohttp import web
 
 from regd import __version__
 from regd.config import Config, ConfigError, load_config
@@ -35,37 +32,6 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides=_overrides(args))
 
 
-async def _serve(config: Config) -> None:
-    from regd.app import create_app
-
-    app = create_app(config)
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=config.server.shutdown_grace,
-        access_log=logging.getLogger("regd.access") if config.server.access_log else None,
-    )
-    try:
-        await runner.setup()
-    except OSError as e:
-        raise StartupError(f"cannot open data directory {config.data_dir}: {e.strerror or e}") from None
-    site = web.TCPSite(runner, config.server.host, config.server.port, backlog=1024)
-    try:
-        await site.start()
-    except OSError as e:
-        await runner.cleanup()
-        raise StartupError(f"cannot listen on {config.server.listen}: {e.strerror or e}") from None
-    log.info("regd %s listening on %s (data in %s)", __version__, config.external_url, config.data_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("stopping: finishing in-flight requests (up to %.0fs)", config.server.shutdown_grace)
-    await runner.cleanup()
-    log.info("stopped")
-
-
 def _run(coro: Any) -> None:
     import uvloop
 
@@ -74,8 +40,10 @@ def _run(coro: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from regd.daemon import serve  # signals, TLS, systemd notify: see regd/daemon.py
+
     config = _config(args)
-    _run(_serve(config))
+    _run(serve(config, lambda: _config(args)))
     return 0
 
 

@@ -171,6 +171,10 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"[server] listen: port out of range in {listen!r}")
     if config.server.log_format not in ("text", "json"):
         raise ConfigError(f"[server] log_format: expected 'text' or 'json', got {config.server.log_format!r}")
+    if config.server.log_level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(
+            f"[server] log_level: expected debug, info, warning or error, got {config.server.log_level!r}"
+        )
     if bool(config.server.tls_cert) != bool(config.server.tls_key):
         raise ConfigError("[server] tls_cert and tls_key must be set together")
     if config.server.workers < 1:

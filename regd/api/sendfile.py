@@ -36,6 +36,9 @@ class SendfileResponse(web.StreamResponse):
         self._offset = offset
         self._count = count
         self.content_length = count
+        # Body bytes this response sent by sendfile(2), past aiohttp's writer (whose
+        # body_length counts only the headers then): read by the access log.
+        self.zero_copy_sent = 0
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         try:
@@ -49,6 +52,7 @@ class SendfileResponse(web.StreamResponse):
                 writer.send_headers()
                 await _sendfile(transport, self._fd, self._offset, self._count)
                 SendfileResponse.sent_zero_copy += self._count
+                self.zero_copy_sent = self._count
             else:
                 await self._copy(writer)
             await super().write_eof()

@@ -2,12 +2,15 @@
 //!
 //! It speaks just enough of the distribution API for the workloads: uploads are read and
 //! thrown away (only their length is remembered, under the digest the client names, which is
-//! never checked), blobs are served from one buffer in memory, manifests are kept in memory
-//! under the reference they were PUT with. One thread per connection, keep-alive.
+//! never checked), blobs are served with sendfile from one unlinked 64 MiB file (so from the
+//! page cache, as a registry serving a hot blob would), manifests are kept in memory under
+//! the reference they were PUT with. One thread per connection, keep-alive.
 
 use crate::http::{write_all_vectored, Head, Reader};
 use std::collections::HashMap;
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::io::AsRawFd;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
@@ -24,13 +27,14 @@ struct Reply {
     status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
-    /// Bytes of blob content to send after `body` (served from the shared buffer).
+    /// Bytes of blob content to send after `body`, from `blob_start` on.
     blob_len: u64,
+    blob_start: u64,
 }
 
 impl Reply {
     fn new(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), body: Vec::new(), blob_len: 0 }
+        Reply { status, headers: Vec::new(), body: Vec::new(), blob_len: 0, blob_start: 0 }
     }
     fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.to_string(), v.to_string()));
@@ -129,6 +133,7 @@ fn handle(state: &Mutex<State>, head: &Head, body_len: u64, body: Vec<u8>) -> Re
             r.status = 206;
             r = r.header("Content-Range", &format!("bytes {a}-{b}/{size}"));
             r.blob_len = b - a + 1;
+            r.blob_start = a;
         }
         if method == "HEAD" {
             let len = r.blob_len.to_string();
@@ -168,7 +173,41 @@ fn parse_range(v: &str) -> Option<(u64, u64)> {
     Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
 }
 
-fn serve_conn(mut s: TcpStream, state: Arc<Mutex<State>>, content: Arc<Vec<u8>>) -> io::Result<()> {
+const CONTENT_SIZE: u64 = 64 << 20;
+
+/// Sends `len` bytes of blob content starting at `start` with sendfile (std's io::copy from
+/// a File to a socket uses it on Linux), reopening the content file for a private offset.
+fn send_blob(s: &mut TcpStream, content: &str, start: u64, len: u64) -> io::Result<()> {
+    let mut f = File::open(content)?;
+    let (mut left, mut pos) = (len, start % CONTENT_SIZE);
+    while left > 0 {
+        let n = left.min(CONTENT_SIZE - pos);
+        f.seek(SeekFrom::Start(pos))?;
+        let sent = io::copy(&mut (&f).take(n), s)?;
+        if sent != n {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "content file short"));
+        }
+        left -= n;
+        pos = 0;
+    }
+    Ok(())
+}
+
+/// An unlinked file of CONTENT_SIZE pattern bytes, kept open; its /proc/self/fd path.
+fn make_content() -> io::Result<(File, String)> {
+    let dir = if std::path::Path::new("/dev/shm").is_dir() { "/dev/shm".into() } else { std::env::temp_dir() };
+    let path = dir.join(format!("regbench-null-{}.bin", std::process::id()));
+    let mut f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+    std::fs::remove_file(&path)?;
+    let chunk: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
+    for _ in 0..CONTENT_SIZE >> 20 {
+        f.write_all(&chunk)?;
+    }
+    let proc_path = format!("/proc/self/fd/{}", f.as_raw_fd());
+    Ok((f, proc_path))
+}
+
+fn serve_conn(mut s: TcpStream, state: Arc<Mutex<State>>, content: Arc<String>) -> io::Result<()> {
     s.set_nodelay(true)?;
     let mut reader = Reader::new();
     while let Some(head) = reader.read_head(&mut s)? {
@@ -189,14 +228,10 @@ fn serve_conn(mut s: TcpStream, state: Arc<Mutex<State>>, content: Arc<Vec<u8>>)
             out.push_str(&format!("Content-Length: {}\r\n", r.body.len() as u64 + r.blob_len));
         }
         out.push_str("\r\n");
-        let mut slices: Vec<&[u8]> = vec![out.as_bytes(), &r.body];
-        let mut left = r.blob_len as usize;
-        while left > 0 {
-            let n = left.min(content.len());
-            slices.push(&content[..n]);
-            left -= n;
+        write_all_vectored(&mut s, &[out.as_bytes(), &r.body])?;
+        if r.blob_len > 0 {
+            send_blob(&mut s, &content, r.blob_start, r.blob_len)?;
         }
-        write_all_vectored(&mut s, &slices)?;
     }
     Ok(())
 }
@@ -205,7 +240,8 @@ pub fn serve(listen: &str) -> io::Result<()> {
     let listener = TcpListener::bind(listen)?;
     eprintln!("regbench null registry listening on {listen}");
     let state = Arc::new(Mutex::new(State::default()));
-    let content: Arc<Vec<u8>> = Arc::new((0..1 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 24) as u8).collect());
+    let (_keep_open, path) = make_content()?;
+    let content = Arc::new(path);
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let (state, content) = (state.clone(), content.clone());

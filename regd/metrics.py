@@ -1,0 +1,69 @@
+"""Prometheus metrics: the registry of this process and the metrics other modules update.
+
+Exposed at ``GET /metrics`` (``regd.api.observe``) in the text exposition format, by
+``prometheus_client``. Counters are per process and start at zero when regd starts,
+as Prometheus expects of counters.
+
+Updated where things happen:
+
+- ``REQUESTS``, ``REQUEST_DURATION``, ``RECEIVED_BYTES``, ``SENT_BYTES``: once per
+  request, by the access logger (``regd.api.observe``), the one hook aiohttp calls after
+  a response is sent;
+- ``GC_RUNS``, ``GC_BYTES_FREED``, ``GC_BLOBS_DELETED``: by the garbage collector, e.g.
+  ``metrics.GC_RUNS.inc()`` and ``metrics.GC_BYTES_FREED.inc(freed)`` after a sweep;
+
+and set at scrape time by ``GET /metrics``: blobs and bytes stored and upload sessions,
+from SQLite; free space, from the file system. The API layer adds the blob bytes sent by
+sendfile(2) or copied (``regd_blob_sent_bytes``, from ``SendfileResponse``'s counters).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from regd import __version__
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+
+BUILD_INFO = Gauge("regd_build_info", "regd version (always 1)", ["version"], registry=REGISTRY)
+BUILD_INFO.labels(__version__).set(1)
+
+REQUESTS = Counter(
+    "regd_http_requests",
+    "HTTP requests answered, by route and status (499: the stop or the client cut it off)",
+    ["method", "route", "status"],
+    registry=REGISTRY,
+)
+REQUEST_DURATION = Histogram(
+    "regd_http_request_duration_seconds",
+    "Time from a request's first byte to its response's last byte, by route",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    registry=REGISTRY,
+)
+RECEIVED_BYTES = Counter(
+    "regd_http_received_bytes", "Request body bytes received, by route", ["route"], registry=REGISTRY
+)
+SENT_BYTES = Counter(
+    "regd_http_sent_bytes",
+    "Response bytes sent (headers included; blob bodies sent by sendfile too), by route",
+    ["route"],
+    registry=REGISTRY,
+)
+
+BLOBS = Gauge("regd_blobs", "Blobs stored (manifests included)", registry=REGISTRY)
+BLOB_BYTES = Gauge("regd_blob_bytes", "Bytes of the blobs stored", registry=REGISTRY)
+UPLOADS = Gauge("regd_upload_sessions", "Upload sessions in progress, by state", ["state"], registry=REGISTRY)
+FREE_BYTES = Gauge(
+    "regd_storage_free_bytes", "Bytes free for regd on the data directory's file system", registry=REGISTRY
+)
+
+GC_RUNS = Counter("regd_gc_runs", "Garbage collections run by this process", registry=REGISTRY)
+GC_BYTES_FREED = Counter(
+    "regd_gc_freed_bytes", "Bytes of blobs garbage collection removed", registry=REGISTRY
+)
+GC_BLOBS_DELETED = Counter(
+    "regd_gc_deleted_blobs", "Blobs garbage collection removed", registry=REGISTRY
+)
+
