@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import os
 import sqlite3
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,3 +227,30 @@ def check_consistent(data_dir: Path, only_referenced: bool = False) -> None:
     if only_referenced:
         assert set(files) == set(refs), f"unreferenced files left: {sorted(set(files) - set(refs))[:5]}"
         assert set(rows) == set(refs), f"unreferenced rows left: {sorted(set(rows) - set(refs))[:5]}"
+
+
+def regd_gc_env(grace: float = 0.0, delay: float = 0.0) -> dict[str, str]:
+    """The environment of a ``regd gc`` process: no stray REGD_ settings, the grace period,
+    and the test hook that slows its sweep (seconds per file) when ``delay``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGD_")}
+    env.update(REGD_GC_GRACE_PERIOD=str(grace), REGD_STORAGE_FSYNC="false")
+    if delay:
+        env["REGD_TESTHOOK_GC_SWEEP_DELAY"] = str(delay)
+    return env
+
+
+def regd_gc_command(data_dir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "regd", "gc", "--data-dir", str(data_dir), *args]
+
+
+async def run_regd_gc(data_dir: Path, *args: str, grace: float = 0.0) -> tuple[int, str, str]:
+    """Run ``regd gc`` to its end: (exit status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *regd_gc_command(data_dir, *args),
+        env=regd_gc_env(grace),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

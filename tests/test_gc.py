@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -27,7 +26,17 @@ from regd.services import SERVICES, Services
 from regd.storage import fsio
 from regd.storage.layout import Layout
 
-from .gc_support import Client, Image, check_consistent, gc_config, image, index, random_image, sha256
+from .gc_support import (
+    Client,
+    Image,
+    check_consistent,
+    gc_config,
+    image,
+    index,
+    random_image,
+    run_regd_gc,
+    sha256,
+)
 
 
 @dataclass
@@ -492,37 +501,17 @@ async def test_the_scheduler_runs_a_collection_when_due(
 # -- the command line --------------------------------------------------------------------
 
 
-async def regd_gc(data_dir: Path, *args: str) -> tuple[int, str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGD_")}
-    env.update(REGD_GC_GRACE_PERIOD="0", REGD_STORAGE_FSYNC="false")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "regd",
-        "gc",
-        "--data-dir",
-        str(data_dir),
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def test_regd_gc_dry_run_reports_and_deletes_nothing_then_a_run_frees(start: Start) -> None:
     env = await start(grace_period=0)
     img = random_image()
     await env.client.push("lib/app", "v1", img)
     await env.client.delete("lib/app", img.digest)
     freed = size_of(img, blobs=tuple(img.blobs.values()))
-    code, out, err = await regd_gc(env.data_dir, "--dry-run")
+    code, out, err = await run_regd_gc(env.data_dir, "--dry-run")
     assert code == 0, err
     assert "dry run, could free" in out and f"({freed} bytes)" in out
     assert all(env.exists(d) for d in [img.digest, *img.blobs])
-    code, out, err = await regd_gc(env.data_dir)
+    code, out, err = await run_regd_gc(env.data_dir)
     assert code == 0 and "freed" in out and f"({freed} bytes)" in out, (out, err)
     check_consistent(env.data_dir, only_referenced=True)
 
@@ -533,7 +522,7 @@ async def test_regd_gc_exits_1_while_another_collection_runs(tmp_path: Path) -> 
     fd = fsio.try_lock_sync(layout.gc_lock)
     assert fd is not None
     try:
-        code, _, err = await regd_gc(layout.root)
+        code, _, err = await run_regd_gc(layout.root)
     finally:
         fsio.unlock_sync(fd)
     assert code == 1 and "another garbage collection is running" in err

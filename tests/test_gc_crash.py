@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 import sqlite3
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,27 +20,25 @@ from aiohttp.test_utils import TestServer
 from regd.app import create_app
 from regd.storage.layout import Layout
 
-from .gc_support import Client, Image, check_consistent, gc_config, random_image, referenced
+from .gc_support import (
+    Client,
+    Image,
+    check_consistent,
+    gc_config,
+    random_image,
+    referenced,
+    regd_gc_command,
+    regd_gc_env,
+    run_regd_gc,
+)
 
 GARBAGE_BLOBS = 400
 KILL_AFTER = [1.0, 3.4, 1.8]  # seconds after the collection starts: in a transaction, after a COMMIT
 
 
-def gc_process(data_dir: Path) -> list[str]:
-    return [sys.executable, "-m", "regd", "gc", "--data-dir", str(data_dir)]
-
-
-def gc_env(delay: float) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGD_")}
-    env.update(REGD_GC_GRACE_PERIOD="0", REGD_STORAGE_FSYNC="false")
-    if delay:
-        env["REGD_TESTHOOK_GC_SWEEP_DELAY"] = str(delay)
-    return env
-
-
 async def kill_mid_sweep(data_dir: Path, after: float) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *gc_process(data_dir), env=gc_env(0.01), stderr=asyncio.subprocess.PIPE
+        *regd_gc_command(data_dir), env=regd_gc_env(delay=0.01), stderr=asyncio.subprocess.PIPE
     )
     assert proc.stderr is not None
     while b"garbage collection starts" not in await proc.stderr.readline():
@@ -108,12 +105,9 @@ async def test_kill_9_mid_sweep_then_restart_and_collect_again(
     await server.close()
     assert os.listdir(trash) == []
 
-    proc = await asyncio.create_subprocess_exec(
-        *gc_process(data_dir), env=gc_env(0), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()[-2000:]
-    assert b"freed" in out
+    code, out, err = await run_regd_gc(data_dir)
+    assert code == 0, err[-2000:]
+    assert "freed" in out
     check_consistent(data_dir, only_referenced=True)
     with sqlite3.connect(Layout(data_dir).database) as conn:
         statuses = [s for (s,) in conn.execute("SELECT status FROM gc_runs ORDER BY id")]

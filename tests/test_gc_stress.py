@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,7 +23,16 @@ from regd.api.harbor.gc import GC
 from regd.app import create_app
 from regd.gc import GCBusyError, Parameters
 
-from .gc_support import MAX_ATTEMPTS, Client, Image, PushAbandonedError, check_consistent, gc_config, image
+from .gc_support import (
+    MAX_ATTEMPTS,
+    Client,
+    Image,
+    PushAbandonedError,
+    check_consistent,
+    gc_config,
+    image,
+    run_regd_gc,
+)
 
 SECONDS = float(os.environ.get("REGD_TEST_GC_STRESS_SECONDS", "20"))
 PUSHERS = 4
@@ -105,20 +113,8 @@ class Pusher:
 
 
 async def run_cli_gc(data_dir: Path, grace: float) -> None:
-    env = {**os.environ, "REGD_GC_GRACE_PERIOD": str(grace), "REGD_STORAGE_FSYNC": "false"}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "regd",
-        "gc",
-        "--data-dir",
-        str(data_dir),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode in (0, 1), out.decode()[-2000:]  # 1: the daemon's collection held the lock
+    code, _, err = await run_regd_gc(data_dir, grace=grace)
+    assert code in (0, 1), err[-2000:]  # 1: the daemon's collection held the lock
 
 
 @pytest.mark.parametrize("grace", [0.0, 3600.0], ids=["grace-0", "grace-longer-than-a-push"])
