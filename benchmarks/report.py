@@ -218,6 +218,10 @@ def plot(summ: dict[str, dict[str, Summary]], path: Path) -> bool:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
                         color=color, linestyle=ls, label=label)
         ax.set_xscale("log", base=2)
+        levels = sorted({s.concurrency for per in summ.values() for s in per.values()
+                         if s.workload == workload and s.concurrency > 0})
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.minorticks_off()
         ax.set_title(workload)
         ax.set_xlabel("concurrency")
         ax.set_ylabel("MiB/s")
