@@ -248,7 +248,7 @@ def write_json(path: Path, meta: dict[str, Any], results: dict[str, list[Measure
 
 
 def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, list[Measurement]],
-                   plot_name: str | None, notes: str = "") -> None:
+                   plot_name: str | None, notes: str = "", json_name: str = "") -> None:
     summ = summaries(results)
     bad = failures(results)
     parts = ["# Benchmark results", ""]
@@ -257,7 +257,8 @@ def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, list[Mea
         parts += [f"> - {b}" for b in bad] + [""]
     parts += [f"Produced by `{meta['command']}` on {meta['date']} ({meta['rounds']} round(s), "
               f"registries started one at a time, in the order {', '.join(meta['order'])} "
-              "each round, each with a fresh data directory).", ""]
+              "each round, each with a fresh data directory)"
+              + (f"; every measurement is in `results/{json_name}`." if json_name else "."), ""]
     parts += ["## Machine and versions", ""]
     parts += [f"- {k}: {v}" for k, v in {**meta["machine"], **meta["versions"]}.items()]
     parts += ["", "## Medians over rounds", "",

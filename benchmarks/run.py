@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import json
 import shlex
 import shutil
 import sys
@@ -64,6 +65,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md",
                    help="the results page to write (default benchmarks/RESULTS.md)")
     p.add_argument("--notes", type=Path, help="a markdown file appended to the results page")
+    p.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                   help="run nothing: rewrite --markdown and its plot from a result file")
     return p.parse_args(argv)
 
 
@@ -121,6 +124,8 @@ class Context:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     a = parse_args(args)
+    if a.render:
+        return render(a)
     rounds = a.rounds or (1 if a.quick else 3)
     plan = make_plan(a)
     names = [n.strip() for n in a.registries.split(",") if n.strip()]
@@ -227,6 +232,20 @@ def busy(m: Measurement) -> str:
     return f"  (other load {share:.0%} of a core)" if share is not None and share > 0.10 else ""
 
 
+def render(a: argparse.Namespace) -> int:
+    """Rewrites RESULTS.md and the plot from a JSON result file (to add notes, say)."""
+    doc = json.loads(a.render.read_text())
+    results = {r: [Measurement(**m) for m in ms] for r, ms in doc["measurements"].items()}
+    summ = report.summaries(results)
+    plot_path = a.markdown.with_suffix(".png")
+    plotted = report.plot(summ, plot_path)
+    notes = a.notes.read_text() if a.notes else ""
+    report.write_markdown(a.markdown, doc["meta"], results, plot_path.name if plotted else None, notes,
+                          json_name=a.render.name)
+    print(f"wrote {a.markdown}" + (f", {plot_path}" if plotted else ""))
+    return 0
+
+
 def finish(a: argparse.Namespace, meta: dict[str, object], results: dict[str, list[Measurement]],
            stamp: str) -> int:
     """Prints the comparison, writes the JSON, RESULTS.md and the plot; 1 if any error."""
@@ -238,7 +257,8 @@ def finish(a: argparse.Namespace, meta: dict[str, object], results: dict[str, li
     plot_path = a.markdown.with_suffix(".png")
     plotted = report.plot(summ, plot_path)
     notes = a.notes.read_text() if a.notes else ""
-    report.write_markdown(a.markdown, meta, results, plot_path.name if plotted else None, notes)
+    report.write_markdown(a.markdown, meta, results, plot_path.name if plotted else None, notes,
+                          json_name=json_path.name)
     print(f"\nwrote {json_path}, {a.markdown}" + (f", {plot_path}" if plotted else ""))
     bad = report.failures(results)
     if bad:
