@@ -4,7 +4,6 @@ pulling them back digest-verified, and checking the data directory against the d
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import os
 import sqlite3
@@ -27,10 +26,12 @@ CONFIG = "application/vnd.oci.image.config.v1+json"
 
 
 def gc_config(data_dir: Path, **gc: Any) -> Config:
-    """The real app's config on ``data_dir``, without authentication when regd has it."""
-    overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(data_dir), "fsync": False}, "gc": gc}
-    if "auth" in {f.name for f in dataclasses.fields(Config)}:
-        overrides["auth"] = {"enabled": False}
+    """The real app's config on ``data_dir``, without authentication."""
+    overrides: dict[str, dict[str, Any]] = {
+        "storage": {"data_dir": str(data_dir), "fsync": False},
+        "gc": gc,
+        "auth": {"enabled": False},
+    }
     return load_config(None, environ={}, overrides=overrides)
 
 

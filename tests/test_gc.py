@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 
 from regd.api.harbor.gc import GC
 from regd.app import create_app
+from regd.config import load_config
 from regd.digest import Digest
 from regd.gc import GCService, Parameters, Report, cron
 from regd.gc.collector import TMP_MIN_AGE
@@ -526,3 +527,19 @@ async def test_regd_gc_exits_1_while_another_collection_runs(tmp_path: Path) -> 
     finally:
         fsio.unlock_sync(fd)
     assert code == 1 and "another garbage collection is running" in err
+
+
+async def test_api_is_for_system_administrators_only(
+    aiohttp_client: Callable[..., Awaitable[Any]], tmp_path: Path
+) -> None:
+    overrides: dict[str, dict[str, Any]] = {"storage": {"data_dir": str(tmp_path / "data"), "fsync": False}}
+    client = await aiohttp_client(create_app(load_config(None, environ={}, overrides=overrides)))
+    for method, path in [
+        ("GET", "/api/v2.0/system/gc"),
+        ("POST", "/api/v2.0/system/gc/schedule"),
+        ("PUT", "/api/v2.0/system/gc/schedule"),
+        ("GET", "/api/v2.0/system/gc/1/log"),
+        ("PUT", "/api/v2.0/system/gc/1"),
+    ]:
+        resp = await client.request(method, path, json={"schedule": {"type": "Manual"}})
+        assert resp.status == 401, (method, path, resp.status)
