@@ -33,3 +33,6 @@ SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
 # Per-request facts set by the /v2 dispatcher, read by logging and metrics.
 ROUTE: web.RequestKey[str] = web.RequestKey("route", str)
 REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
+# Who made the request (the access log's user): set by whatever authenticates it, the
+# /v2 dispatcher or the /api/v2.0 handlers.
+USER: web.RequestKey[str] = web.RequestKey("user", str)

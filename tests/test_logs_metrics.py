@@ -15,9 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from aiohttp.typedefs import Handler
 from prometheus_client.parser import text_string_to_metric_families
 
 from regd import metrics
@@ -31,28 +29,18 @@ from tests.regd_process import RegdProcess
 ClientFactory = Callable[..., Awaitable[Client]]
 
 
-async def _client(
-    aiohttp_client: ClientFactory, data_dir: Path, user: str | None = None, **server: Any
-) -> Client:
-    # Authentication has its own tests; here every request is let through.
+async def _client(aiohttp_client: ClientFactory, data_dir: Path, **server: Any) -> Client:
+    # Authentication has its own tests; here every request is let through (as "anonymous").
     app = create_app(make_config(data_dir, server=server, auth={"enabled": False}))
-    if user is not None:
-
-        @web.middleware
-        async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-            request[observe.USER] = user
-            return await handler(request)
-
-        app.middlewares.append(authenticate)
     # As `regd serve` runs it: with regd's access logger (TestServer drops server_kwargs).
-    server = TestServer(app)
-    await server.start_server(**observe.runner_options())
-    return await aiohttp_client(server)
+    server_ = TestServer(app)
+    await server_.start_server(**observe.runner_options())
+    return await aiohttp_client(server_)
 
 
 @pytest.fixture
 async def observed(aiohttp_client: ClientFactory, data_dir: Path) -> Client:
-    return await _client(aiohttp_client, data_dir, user="alice")
+    return await _client(aiohttp_client, data_dir)
 
 
 def _logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -111,11 +99,11 @@ async def test_each_request_logs_one_line_with_its_facts(
     assert fields["bytes"] >= len(data)  # body (by sendfile) plus headers
     assert 0 <= fields["duration"] < 30
     assert fields["request_id"] == resp.headers["X-Request-Id"]
-    assert fields["user"] == "alice"
+    assert fields["user"] == "anonymous"  # the principal the /v2 dispatcher was given
     assert fields["user_agent"] == "docker/27"
     text = TextFormatter().format(record)
     assert f"GET /v2/library/app/blobs/{digest} 200 " in text
-    assert "repository=library/app user=alice" in text
+    assert "repository=library/app user=anonymous" in text
 
 
 async def test_upload_line_counts_the_bytes_received(

@@ -37,15 +37,12 @@ from regd import metrics
 from regd.api.sendfile import SendfileResponse
 from regd.config import Config
 from regd.metadata import stats
-from regd.services import REPOSITORY, ROUTE, SERVICES, Services
+from regd.services import REPOSITORY, ROUTE, SERVICES, USER, Services
 from regd.storage import fsio
 
 log = logging.getLogger("regd.access")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
-# Who made the request, for the access log: set by whatever authenticates it (the /v2
-# dispatcher with the Principal's name, the Harbor API with its caller's).
-USER: web.RequestKey[str] = web.RequestKey("user", str)
 REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

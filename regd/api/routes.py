@@ -19,7 +19,7 @@ from regd.api import blobs, listing, manifests
 from regd.auth import Access
 from regd.errors import ErrorCode, RegistryError
 from regd.names import check_name
-from regd.services import REPOSITORY, ROUTE, SERVICES, Services
+from regd.services import REPOSITORY, ROUTE, SERVICES, USER, Services
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -126,7 +126,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request[ROUTE] = route.name
     if "name" in params:
         request[REPOSITORY] = params["name"]
-    await services.authorizer.authorize(request, needs(route, request.method, params, request.query))
+    principal = await services.authorizer.authorize(
+        request, needs(route, request.method, params, request.query)
+    )
+    if principal.name:
+        request[USER] = principal.name
     return await handler(request, services, **params)
 
 
