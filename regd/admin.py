@@ -1,5 +1,5 @@
-"""``regd project create``, ``regd user add``, ``regd member add``, ``regd robot create``:
-everyday access administration without curl.
+"""``regd project create``, ``regd user add|passwd``, ``regd member add``, ``regd robot
+create``: everyday access administration without curl.
 
 They act on the data directory directly (the same configuration loading as ``serve``),
 also while the daemon runs: SQLite in WAL mode takes their writes as transactions beside
@@ -65,6 +65,15 @@ async def _project(db: Database, name: str) -> projects.Project:
     return found
 
 
+def _password(args: argparse.Namespace) -> tuple[str, bool]:
+    """The password from standard input (``--password-stdin``), else a generated one."""
+    from regd.api.harbor.users import check_password
+
+    if not args.password_stdin:
+        return passwords.generate_secret(20), True
+    return check_password(sys.stdin.readline().rstrip("\r\n")), False
+
+
 async def project_create(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
     from regd.api.harbor.projects import check_project_name
 
@@ -79,18 +88,30 @@ async def project_create(args: argparse.Namespace, db: Database, accounts: Accou
 
 
 async def user_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    from regd.api.harbor.users import check_password, check_username
+    from regd.api.harbor.users import check_username
 
     name = check_username(args.name)
-    generated = not args.password_stdin
-    password = passwords.generate_secret(20) if generated else sys.stdin.readline().rstrip("\r\n")
-    check_password(password)
+    password, generated = _password(args)
     hashed = await accounts.hash_password(password)
     async with db.transaction() as conn:
         if await users.exists(conn, name):
             raise CommandError(f"user {name} already exists")
         await users.insert(conn, name, hashed, sysadmin=args.admin)
     print(f"created {'system administrator' if args.admin else 'user'} {name}")
+    if generated:
+        print(f"password: {password}")
+
+
+async def user_passwd(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
+    """A new password for a user (admin's, when the generated one is lost)."""
+    user = await users.by_name(db, args.name)
+    if user is None:
+        raise CommandError(f"user {args.name} not found")
+    password, generated = _password(args)
+    hashed = await accounts.hash_password(password)
+    async with db.transaction() as conn:
+        await users.set_password(conn, user.id, hashed)
+    print(f"changed the password of {user.username}")
     if generated:
         print(f"password: {password}")
 
@@ -143,10 +164,14 @@ def add_commands(
     p.add_argument("name")
     p.add_argument("--public", action="store_true", help="anyone may pull, anonymously too")
 
-    p = command(group("user", "manage users"), "add", "add a user (prints a generated password)", user_add)
+    user = group("user", "manage users")
+    p = command(user, "add", "add a user (prints a generated password)", user_add)
     p.add_argument("name")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.add_argument("--admin", action="store_true", help="make the user a system administrator")
+    p = command(user, "passwd", "set a user's password (prints a generated one)", user_passwd)
+    p.add_argument("name")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
 
     p = command(group("member", "manage project members"), "add", "add a user to a project", member_add)
     p.add_argument("project")

@@ -19,7 +19,6 @@ from regd.api.harbor.common import (
     ProjectAccess,
     caller,
     created,
-    find_project,
     json_body,
     logged_in,
     ok,
@@ -214,6 +213,3 @@ def routes(app: web.Application) -> None:
     app.router.add_delete(f"{PREFIX}/projects/{{project}}", delete_project)
     app.router.add_get(f"{PREFIX}/projects/{{project}}/_deletable", project_deletable)
     app.router.add_get(f"{PREFIX}/projects/{{project}}/summary", project_summary)
-
-
-__all__ = ["check_project_name", "find_project", "routes"]
