@@ -3,6 +3,7 @@ challenges, Basic and Bearer, roles, robots, token escalation and forgery, locko
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -13,8 +14,10 @@ from pathlib import Path
 import jwt
 import orjson
 import pytest
+from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from regd.api import observe
 from regd.app import create_app
 from regd.auth import Access
 from regd.auth.tokens import TokenIssuer
@@ -524,3 +527,30 @@ async def test_auth_disabled_creates_no_key_and_no_admin(
 
     assert (await client.get("/service/token")).status == 404
     assert not (data_dir / "auth").exists()
+
+
+async def test_access_log_names_the_account_never_its_secret(
+    aiohttp_client: AiohttpClient,
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("REGD_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    server = TestServer(create_app(auth_config(data_dir)))
+    await server.start_server(**observe.runner_options())  # as `regd serve` logs requests
+    client = await aiohttp_client(server)
+    caplog.set_level(logging.INFO, logger="regd.access")
+    await create_user(client, "alice")
+    granted = await token(client, ["repository:library/app:pull"], basic("alice"))
+    await client.get("/api/v2.0/users/current", headers=basic("alice"))
+    await client.get("/v2/library/app/tags/list", headers=bearer(granted))
+
+    users: list[str] = []
+    for _ in range(200):  # aiohttp logs a request after its last byte is written
+        users = [getattr(r, "fields", {}).get("user") for r in caplog.records if r.name == "regd.access"]
+        if len(users) >= 4:
+            break
+        await asyncio.sleep(0.005)
+
+    assert users == ["admin", "alice", "alice", "alice"]
+    assert PASSWORD not in caplog.text and granted not in caplog.text

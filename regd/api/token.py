@@ -25,7 +25,7 @@ from regd.auth.accounts import ANONYMOUS, Account
 from regd.auth.authorizer import basic_credentials
 from regd.auth.scopes import parse_scopes
 from regd.errors import ErrorCode, RegistryError
-from regd.services import SERVICES, Services
+from regd.services import SERVICES, USER, Services
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -35,7 +35,10 @@ def _check_service(services: Services, service: str | None) -> None:
         raise RegistryError(ErrorCode.BAD_REQUEST, f"invalid service: {service[:100]}")
 
 
-async def _issue(services: Services, account: Account, scopes: list[Access]) -> web.Response:
+async def _issue(request: web.Request, account: Account, scopes: list[Access]) -> web.Response:
+    services = request.app[SERVICES]
+    if account.name:
+        request[USER] = account.name  # for the access log
     granted = await services.accounts.grant(account, scopes)
     issued = services.accounts.issuer.issue(account.name, granted)
     return json_response(issued.body(), headers=_NO_STORE)
@@ -49,12 +52,12 @@ async def get_token(request: web.Request) -> web.Response:
     if header is None:
         if not scopes:
             raise RegistryError(ErrorCode.UNAUTHORIZED, "credentials or a scope are required")
-        return await _issue(services, ANONYMOUS, scopes)
+        return await _issue(request, ANONYMOUS, scopes)
     credentials = basic_credentials(header)
     if credentials is None:
         raise RegistryError(ErrorCode.UNAUTHORIZED, "basic credentials required")
     account = await services.accounts.authenticate(*credentials, request.remote or "")
-    return await _issue(services, account, scopes)
+    return await _issue(request, account, scopes)
 
 
 async def post_token(request: web.Request) -> web.Response:
@@ -69,7 +72,7 @@ async def post_token(request: web.Request) -> web.Response:
         raise RegistryError(ErrorCode.BAD_REQUEST, "username and password are required")
     account = await services.accounts.authenticate(username, password, request.remote or "")
     scope = _field(form, "scope") or ""
-    return await _issue(services, account, parse_scopes([scope]))
+    return await _issue(request, account, parse_scopes([scope]))
 
 
 def _field(form: MultiDictProxy[Any], name: str) -> str | None:

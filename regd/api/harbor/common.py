@@ -25,7 +25,7 @@ from regd.auth.roles import Permission, Role, may
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import projects
 from regd.metadata.projects import Project
-from regd.services import SERVICES, Services
+from regd.services import SERVICES, USER, Services
 
 PREFIX = "/api/v2.0"
 MAX_PAGE_SIZE = 100
@@ -52,6 +52,8 @@ async def caller(request: web.Request) -> Account:
             raise RegistryError(ErrorCode.UNAUTHORIZED, "basic authentication required")
         account = await services.accounts.authenticate(*credentials, request.remote or "")
     request[_CALLER] = account
+    if account.name:
+        request[USER] = account.name  # for the access log
     return account
 
 
