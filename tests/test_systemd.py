@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,8 +143,9 @@ def _systemd_analyze() -> str:
 
 def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = _systemd_analyze()
-    # verify insists that ExecStart's program exists: point it at this environment's regd.
-    regd = shutil.which("regd") or "/usr/local/bin/regd"
+    # verify insists that ExecStart's program exists: point it at this environment's regd
+    # (or any executable, when the console script is not on PATH).
+    regd = shutil.which("regd") or sys.executable
     text = UNIT.read_text()
     if not Path("/usr/local/bin/regd").exists():
         text = text.replace("/usr/local/bin/regd", regd)

@@ -174,3 +174,16 @@ def test_an_unreadable_certificate_stops_regd_at_start_with_one_line(tmp_path: P
     [line] = regd.log().strip().splitlines()  # TLS is loaded before anything else
     assert line.startswith("regd: cannot load TLS certificate ")
     assert "missing.crt" in line and "No such file" in line
+
+
+def test_a_ca_cert_that_is_not_a_certificate_stops_regd_at_start(tmp_path: Path) -> None:
+    bogus = tmp_path / "ca.crt"
+    bogus.write_text("not a certificate\n")
+    regd = RegdProcess(tmp_path, {"server": {"ca_cert": str(bogus)}})
+    try:
+        regd.start(wait=False)
+        assert regd.wait(30) == 1
+    finally:
+        regd.close()
+    [line] = regd.log().strip().splitlines()
+    assert line.startswith(f"regd: cannot load CA certificate {bogus}: ")
