@@ -1,7 +1,8 @@
 """The management API under ``/api/v2.0`` (Harbor REST API v2.0 paths and JSON shapes).
 
 One module per resource; each has ``routes(app)``. ``common`` holds the caller,
-permission checks and pagination. ``/api/v2.0/health`` is served elsewhere.
+permission checks and pagination. ``gc`` (``/system/gc``, with its scheduler) is set up
+by ``app.py`` itself, and ``/api/v2.0/health`` lives with the metrics (``api/observe``).
 """
 
 from __future__ import annotations
