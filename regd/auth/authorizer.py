@@ -117,12 +117,11 @@ class TokenAuthorizer:
             if held is None:
                 raise self._refused(account, needs, f"project {project_of(need.name)} not found")
             lacking = [a for a in need.actions if a not in held and "*" not in held]
-            if lacking and account.authenticated:
-                message = f"requested access to the resource is denied: {need.name}, action: {lacking[0]}"
-                raise RegistryError(ErrorCode.DENIED, message)
             if lacking:
-                message = f"unauthorized to access repository: {need.name}, action: {lacking[0]}"
-                raise self._unauthorized(needs, message)
+                what = f"{need.name}, action: {lacking[0]}"
+                if account.authenticated:
+                    raise self._refused(account, needs, f"requested access to the resource is denied: {what}")
+                raise self._refused(account, needs, f"unauthorized to access repository: {what}")
             granted[need.name] = frozenset(need.actions)
         return account.principal(granted)
 
