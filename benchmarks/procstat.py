@@ -3,7 +3,9 @@
 Read from /proc (proc(5)): utime+stime of every live process in the tree, plus the root's
 cutime+cstime (children it has already reaped), and VmRSS of the tree sampled every 50 ms.
 The machine's busy time (/proc/stat) is read too, so that CPU used by anything else while
-a workload ran (another user's build, say) shows as interference beside the result.
+a workload ran shows beside the result: another user's build, say, but also kernel work
+that the workload itself causes and /proc charges to no process of its own (writeback of
+the server's dirty pages by kworker threads, loopback softirqs).
 VmHWM of the root is reset through /proc/PID/clear_refs ("5", Linux 4.0+) at the start of
 a measurement so that a peak between two samples is not missed for the main process.
 """

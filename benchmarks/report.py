@@ -115,7 +115,7 @@ def comparison_rows(summ: dict[str, dict[str, Summary]]) -> list[list[str]]:
 
 COMPARISON_HEADER = ["workload", "unit", REFERENCE, CANDIDATE, "regd/distribution", "null ceiling"]
 DETAIL_HEADER = ["workload", "throughput", "p50 ms", "p99 ms", "errors", "server CPU",
-                 "peak RSS MiB", "RSS growth MiB", "client CPU s", "other load", "rounds"]
+                 "peak RSS MiB", "RSS growth MiB", "client CPU s", "other CPU", "rounds"]
 
 
 def detail_rows(per: dict[str, Summary]) -> list[list[str]]:

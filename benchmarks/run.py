@@ -229,7 +229,7 @@ def printer(results: dict[str, list[Measurement]], name: str) -> Callable[[Measu
 def busy(m: Measurement) -> str:
     """A warning when something else used more than 10% of one core during `m`."""
     share = report.other_load(m)
-    return f"  (other load {share:.0%} of a core)" if share is not None and share > 0.10 else ""
+    return f"  (other CPU {share:.0%} of a core)" if share is not None and share > 0.10 else ""
 
 
 def render(a: argparse.Namespace) -> int:

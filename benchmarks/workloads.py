@@ -90,7 +90,7 @@ class Measurement:
     cpu_unit: str
     peak_rss_mib: float
     client_cpu_seconds: float
-    other_cpu_seconds: float  # used by neither server nor load generator: interference
+    other_cpu_seconds: float  # the machine's, less the server's and the client's (procstat.py)
     bytes: int
     requests: int
     seconds: float
