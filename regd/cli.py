@@ -94,9 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
     common(check)
     check.add_argument("--listen", help="HOST:PORT")
     check.set_defaults(func=cmd_check_config)
-    from regd.admin import add_commands  # project, user, member, robot
-
-    add_commands(sub, common, _config)
 
     gc = sub.add_parser("gc", help="collect garbage now (safe while the daemon runs)")
     common(gc)
@@ -105,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete-untagged", action="store_true", help="also delete manifests no tag or index keeps"
     )
     gc.set_defaults(func=cmd_gc)
+    from regd.admin import add_commands  # project, user, member, robot
+
+    add_commands(sub, common, _config)
     return parser
 
 
