@@ -209,6 +209,8 @@ class Daemon:
             await loop.run_in_executor(None, tls.validate, new.server)
         except (ConfigError, tls.TLSError) as e:
             log.error("reload failed, the running configuration stays: %s", e)
+        except Exception:  # a reload must never take the registry down
+            log.exception("reload failed, the running configuration stays")
         else:
             self._apply(new)
         self._notifier.ready(f"regd {__version__} serving {self.config.external_url}")
