@@ -211,8 +211,13 @@ async def test_a_second_signal_cuts_the_grace_time_short(tmp_path: Path) -> None
     regd.start()
     base = f"http://127.0.0.1:{regd.port}"
     data, never = os.urandom(400_000), asyncio.Event()
+    big = os.urandom(32 * 1024 * 1024)
     try:
         async with aiohttp.ClientSession() as http:
+            await _push(http, base, big)
+            # A pull whose client stops reading after the headers: stuck in sendfile.
+            stuck = await http.get(f"{base}/v2/{NAME}/blobs/{_digest(big)}")
+            assert stuck.status == 200
             location = await _start_upload(http, base)
             patch = asyncio.create_task(
                 http.patch(f"{base}{location}", data=_stalling(data[:100_000], data[100_000:], never))
@@ -225,9 +230,15 @@ async def test_a_second_signal_cuts_the_grace_time_short(tmp_path: Path) -> None
             code = await asyncio.to_thread(regd.wait, 30)
             with pytest.raises(aiohttp.ClientError):
                 await asyncio.wait_for(patch, 10)
+            stuck.close()
         assert code == 0
         assert time.monotonic() - started < 15  # not the 60 s grace time
-        assert "second signal: cutting off 1 requests" in regd.log()
+        log = regd.log()
+        assert "second signal: cutting off 2 requests" in log
+        # Both are in the access log as cut off: the upload in its handler, the pull
+        # in the middle of its response.
+        assert f"PATCH {location} 499 " in log
+        assert f"GET /v2/{NAME}/blobs/{_digest(big)} 499 " in log
 
         regd.start()
         async with aiohttp.ClientSession() as http:

@@ -7,9 +7,10 @@ request metrics, ``GET /metrics`` and ``GET /api/v2.0/health``.
 - Access log: ``AccessLogger`` is the aiohttp access logger (``AppRunner(access_log_class=
   ...)``, set up by ``runner_options``). aiohttp calls it once the last byte of a response
   is written, so it also records the request metrics. A request the graceful stop (or
-  the server) cancels never reaches it; the ``observe`` middleware logs that one with
-  status 499. Secrets: the line holds the path without its query string, and no
-  header but ``User-Agent``; so never an ``Authorization`` value, a password or a token.
+  the server) cancels never reaches it; the ``observe`` middleware's watch on the
+  request's task logs that one with status 499. Secrets: the line holds the path
+  without its query string, and no header but ``User-Agent``; so never an
+  ``Authorization`` value, a password or a token.
 - Health: Harbor's ``OverallHealthStatus`` with the components regd has. Like Harbor it
   answers 200 with ``"status": "unhealthy"`` when a component fails; a probe must read
   the body (Harbor's swagger declares only 200 for ``GET /health``).
@@ -43,6 +44,7 @@ from regd.storage import fsio
 log = logging.getLogger("regd.access")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+RECORDED: web.RequestKey[bool] = web.RequestKey("recorded", bool)  # counted and logged
 REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:+=/-]{1,128}$")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -108,19 +110,22 @@ IN_FLIGHT: web.AppKey[InFlight] = web.AppKey("in_flight", InFlight)
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost middleware: fixes the request id, counts the request in flight, logs
-    it when it is cut off by cancellation."""
+    """Outermost middleware: fixes the request id and counts the request in flight."""
     request_id(request)
     task = asyncio.current_task()
     if task is not None:
         request.app[IN_FLIGHT].add(task)
-    started = asyncio.get_running_loop().time()
-    try:
-        return await handler(request)
-    except asyncio.CancelledError:
+        started = asyncio.get_running_loop().time()
+        task.add_done_callback(lambda done: _if_cut_off(request, done, started))
+    return await handler(request)
+
+
+def _if_cut_off(request: web.Request, task: asyncio.Task[Any], started: float) -> None:
+    """A request task cancelled before aiohttp logged it (in the handler, or mid-way
+    through its response): the stop or the server cut it off. Logged as 499."""
+    if task.cancelled() and not request.get(RECORDED, False):
         duration = asyncio.get_running_loop().time() - started
         record(request, CUT_OFF, 0, duration, _access_enabled(request))
-        raise
 
 
 # -- access log and request metrics -------------------------------------------------
@@ -179,6 +184,7 @@ def access_fields(request: BaseRequest, status: int, sent: int, duration: float)
 
 def record(request: BaseRequest, status: int, sent: int, duration: float, emit: bool) -> None:
     """Count the request in the metrics and, when ``emit``, write its access-log line."""
+    request[RECORDED] = True
     fields = access_fields(request, status, sent, duration)
     route = route_label(request)
     method = request.method if request.method in _METHODS else "other"
