@@ -25,6 +25,7 @@ from regd.gc import GCService, Parameters, Report, cron
 from regd.gc.collector import TMP_MIN_AGE
 from regd.services import SERVICES, Services
 from regd.storage import fsio
+from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 
 from .gc_support import (
@@ -543,3 +544,67 @@ async def test_api_is_for_system_administrators_only(
     ]:
         resp = await client.request(method, path, json={"schedule": {"type": "Manual"}})
         assert resp.status == 401, (method, path, resp.status)
+
+
+# -- the protocol, step by step ----------------------------------------------------------
+
+
+Hook = Callable[[Env], list[Report]]
+
+
+@pytest.fixture
+def sweep_after_place(monkeypatch: pytest.MonkeyPatch) -> Hook:
+    """Run a whole collection right after each commit links its file into blobs/ and
+    before its transaction records the row (the worst moment for a sweep), with the file
+    made old enough to be swept as an orphan; returns the collections' reports."""
+
+    def install(env: Env) -> list[Report]:
+        place = BlobStore.place
+        linked: set[Path] = set()
+        reports: list[Report] = []
+
+        async def place_then_collect(self: BlobStore, src: Path, digest: Digest) -> None:
+            await place(self, src, digest)
+            if src in linked:  # BlobStore.confirm's re-link, inside the transaction
+                return
+            linked.add(src)
+            # Past the grace period (100 s in these tests), not past TMP_MIN_AGE: the file
+            # is a hard link of the commit's own copy, which a PUT in flight keeps in tmp/.
+            old = time.time() - TMP_MIN_AGE / 2
+            os.utime(self.path(digest), (old, old))
+            reports.append(await env.collect())
+
+        monkeypatch.setattr(BlobStore, "place", place_then_collect)
+        return reports
+
+    return install
+
+
+async def test_a_commit_puts_back_the_file_a_sweep_took_between_link_and_record(
+    start: Start, sweep_after_place: Hook
+) -> None:
+    env = await start(grace_period=100)
+    reports = sweep_after_place(env)
+    img = random_image()
+    for data in img.blobs.values():
+        await env.client.upload("lib/app", data)
+        assert await env.client.head_blob("lib/app", sha256(data))
+    assert await env.client.push("lib/app", "v1", img) == 0
+    assert [r.orphans_purged for r in reports] == [1] * (len(img.blobs) + 1), "each file was swept"
+    await env.client.pull("lib/app", "v1", img)
+    check_consistent(env.data_dir, only_referenced=True)
+
+
+async def test_re_uploading_a_blob_being_swept_keeps_row_and_file_together(
+    start: Start, sweep_after_place: Hook
+) -> None:
+    env = await start(grace_period=0)
+    data = os.urandom(2048)
+    await env.client.upload("lib/app", data)  # a row, unreferenced: the next sweep takes it
+    reports = sweep_after_place(env)
+    await env.client.upload("lib/app", data)  # link finds the file; the sweep takes row and file
+    assert [r.blobs_purged for r in reports] == [1]
+    assert await env.client.head_blob("lib/app", sha256(data))
+    async with env.http.get(f"{env.base}/v2/lib/app/blobs/{sha256(data)}") as resp:
+        assert resp.status == 200 and await resp.read() == data
+    check_consistent(env.data_dir)
