@@ -608,3 +608,32 @@ async def test_re_uploading_a_blob_being_swept_keeps_row_and_file_together(
     async with env.http.get(f"{env.base}/v2/lib/app/blobs/{sha256(data)}") as resp:
         assert resp.status == 200 and await resp.read() == data
     check_consistent(env.data_dir)
+
+
+async def test_management_api_deletes_then_a_collection(start: Start) -> None:
+    """Harbor's paths: a tag, an artifact by tag, a repository; then a collection frees
+    what nothing references and the rest pulls intact."""
+    env = await start(grace_period=0)
+    async with env.http.post(f"{env.base}/api/v2.0/projects", json={"project_name": "team"}) as resp:
+        assert resp.status == 201, await resp.text()
+    shared = os.urandom(3000)
+    kept = image([os.urandom(100), shared])
+    by_tag = image([os.urandom(101), shared, os.urandom(700)])
+    whole = image([os.urandom(102), os.urandom(900)])
+    await env.client.push("team/app", "kept", kept)
+    await env.client.push("team/app", "also", kept)
+    await env.client.push("team/app", "doomed", by_tag)
+    await env.client.push("team/other", "v1", whole)
+    api = f"{env.base}/api/v2.0/projects/team/repositories"
+    for path in ["app/artifacts/kept/tags/also", "app/artifacts/doomed", "other"]:
+        async with env.http.delete(f"{api}/{path}") as resp:
+            assert resp.status == 200, (path, await resp.text())
+    assert await status_of(env, "GET", "/v2/team/app/manifests/also") == 404
+    assert await status_of(env, "GET", f"/v2/team/app/manifests/{by_tag.digest}") == 404
+    assert await status_of(env, "GET", "/v2/team/other/manifests/v1") == 404
+    report = await env.collect()
+    unique = [b for b in by_tag.blobs.values() if b is not shared]
+    expected = size_of(by_tag, whole, blobs=(*unique, *whole.blobs.values()))
+    assert report.bytes_freed == expected
+    await env.client.pull("team/app", "kept", kept)
+    check_consistent(env.data_dir, only_referenced=True)
