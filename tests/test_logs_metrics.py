@@ -20,7 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from regd import metrics
 from regd.api import observe
+from regd.api.harbor.gc import GC
 from regd.app import create_app
+from regd.gc.service import Parameters
 from regd.logs import JsonFormatter, TextFormatter
 from regd.services import SERVICES
 from tests.conftest import Client, make_config, push_blob, sha256
@@ -228,6 +230,21 @@ async def test_metrics_report_what_is_stored_and_uploads_in_progress(observed: C
     assert _value(samples, "regd_upload_sessions", state="active") == 1
     assert _value(samples, "regd_storage_free_bytes") > 0
     assert _value(samples, "regd_build_info", version=metrics.__version__) == 1
+
+
+async def test_a_collection_in_the_daemon_counts_its_run_and_what_it_freed(observed: Client) -> None:
+    app = observed.server.app  # type: ignore[union-attr]
+    await push_blob(observed, "library/app", os.urandom(7000))  # no manifest refers to it
+    before = await _scrape(observed)
+
+    _, report = await app[GC].run(Parameters(), grace_period=0)
+
+    after = await _scrape(observed)
+    assert report.bytes_freed == 7000
+    assert _value(after, "regd_gc_runs_total") - _value(before, "regd_gc_runs_total") == 1
+    assert _value(after, "regd_gc_freed_bytes_total") - _value(before, "regd_gc_freed_bytes_total") == 7000
+    assert _value(after, "regd_gc_deleted_blobs_total") - _value(before, "regd_gc_deleted_blobs_total") == 1
+    assert _value(after, "regd_blobs") == 0
 
 
 async def test_gc_counters_are_exposed_for_the_collector_to_update(observed: Client) -> None:

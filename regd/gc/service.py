@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from regd import metrics
 from regd.config import Config
 from regd.gc.collector import Collector, Options, Report
 from regd.gc.cron import Cron
@@ -218,6 +219,10 @@ class GCService:
         finally:
             self._stops.discard(run_id)
         await run.flush(report, "Stopped" if report.stopped else "Success", force=True)
+        metrics.GC_RUNS.inc()
+        if not report.dry_run:
+            metrics.GC_BYTES_FREED.inc(report.bytes_freed)
+            metrics.GC_BLOBS_DELETED.inc(report.blobs_purged + report.orphans_purged)
         return report
 
     async def stop(self, run_id: int) -> None:
