@@ -5,8 +5,8 @@ slash (``a/b`` -> ``a%252Fb``, as in Harbor): aiohttp decodes the path once, and
 ``repository_name`` decodes the second time (a once-encoded name works too). Only
 repositories that hold a manifest are listed, as in ``/v2/_catalog``. A description
 (``PUT {"description"}``, HTML-escaped as Harbor does) may be set by project admins,
-maintainers and developers; deleting a repository deletes each of its artifacts
-through the ``Registry`` service.
+maintainers and developers; deleting a repository removes its manifests, tags and blob
+links in one transaction (``Registry.delete_repository``).
 """
 
 from __future__ import annotations
@@ -124,26 +124,12 @@ async def update_repository(request: web.Request) -> web.Response:
 
 
 async def delete_repository(request: web.Request) -> web.Response:
+    """Every manifest, tag and blob link of the repository, in one transaction
+    (``Registry.delete_repository``); the bytes go at the next collection."""
     access = await project_access(request, Permission.REPOSITORY_DELETE)
     view = await find_repository(request, access.project.name)
-    await delete_all_artifacts(request, view)
+    await services_of(request).registry.delete_repository(view.name)
     return ok()
-
-
-async def delete_all_artifacts(request: web.Request, view: RepositoryView) -> None:
-    """Delete every manifest of the repository; an index before the manifests it lists."""
-    services = services_of(request)
-    while remaining := await artifacts.digests(services.db, view.id):
-        progress = False
-        for digest in remaining:
-            try:
-                await services.registry.delete_manifest(view.name, digest)
-                progress = True
-            except RegistryError as e:
-                if e.code not in (ErrorCode.VIOLATE_FOREIGN_KEY_CONSTRAINT, ErrorCode.MANIFEST_UNKNOWN):
-                    raise
-        if not progress:
-            raise RegistryError(ErrorCode.PRECONDITION, f"cannot delete every artifact of {view.name}")
 
 
 def routes(app: web.Application) -> None:
