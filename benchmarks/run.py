@@ -65,8 +65,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md",
                    help="the results page to write (default benchmarks/RESULTS.md)")
     p.add_argument("--notes", type=Path, help="a markdown file appended to the results page")
-    p.add_argument("--render", type=Path, metavar="RESULTS_JSON",
-                   help="run nothing: rewrite --markdown and its plot from a result file")
+    p.add_argument("--render", type=Path, metavar="RESULTS_JSON", action="append", default=[],
+                   help="run nothing: rewrite --markdown and its plot from a result file; given "
+                        "again, a later file's registries replace the earlier's (a re-measured ceiling)")
     return p.parse_args(argv)
 
 
@@ -233,15 +234,21 @@ def busy(m: Measurement) -> str:
 
 
 def render(a: argparse.Namespace) -> int:
-    """Rewrites RESULTS.md and the plot from a JSON result file (to add notes, say)."""
-    doc = json.loads(a.render.read_text())
-    results = {r: [Measurement(**m) for m in ms] for r, ms in doc["measurements"].items()}
+    """Rewrites RESULTS.md and the plot from JSON result files (to add notes, say)."""
+    docs = [json.loads(p.read_text()) for p in a.render]
+    doc = docs[0]
+    results: dict[str, list[Measurement]] = {}
+    for path, d in zip(a.render, docs, strict=True):
+        for registry, ms in d["measurements"].items():
+            results[registry] = [Measurement(**m) for m in ms]
+            if d is not doc:
+                doc["meta"]["versions"][f"{registry} measured by"] = f"`{d['meta']['command']}` ({path.name})"
     summ = report.summaries(results)
     plot_path = a.markdown.with_suffix(".png")
     plotted = report.plot(summ, plot_path)
     notes = a.notes.read_text() if a.notes else ""
     report.write_markdown(a.markdown, doc["meta"], results, plot_path.name if plotted else None, notes,
-                          json_name=a.render.name)
+                          json_name=a.render[0].name)
     print(f"wrote {a.markdown}" + (f", {plot_path}" if plotted else ""))
     return 0
 

@@ -4,14 +4,16 @@
 //! - one `Conn` is one keep-alive TCP connection used by one thread; it reconnects when the
 //!   server closed it and retries a request once if the old connection died before any
 //!   response byte arrived (a keep-alive race, counted as a reconnect, not an error);
-//! - bodies are written straight from the caller's slices with `writev` (no copy), and
-//!   read into one reusable buffer and thrown away, so the client spends its CPU on syscalls
-//!   and not on memcpy;
+//! - bodies are written straight from the caller's slices with `writev` (no copy); of a
+//!   response body the first 64 KiB are read (for error messages and small JSON) and the
+//!   rest is dropped in the kernel with recv(MSG_TRUNC), so the client spends its CPU on
+//!   syscalls and not on memcpy;
 //! - message framing follows RFC 9112 section 6: no body for HEAD, 1xx, 204 and 304;
 //!   otherwise chunked, else Content-Length, else until the connection closes.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::io::AsRawFd;
 
 pub const READ_BUF: usize = 256 * 1024;
 /// How much of a response body is kept for error messages and small JSON answers.
@@ -141,6 +143,15 @@ impl Reader {
     pub fn read_exact_body(&mut self, s: &mut TcpStream, mut n: u64, keep: &mut Vec<u8>) -> io::Result<u64> {
         let total = n;
         while n > 0 {
+            if self.start == self.end && keep.len() >= KEEP_BODY {
+                // Nothing buffered and nothing more to keep: let the kernel drop the bytes.
+                let dropped = discard(s, n.min(DISCARD_MAX))?;
+                if dropped == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof in body"));
+                }
+                n -= dropped;
+                continue;
+            }
             if self.start == self.end {
                 // Large bodies: read straight into the whole buffer.
                 self.start = 0;
@@ -202,6 +213,30 @@ impl Reader {
             if self.fill(s)? == 0 {
                 return Ok(total);
             }
+        }
+    }
+}
+
+extern "C" {
+    fn recv(fd: i32, buf: *mut u8, len: usize, flags: i32) -> isize;
+}
+
+const MSG_TRUNC: i32 = 0x20;
+const DISCARD_MAX: u64 = 16 << 20;
+
+/// Receives and throws away up to `n` bytes without copying them (Linux: recv(2) with
+/// MSG_TRUNC on a TCP socket discards the data), so that reading a pulled blob costs the
+/// client no memcpy; returns how many were dropped, 0 at EOF.
+fn discard(s: &mut TcpStream, n: u64) -> io::Result<u64> {
+    loop {
+        // SAFETY: with MSG_TRUNC the kernel writes nothing to `buf`; a null pointer is fine.
+        let got = unsafe { recv(s.as_raw_fd(), std::ptr::null_mut(), n as usize, MSG_TRUNC) };
+        if got >= 0 {
+            return Ok(got as u64);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
         }
     }
 }
