@@ -17,7 +17,7 @@ from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.metadata.db import Database
 from regd.registry import Registry
-from regd.services import SERVICES, Services
+from regd.services import SERVICES, Role, Services
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
@@ -29,7 +29,7 @@ log = logging.getLogger("regd")
 IO_THREADS = 32
 
 
-def build_services(config: Config) -> Services:
+def build_services(config: Config, role: Role | None = None) -> Services:
     layout = Layout(config.data_dir)
     db = Database(layout.database)
     store = BlobStore(layout, fsync=config.storage.fsync)
@@ -43,6 +43,7 @@ def build_services(config: Config) -> Services:
         uploads=UploadService(db, store, layout),
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
+        role=role or Role(),
     )
 
 
@@ -64,21 +65,23 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="regd-io"))
     await services.store.prepare()
     await services.db.open()
-    recovered = await services.uploads.recover()
-    if recovered:
-        log.info("%d upload sessions cut off by the last stop can resume", recovered)
-    janitor = asyncio.create_task(_janitor(services))
+    if services.role.startup_recovery:
+        recovered = await services.uploads.recover()
+        if recovered:
+            log.info("%d upload sessions cut off by the last stop can resume", recovered)
+    janitor = asyncio.create_task(_janitor(services)) if services.role.background else None
     try:
         yield
     finally:
-        janitor.cancel()
-        await asyncio.gather(janitor, return_exceptions=True)
+        if janitor is not None:
+            janitor.cancel()
+            await asyncio.gather(janitor, return_exceptions=True)
         await services.db.close()
 
 
-def create_app(config: Config, services: Services | None = None) -> web.Application:
+def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
     app = web.Application(middlewares=[observe.observe, middleware.errors])
-    app[SERVICES] = services or build_services(config)
+    app[SERVICES] = services or build_services(config, role)
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)
     routes.setup(app)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,9 +43,19 @@ def _run(coro: Any) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if config.server.workers > 1:
+        # Before prometheus_client is first imported (regd.metrics): its multiprocess mode.
+        metrics_dir = tempfile.mkdtemp(prefix="regd-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        from regd.workers import supervise  # worker processes: see regd/workers.py
+
+        try:
+            return supervise(config, lambda: _config(args))
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     from regd.daemon import serve  # signals, TLS, systemd notify: see regd/daemon.py
 
-    config = _config(args)
     _run(serve(config, lambda: _config(args)))
     return 0
 

@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import ssl
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from regd.app import create_app
 from regd.cli import StartupError
 from regd.config import Config, ConfigError
 from regd.metadata.db import SchemaTooNewError
-from regd.services import SERVICES
+from regd.services import SERVICES, Role
 from regd.systemd import Notifier
 
 log = logging.getLogger("regd")
@@ -98,9 +99,17 @@ def _reason(error: OSError) -> str:
 
 
 class Daemon:
-    def __init__(self, config: Config, reread: Callable[[], Config]) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reread: Callable[[], Config],
+        sock: socket.socket | None = None,
+        role: Role | None = None,
+    ) -> None:
         self.config = config
         self._reread = reread
+        self._sock = sock  # a worker serves the supervisor's listening socket (regd.workers)
+        self._role = role
         self._notifier = Notifier()
         self._signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
         self._ssl: ssl.SSLContext | None = None
@@ -123,7 +132,16 @@ class Daemon:
             self._notifier.close()
         log.info("stopped")
 
-    async def _start(self) -> tuple[web.AppRunner, web.TCPSite]:
+    async def prepare(self) -> None:
+        """Open the data directory and the database once, with start-up recovery, and
+        close them again: what the supervisor does before it starts workers."""
+        logs.configure(self.config.server)
+        self._app = create_app(self.config, role=Role(startup_recovery=True, background=False))
+        runner = web.AppRunner(self._app, handle_signals=False)
+        await self._setup(runner)
+        await runner.cleanup()
+
+    async def _start(self) -> tuple[web.AppRunner, web.BaseSite]:
         config = self.config
         logs.configure(config.server)
         try:
@@ -132,7 +150,7 @@ class Daemon:
             tls.check_ca_cert(config.server.ca_cert)
         except tls.TLSError as e:
             raise StartupError(str(e)) from None
-        self._app = create_app(config)
+        self._app = create_app(config, role=self._role)
         runner = web.AppRunner(
             self._app,
             handle_signals=False,
@@ -140,9 +158,13 @@ class Daemon:
             **observe.runner_options(),
         )
         await self._setup(runner)
-        site = web.TCPSite(
-            runner, config.server.host, config.server.port, backlog=1024, ssl_context=self._ssl
-        )
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(runner, self._sock, ssl_context=self._ssl)
+        else:
+            site = web.TCPSite(
+                runner, config.server.host, config.server.port, backlog=1024, ssl_context=self._ssl
+            )
         try:
             await site.start()
         except OSError as e:

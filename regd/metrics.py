@@ -19,14 +19,35 @@ sendfile(2) or copied (``regd_blob_sent_bytes``, from ``SendfileResponse``'s cou
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from regd import __version__
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-ProcessCollector(registry=REGISTRY)
+# With ``[server] workers`` > 1 the supervisor sets PROMETHEUS_MULTIPROC_DIR before this
+# module is first imported: every worker then writes its values to files there and
+# /metrics, whichever worker answers it, sums them (prometheus_client's multiprocess mode).
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 
-BUILD_INFO = Gauge("regd_build_info", "regd version (always 1)", ["version"], registry=REGISTRY)
+REGISTRY = CollectorRegistry(auto_describe=True)
+if not MULTIPROCESS:
+    ProcessCollector(registry=REGISTRY)
+
+
+def exposition() -> CollectorRegistry:
+    """What GET /metrics renders: this process's registry, or the sum over all workers."""
+    if not MULTIPROCESS:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+BUILD_INFO = Gauge(
+    "regd_build_info", "regd version (always 1)", ["version"], registry=REGISTRY, multiprocess_mode="max"
+)
 BUILD_INFO.labels(__version__).set(1)
 
 REQUESTS = Counter(
@@ -52,18 +73,35 @@ SENT_BYTES = Counter(
     registry=REGISTRY,
 )
 
-BLOBS = Gauge("regd_blobs", "Blobs stored (manifests included)", registry=REGISTRY)
-BLOB_BYTES = Gauge("regd_blob_bytes", "Bytes of the blobs stored", registry=REGISTRY)
-UPLOADS = Gauge("regd_upload_sessions", "Upload sessions in progress, by state", ["state"], registry=REGISTRY)
+BLOBS = Gauge(
+    "regd_blobs", "Blobs stored (manifests included)", registry=REGISTRY, multiprocess_mode="mostrecent"
+)
+BLOB_BYTES = Gauge(
+    "regd_blob_bytes", "Bytes of the blobs stored", registry=REGISTRY, multiprocess_mode="mostrecent"
+)
+UPLOADS = Gauge(
+    "regd_upload_sessions",
+    "Upload sessions in progress, by state",
+    ["state"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
 FREE_BYTES = Gauge(
-    "regd_storage_free_bytes", "Bytes free for regd on the data directory's file system", registry=REGISTRY
+    "regd_storage_free_bytes",
+    "Bytes free for regd on the data directory's file system",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
 
 GC_RUNS = Counter("regd_gc_runs", "Garbage collections run by this process", registry=REGISTRY)
 GC_BYTES_FREED = Counter(
     "regd_gc_freed_bytes", "Bytes of blobs garbage collection removed", registry=REGISTRY
 )
-GC_BLOBS_DELETED = Counter(
-    "regd_gc_deleted_blobs", "Blobs garbage collection removed", registry=REGISTRY
-)
+GC_BLOBS_DELETED = Counter("regd_gc_deleted_blobs", "Blobs garbage collection removed", registry=REGISTRY)
 
+BLOB_SENT_BYTES = Counter(
+    "regd_blob_sent_bytes",
+    "Blob body bytes served, by how they were sent: sendfile(2) (plain HTTP) or copied (TLS)",
+    ["path"],
+    registry=REGISTRY,
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -16,6 +16,18 @@ from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
 
 
+@dataclass(frozen=True)
+class Role:
+    """What one process of the daemon does besides answering requests. With
+    ``[server] workers = 1`` the one process does everything. With more, the supervisor
+    does the start-up recovery once before the workers exist (a worker that did it could
+    reset an upload session a sibling is receiving), and only worker 0 runs the
+    background tasks (upload janitor, GC scheduler)."""
+
+    startup_recovery: bool = True
+    background: bool = True
+
+
 @dataclass
 class Services:
     config: Config
@@ -26,6 +38,7 @@ class Services:
     uploads: UploadService
     authorizer: Authorizer
     accounts: Accounts
+    role: Role = field(default_factory=Role)
 
 
 SERVICES: web.AppKey[Services] = web.AppKey("services", Services)

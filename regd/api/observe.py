@@ -22,7 +22,7 @@ import asyncio
 import logging
 import re
 import uuid
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -31,8 +31,6 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
 
 from regd import metrics
 from regd.api.sendfile import SendfileResponse
@@ -214,6 +212,8 @@ class AccessLogger(AbstractAccessLogger):
         sent = response.body_length
         if isinstance(response, SendfileResponse):
             sent += response.zero_copy_sent
+            metrics.BLOB_SENT_BYTES.labels("sendfile").inc(response.zero_copy_sent)
+            metrics.BLOB_SENT_BYTES.labels("copy").inc(response.copied_sent)
         try:
             record(request, response.status, sent, time, _access_enabled(request))
         except Exception:  # an access log must never break a response
@@ -232,21 +232,6 @@ def runner_options() -> dict[str, Any]:
 # -- /metrics -----------------------------------------------------------------------
 
 
-class _SendfileCollector(Collector):
-    """Blob body bytes by how they left: sendfile(2) (plain HTTP) or copied (TLS)."""
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "regd_blob_sent_bytes", "Blob body bytes served, by how they were sent", labels=["path"]
-        )
-        family.add_metric(["sendfile"], SendfileResponse.sent_zero_copy)
-        family.add_metric(["copy"], SendfileResponse.sent_copied)
-        yield family
-
-
-metrics.REGISTRY.register(_SendfileCollector())
-
-
 async def _update_store_metrics(s: Services) -> None:
     blobs, size = await stats.blob_totals(s.db)
     metrics.BLOBS.set(blobs)
@@ -263,7 +248,7 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
         await _update_store_metrics(request.app[SERVICES])
     except Exception as e:  # still serve what is known; health says what is wrong
         logging.getLogger("regd").warning("metrics: cannot read totals: %s", e)
-    body = generate_latest(metrics.REGISTRY)
+    body = generate_latest(metrics.exposition())
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -39,6 +39,7 @@ class SendfileResponse(web.StreamResponse):
         # Body bytes this response sent by sendfile(2), past aiohttp's writer (whose
         # body_length counts only the headers then): read by the access log.
         self.zero_copy_sent = 0
+        self.copied_sent = 0
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         try:
@@ -70,6 +71,7 @@ class SendfileResponse(web.StreamResponse):
             offset += len(data)
             remaining -= len(data)
         SendfileResponse.sent_copied += self._count
+        self.copied_sent = self._count
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:

@@ -175,13 +175,16 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     """After the database opens: recover a dead collection's trash, run the scheduler;
     at shutdown stop background collections between batches."""
     gc = app[GC]
-    await gc.recover()
-    scheduler = asyncio.create_task(gc.scheduler())
+    role = app[SERVICES].role
+    if role.startup_recovery:
+        await gc.recover()
+    scheduler = asyncio.create_task(gc.scheduler()) if role.background else None
     try:
         yield
     finally:
-        scheduler.cancel()
-        await asyncio.gather(scheduler, return_exceptions=True)
+        if scheduler is not None:
+            scheduler.cancel()
+            await asyncio.gather(scheduler, return_exceptions=True)
         await gc.close()
 
 
