@@ -48,6 +48,7 @@ class Settings:
     issuer: auth.Issuer | None = None
     regd_commit: str = "installed (working tree)"
     regd_source: Path | None = None  # a snapshot of regd/ to run; None: the installed `regd`
+    regd_workers: int = 1
     regd_auth: bool | None = None  # whether this regd knows [auth]; found out on first use
     repositories: list[str] = field(default_factory=list)
 
@@ -180,12 +181,14 @@ log_level = "warning"
 REGD_ADMIN_PASSWORD = "Bench-" + secrets.token_hex(8) + "-9"
 
 
-def regd_config(with_auth: bool, auth_section: bool) -> str:
-    """regd's TOML: access log off; [auth] only when this regd knows the section."""
+def regd_config(with_auth: bool, auth_section: bool, workers: int = 1) -> str:
+    """regd's TOML: access log off, `workers` processes; [auth] only when this regd knows
+    the section."""
+    text = REGD_BASE_CONFIG + f"workers = {workers}\n"
     if not auth_section:
-        return REGD_BASE_CONFIG
+        return text
     enabled = "true" if with_auth else "false"
-    return REGD_BASE_CONFIG + f'\n[auth]\nenabled = {enabled}\nservice = "{auth.SERVICE}"\n'
+    return text + f'\n[auth]\nenabled = {enabled}\nservice = "{auth.SERVICE}"\n'
 
 
 def _regd_program(s: Settings) -> tuple[list[str], dict[str, str]]:
@@ -222,7 +225,7 @@ def start(name: str, s: Settings, with_auth: bool = False) -> Running:
         argv = ["docker-registry", "serve", str(cfg)]
     elif name == "regd":
         cfg = base / "regd.toml"
-        cfg.write_text(regd_config(with_auth, regd_has_auth(s)))
+        cfg.write_text(regd_config(with_auth, regd_has_auth(s), s.regd_workers))
         program, env = _regd_program(s)
         argv = [*program, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data),
                 "--config", str(cfg)]

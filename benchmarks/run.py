@@ -55,6 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="run regd as committed at REV, from a snapshot of regd/ (default HEAD); "
                         "'worktree': a snapshot of regd/ as it is on disk now; "
                         "'installed': the `regd` on PATH, read afresh at every start")
+    p.add_argument("--regd-workers", type=int, default=1, metavar="N",
+                   help="regd's [server] workers (default 1, regd's own default)")
     p.add_argument("--nice", type=int, default=0,
                    help="niceness of registries and load generator, e.g. -5 (root) to keep other "
                         "work on a shared machine from skewing a run (default 0)")
@@ -170,7 +172,8 @@ def prepare(a: argparse.Namespace, plan: Plan, names: list[str], workdir: Path, 
     logdir.mkdir(parents=True, exist_ok=True)
     print(f"building the load generator; work dir {workdir}, logs in {logdir}", flush=True)
     settings = registries.Settings(workdir=workdir, data_root=data_root, logdir=logdir,
-                                   regbench=build_regbench(), repositories=REPOSITORIES, nice=a.nice)
+                                   regbench=build_regbench(), repositories=REPOSITORIES, nice=a.nice,
+                                   regd_workers=a.regd_workers)
     if "regd" in names and a.regd_commit != "installed":
         settings.regd_source = workdir / "regd-src"
         settings.regd_commit = registries.snapshot_regd(a.regd_commit, settings.regd_source)
