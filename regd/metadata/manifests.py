@@ -57,31 +57,35 @@ async def by_tag(db: Database, repository: str, tag: str) -> ManifestRow | None:
     return None if row is None else ManifestRow.of(row)
 
 
+async def _absent(conn: aiosqlite.Connection, sql: str, repository_id: int, digests: set[str]) -> list[str]:
+    """Which of ``digests`` the query (``... repository_id = ? AND digest IN (...)``) misses."""
+    if not digests:
+        return []
+    wanted = sorted(digests)
+    rows = await fetchall(conn, f"{sql} ({','.join('?' * len(wanted))})", [repository_id, *wanted])
+    present = {r[0] for r in rows}
+    return [d for d in wanted if d not in present]
+
+
 async def missing_references(conn: aiosqlite.Connection, repository_id: int, manifest: Manifest) -> list[str]:
     """Digests ``manifest`` needs that the repository does not hold, checked inside the
     write transaction that inserts it (so a concurrent sweep cannot slip in between)."""
-    missing: list[str] = []
-    needed_blobs = sorted({str(d.digest) for d in manifest.blobs if not d.is_foreign})
-    if needed_blobs:
-        rows = await fetchall(
+    blobs = {str(d.digest) for d in manifest.blobs if not d.is_foreign}
+    children = {str(d.digest) for d in manifest.children}
+    return [
+        *await _absent(
             conn,
-            f"SELECT digest FROM repository_blobs WHERE repository_id = ? AND digest IN "
-            f"({','.join('?' * len(needed_blobs))})",
-            [repository_id, *needed_blobs],
-        )
-        present = {r[0] for r in rows}
-        missing += [d for d in needed_blobs if d not in present]
-    needed_children = sorted({str(d.digest) for d in manifest.children})
-    if needed_children:
-        rows = await fetchall(
+            "SELECT digest FROM repository_blobs WHERE repository_id = ? AND digest IN",
+            repository_id,
+            blobs,
+        ),
+        *await _absent(
             conn,
-            f"SELECT digest FROM manifests WHERE repository_id = ? AND digest IN "
-            f"({','.join('?' * len(needed_children))})",
-            [repository_id, *needed_children],
-        )
-        present = {r[0] for r in rows}
-        missing += [d for d in needed_children if d not in present]
-    return missing
+            "SELECT digest FROM manifests WHERE repository_id = ? AND digest IN",
+            repository_id,
+            children,
+        ),
+    ]
 
 
 async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manifest) -> int:
