@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any
 
 import aiosqlite
 
@@ -23,6 +21,7 @@ from regd.metadata import blobs as blob_rows
 from regd.metadata import manifests as manifest_rows
 from regd.metadata import repositories
 from regd.metadata.db import Database, fetchone
+from regd.metadata.generation import LookupCache
 from regd.metadata.manifests import ManifestRow
 from regd.names import check_tag
 from regd.storage.blobstore import BlobStore
@@ -58,39 +57,6 @@ class ContentCache:
             self._bytes -= len(old)
 
 
-class LookupCache:
-    """Metadata lookups of this process, valid while the shared generation stands still
-    (``metadata/generation.py``): any commit, by any process, empties it."""
-
-    def __init__(self, db: Database, max_entries: int = 50_000) -> None:
-        self._db = db
-        self._generation = -1
-        self._entries: dict[Hashable, Any] = {}
-        self._max = max_entries
-
-    def get(self, key: Hashable) -> Any:
-        current = self._db.generation.current()
-        if current != self._generation:
-            self._entries.clear()
-            self._generation = current
-            return None
-        return self._entries.get(key)
-
-    def stamp(self) -> int:
-        """Read before a lookup; pass to ``put`` with its result."""
-        return self._db.generation.current()
-
-    def put(self, key: Hashable, value: Any, stamp: int) -> None:
-        if stamp < 0 or stamp != self._db.generation.current():
-            return
-        if stamp != self._generation:
-            self._entries.clear()
-            self._generation = stamp
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        self._entries[key] = value
-
-
 class Registry:
     def __init__(self, db: Database, store: BlobStore, grace_period: float, max_manifest_size: int) -> None:
         self.db = db
@@ -98,7 +64,7 @@ class Registry:
         self.grace_period = grace_period
         self.max_manifest_size = max_manifest_size
         self.cache = ContentCache()
-        self.lookups = LookupCache(db)
+        self.lookups = LookupCache(db.generation)
 
     # -- blobs -------------------------------------------------------------------
 

@@ -268,3 +268,35 @@ def test_throttle_success_clears_the_count() -> None:
     throttle.failed(["account:a"], now=100)
 
     assert throttle.wait(["account:a"], now=100) == 0
+
+
+def test_a_verified_token_is_served_from_the_cache_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = issuer(expiration=60)
+    token = tokens.issue("alice", [Access("repository", "demo/app", ("pull",))]).token
+    first = tokens.verify(token)
+    calls: list[str] = []
+    monkeypatch.setattr("regd.auth.tokens.jwt.decode", lambda *a, **k: calls.append("decode"))
+    assert tokens.verify(token) is first  # no second signature check
+    assert calls == []
+
+    # past exp + leeway the cached entry is dropped and the signature checked again
+    def expired(*args: object, **kwargs: object) -> None:
+        calls.append("decode")
+        raise jwt.ExpiredSignatureError("expired")
+
+    later = time.time() + 3600
+    monkeypatch.setattr("regd.auth.tokens.jwt.decode", expired)
+    monkeypatch.setattr("regd.auth.tokens.time.time", lambda: later)
+    with pytest.raises(InvalidTokenError):
+        tokens.verify(token)
+    assert calls == ["decode"]
+
+
+def test_a_tampered_token_never_matches_a_cached_one() -> None:
+    tokens = issuer()
+    token = tokens.issue("alice", [Access("repository", "demo/app", ("pull",))]).token
+    tokens.verify(token)
+    head, payload, signature = token.split(".")
+    forged = ".".join([head, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB")])
+    with pytest.raises(InvalidTokenError):
+        tokens.verify(forged)

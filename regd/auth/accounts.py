@@ -36,6 +36,7 @@ from regd.config import Config, ConfigError
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import projects, robots, users
 from regd.metadata.db import Database
+from regd.metadata.generation import LookupCache
 from regd.metadata.projects import Project
 from regd.names import is_valid_name, project_of
 from regd.storage.layout import Layout
@@ -91,6 +92,7 @@ def _robot_account(robot: robots.Robot) -> Account:
 class Accounts:
     def __init__(self, db: Database, layout: Layout, config: Config) -> None:
         self.db = db
+        self._lookups = LookupCache(db.generation)
         self.layout = layout
         self.config = config
         self.throttle = LoginThrottle(config.auth.max_failed_logins, config.auth.lockout_seconds)
@@ -196,8 +198,17 @@ class Accounts:
             robot = await robots.by_name(self.db, name)
             usable = robot is not None and not robot.disabled and not robot.expired(now)
             return _robot_account(robot) if robot is not None and usable else ANONYMOUS
-        user = await users.by_name(self.db, name) if name else None
-        return ANONYMOUS if user is None else _user_account(user)
+        if not name:
+            return ANONYMOUS
+        key = ("user", name)
+        cached: Account | None = self._lookups.get(key)
+        if cached is not None:
+            return cached
+        stamp = self._lookups.stamp()
+        user = await users.by_name(self.db, name)
+        account = ANONYMOUS if user is None else _user_account(user)
+        self._lookups.put(key, account, stamp)  # any commit (password, admin flag...) empties it
+        return account
 
     # -- permissions -------------------------------------------------------------
 

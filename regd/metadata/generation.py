@@ -21,7 +21,9 @@ import fcntl
 import mmap
 import os
 import struct
+from collections.abc import Hashable
 from pathlib import Path
+from typing import Any
 
 _FORMAT = "<Q"
 
@@ -61,3 +63,36 @@ class Generation:
             struct.pack_into(_FORMAT, self._map, 0, self.current() + 1)
         finally:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+class LookupCache:
+    """Metadata lookups of this process, valid while the shared generation stands still
+    (``metadata/generation.py``): any commit, by any process, empties it."""
+
+    def __init__(self, generation: Generation, max_entries: int = 50_000) -> None:
+        self._counter = generation
+        self._generation = -1
+        self._entries: dict[Hashable, Any] = {}
+        self._max = max_entries
+
+    def get(self, key: Hashable) -> Any:
+        current = self._counter.current()
+        if current != self._generation:
+            self._entries.clear()
+            self._generation = current
+            return None
+        return self._entries.get(key)
+
+    def stamp(self) -> int:
+        """Read before a lookup; pass to ``put`` with its result."""
+        return self._counter.current()
+
+    def put(self, key: Hashable, value: Any, stamp: int) -> None:
+        if stamp < 0 or stamp != self._counter.current():
+            return
+        if stamp != self._generation:
+            self._entries.clear()
+            self._generation = stamp
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[key] = value
