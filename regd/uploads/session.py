@@ -170,7 +170,9 @@ class UploadService:
                     if pending is not None:
                         await pending
                         progress.written += pending_len
-                    pending = loop.run_in_executor(None, fsio.write_and_hash_sync, fd, hasher, buf)
+                    pending = loop.run_in_executor(
+                        None, fsio.write_and_hash_sync, fd, hasher, buf, self.store.fsync
+                    )
                     pending_len = buffered
                     buf, buffered = [], 0
         finally:
