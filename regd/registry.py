@@ -245,9 +245,16 @@ class Registry:
                 raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {repository} not known to registry")
 
     async def tags(self, repository: str, last: str, n: int) -> list[str]:
+        key = ("tags", repository, last, n)
+        cached: list[str] | None = self.lookups.get(key)
+        if cached is not None:
+            return cached
+        stamp = self.lookups.stamp()
         if await repositories.get_id(self.db, repository) is None:
             raise RegistryError(ErrorCode.NAME_UNKNOWN, f"repository {repository} not known to registry")
-        return await manifest_rows.tags(self.db, repository, last, n)
+        tags = await manifest_rows.tags(self.db, repository, last, n)
+        self.lookups.put(key, tags, stamp)
+        return tags
 
     async def referrers(
         self, repository: str, subject: Digest, artifact_type: str | None

@@ -16,6 +16,12 @@ async def test_two_processes_on_one_data_dir_see_each_others_commits(aiohttp_cli
     for _ in range(2):  # the second GET is served from a's cache
         assert await (await a.get("/v2/library/app/manifests/v1")).read() == first_bytes
 
+    assert (await (await a.get("/v2/library/app/tags/list")).json())["tags"] == ["v1"]
+    await push_image(b, "library/app", "v2")
+    assert (await (await a.get("/v2/library/app/tags/list")).json())["tags"] == ["v1", "v2"]
+    assert (await b.delete("/v2/library/app/manifests/v2")).status == 202
+    assert (await (await a.get("/v2/library/app/tags/list")).json())["tags"] == ["v1"]
+
     second, second_bytes, _ = await push_image(b, "library/app", "v1")  # b moves the tag
     resp = await a.get("/v2/library/app/manifests/v1")
     assert resp.headers["Docker-Content-Digest"] == second
