@@ -17,6 +17,7 @@ from regd.uploads.state import (
     IllegalTransitionError,
     UploadEvent,
     UploadState,
+    diagram,
     next_state,
 )
 
@@ -148,3 +149,8 @@ def test_config_env_of_wrong_type_is_refused() -> None:
         load_config(None, environ={"REGD_SERVER_WORKERS": "many"})
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
         load_config(None, environ={"REGD_SERVER_NOPE": "1"})
+
+
+def test_readme_draws_the_upload_table_as_it_is() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert diagram() in readme

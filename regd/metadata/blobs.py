@@ -8,7 +8,7 @@ import time
 
 import aiosqlite
 
-from regd.metadata.db import Database, fetchone
+from regd.metadata.db import Database
 
 
 async def upsert(conn: aiosqlite.Connection, digest: str, size: int) -> None:
@@ -18,11 +18,6 @@ async def upsert(conn: aiosqlite.Connection, digest: str, size: int) -> None:
         "ON CONFLICT (digest) DO UPDATE SET last_seen = excluded.last_seen",
         (digest, size, now, now),
     )
-
-
-async def size_in(conn: aiosqlite.Connection, digest: str) -> int | None:
-    row = await fetchone(conn, "SELECT size FROM blobs WHERE digest = ?", (digest,))
-    return None if row is None else int(row[0])
 
 
 async def size(db: Database, digest: str) -> int | None:

@@ -142,11 +142,6 @@ async def tags(db: Database, repository: str, last: str, n: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-async def tags_of(db: Database, manifest_id: int) -> list[str]:
-    rows = await db.fetchall("SELECT name FROM tags WHERE manifest_id = ? ORDER BY name", (manifest_id,))
-    return [r[0] for r in rows]
-
-
 async def delete_tag(conn: aiosqlite.Connection, repository_id: int, tag: str) -> bool:
     cur = await conn.execute("DELETE FROM tags WHERE repository_id = ? AND name = ?", (repository_id, tag))
     return cur.rowcount > 0
