@@ -115,22 +115,15 @@ def _coerce(where: str, raw: Any, hint: Any, from_text: bool) -> Any:
             return raw.lower() in ("1", "true", "yes", "on")
         if isinstance(raw, bool):
             return raw
-    elif hint is int:
+    elif hint is int or hint is float:
         if from_text and isinstance(raw, str):
             try:
-                return int(raw)
+                return hint(raw)
             except ValueError:
                 pass
-        if isinstance(raw, int) and not isinstance(raw, bool):
-            return raw
-    elif hint is float:
-        if from_text and isinstance(raw, str):
-            try:
-                return float(raw)
-            except ValueError:
-                pass
-        if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return float(raw)
+        # TOML's 5 is a fine float; 1.5 is no int; a bool is neither.
+        if isinstance(raw, int if hint is int else int | float) and not isinstance(raw, bool):
+            return hint(raw)
     elif hint is str:
         if isinstance(raw, str):
             return raw
