@@ -10,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from regd import web as web_pages
 from regd.api import middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
+from regd.auth.sessions import Sessions
 from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage import Management
@@ -36,6 +38,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     db = Database(layout.database)
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
+    sessions = Sessions(db, config.web)
     registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
     uploads = UploadService(db, store, layout)
     gc = GCService(config, db, store, uploads)
@@ -48,8 +51,9 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         uploads=uploads,
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
+        sessions=sessions,
         gc=gc,
-        manage=Management.build(config, db, accounts, registry, gc),
+        manage=Management.build(config, db, accounts, sessions, registry, gc),
         role=role or Role(),
     )
 
@@ -95,4 +99,5 @@ def create_app(config: Config, services: Services | None = None, role: Role | No
     setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
     observe.setup(app)  # /metrics, /api/v2.0/health, X-Request-Id
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
+    web_pages.setup(app)  # /, the pages, /static, /c/login, /c/log_out
     return app

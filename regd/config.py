@@ -76,12 +76,20 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True  # the web interface at /
+    session_idle_timeout: float = 3600.0  # seconds without a request before a session ends
+    session_lifetime: float = 12 * 3600.0  # seconds after sign-in a session ends regardless
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     gc: GCConfig = field(default_factory=GCConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -177,6 +185,8 @@ def _validate(config: Config) -> None:
     if config.uploads.expire_after <= 0:
         raise ConfigError("[uploads] expire_after: must be positive")
     _validate_auth(config.auth)
+    if config.web.session_idle_timeout <= 0 or config.web.session_lifetime <= 0:
+        raise ConfigError("[web] session_idle_timeout and session_lifetime must be positive")
 
 
 def _validate_auth(auth: AuthConfig) -> None:

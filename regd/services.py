@@ -8,6 +8,7 @@ from aiohttp import web
 
 from regd.auth import Authorizer
 from regd.auth.accounts import Accounts
+from regd.auth.sessions import Sessions
 from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage import Management
@@ -40,6 +41,7 @@ class Services:
     uploads: UploadService
     authorizer: Authorizer
     accounts: Accounts
+    sessions: Sessions  # browser sessions (web pages, and the API with a cookie)
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
     role: Role = field(default_factory=Role)

@@ -2,7 +2,9 @@
 delete tags.
 
 Everything listed comes from SQLite (``manifests``, ``tags``, ``manifest_blobs``,
-``manifest_children``): no manifest is read to list a page. A reference is a tag or a
+``manifest_children``): no manifest is read to list a page. An image's OS and
+architecture live in its config blob: ``platforms`` reads each config once, the first
+time a page shows the image, and keeps the answer in ``manifest_platforms``. A reference is a tag or a
 digest. Deleting an artifact deletes the manifest and all its tags (Harbor deletes the
 artifact even when named by a tag); deleting a tag leaves the artifact. Both go through
 the ``Registry`` service; an index still listing the artifact makes the deletion fail
@@ -13,11 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
+
 from regd.auth.roles import Permission
+from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.manage.actor import Actor
 from regd.manage.paging import Listing, Page
-from regd.metadata import artifacts
+from regd.metadata import artifacts, platforms
 from regd.metadata import manifests as manifest_rows
 from regd.metadata.artifacts import RepositoryView, TagView
 from regd.metadata.db import Database
@@ -30,6 +35,7 @@ IMAGE_CONFIGS = (
     "application/vnd.oci.image.config.v1+json",
     "application/vnd.docker.container.image.v1+json",
 )
+PLATFORM_READS = 100  # image configs read by one listing, at most (then they are in SQLite)
 INDEXES = (
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -80,6 +86,33 @@ class ArtifactService:
             kids = [Child(digest, child_id) for child_id, digest in children.get(row.id, [])]
             result.append(Artifact(row, tags.get(row.id, []), blob_size, config_type, kids))
         return result
+
+    async def platforms(self, found: list[Artifact]) -> dict[int, str]:
+        """manifest id -> "os/architecture[/variant]" for the images among ``found`` and
+        the children of its indexes. Each image's config is read once ever (at most
+        ``PLATFORM_READS`` per call) and the answer kept in SQLite."""
+        ids = [a.row.id for a in found] + [c.manifest_id for a in found for c in a.children if c.manifest_id]
+        known = await platforms.of(self.db, ids)
+        missing = [i for i in ids if i not in known][:PLATFORM_READS]
+        learned: dict[int, tuple[str, str, str]] = {}
+        for manifest_id, digest in (await platforms.config_digests(self.db, missing)).items():
+            platform = await self._platform_of(digest)
+            if platform is not None:
+                learned[manifest_id] = platform
+        await platforms.record(self.db, learned)
+        return {i: "/".join(p for p in platform if p) for i, platform in {**known, **learned}.items()}
+
+    async def _platform_of(self, config_digest: str) -> tuple[str, str, str] | None:
+        try:
+            config = orjson.loads(await self.registry.store.read(Digest.parse(config_digest)))
+        except (OSError, ValueError, orjson.JSONDecodeError):
+            return None  # gone, or not JSON: shown without a platform
+        if not isinstance(config, dict):
+            return None
+        values = tuple(config.get(k) for k in ("os", "architecture", "variant"))
+        if not all(isinstance(v, str) for v in values[:2]):
+            return None
+        return (str(values[0])[:50], str(values[1])[:50], str(values[2] or "")[:50])
 
     async def resolve(self, view: RepositoryView, reference: str) -> ManifestRow:
         try:

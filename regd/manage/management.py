@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from regd.auth.accounts import ADMIN, NO_AUTH_ADMIN, Account, Accounts, Kind
 from regd.auth.roles import Role
+from regd.auth.sessions import Sessions
 from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage.actor import Actor
@@ -35,7 +36,13 @@ class Management:
 
     @classmethod
     def build(
-        cls, config: Config, db: Database, accounts: Accounts, registry: Registry, gc: GCService
+        cls,
+        config: Config,
+        db: Database,
+        accounts: Accounts,
+        sessions: Sessions,
+        registry: Registry,
+        gc: GCService,
     ) -> Management:
         project_service = ProjectService(db, config)
         return cls(
@@ -43,7 +50,7 @@ class Management:
             accounts=accounts,
             projects=project_service,
             members=MemberService(db),
-            users=UserService(db, accounts),
+            users=UserService(db, accounts, sessions),
             robots=RobotService(db),
             repositories=RepositoryService(db, registry, project_service),
             artifacts=ArtifactService(db, registry),

@@ -13,6 +13,8 @@ The tables and the edges a garbage collector walks:
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
+Web interface: web_sessions (browser sessions, by the hash of their cookie),
+manifest_platforms (OS/architecture of an image, read once from its config).
 """
 
 from __future__ import annotations
@@ -173,6 +175,26 @@ MIGRATIONS: list[str] = [
         parameters TEXT NOT NULL,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
+    );
+    """,
+    # Web interface (issue 9): browser sessions, stored by the SHA-256 of their cookie so
+    # that every worker process knows them and a copy of the database opens none; and the
+    # platform of each image, read once from its config so that pages list from SQLite.
+    """
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
+
+    CREATE TABLE manifest_platforms (
+        manifest_id INTEGER PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
+        os TEXT NOT NULL,
+        architecture TEXT NOT NULL,
+        variant TEXT NOT NULL DEFAULT ''
     );
     """,
 ]

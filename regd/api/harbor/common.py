@@ -3,8 +3,9 @@
 pagination (``page``, ``page_size`` up to 100, ``X-Total-Count``, ``Link``), JSON bodies,
 Harbor's time format.
 
-Callers authenticate with HTTP Basic (users and robot accounts); no header means
-anonymous. With ``[auth] enabled = false`` every caller is the system administrator.
+Callers authenticate with HTTP Basic (users and robot accounts) or a browser session
+cookie (``api.session``: then state-changing requests need its CSRF token); neither
+means anonymous. With ``[auth] enabled = false`` every caller is the system administrator.
 Refusals follow Harbor: 401 ``UNAUTHORIZED`` for anonymous callers, 403 ``FORBIDDEN``
 for authenticated ones; errors use the one envelope ``{"errors":[{"code","message"}]}``.
 """
@@ -19,6 +20,7 @@ import orjson
 from aiohttp import web
 
 from regd.api.http import json_response
+from regd.api.session import session_account
 from regd.auth.accounts import ANONYMOUS, NO_AUTH_ADMIN, Account
 from regd.auth.authorizer import basic_credentials
 from regd.auth.roles import Permission
@@ -51,6 +53,8 @@ async def caller(request: web.Request) -> Account:
         if credentials is None:
             raise RegistryError(ErrorCode.UNAUTHORIZED, "basic authentication required")
         account = await services.accounts.authenticate(*credentials, request.remote or "")
+    elif (from_session := await session_account(request)) is not None:
+        account = from_session  # a browser's session cookie, CSRF-checked
     request[_CALLER] = account
     if account.name:
         request[USER] = account.name  # for the access log
