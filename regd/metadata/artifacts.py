@@ -14,6 +14,8 @@ from regd.metadata.db import Database, Row
 from regd.metadata.manifests import ManifestRow
 from regd.metadata.users import escape_like
 
+# Docker's image config has no "config" in its media type.
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 _NON_EMPTY = "EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)"
 
 
@@ -125,7 +127,8 @@ async def blob_details(db: Database, manifest_ids: list[int]) -> dict[int, tuple
     if not manifest_ids:
         return {}
     rows = await db.fetchall(
-        f"SELECT manifest_id, sum(size), max(CASE WHEN media_type LIKE '%config%' THEN media_type END) "
+        f"SELECT manifest_id, sum(size), max(CASE WHEN media_type LIKE '%config%' "
+        f"OR media_type = '{DOCKER_CONFIG}' THEN media_type END) "
         f"FROM manifest_blobs WHERE manifest_id IN ({','.join('?' * len(manifest_ids))}) "
         "GROUP BY manifest_id",
         manifest_ids,
