@@ -16,7 +16,7 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from regd import __version__
-from regd.api.harbor.common import actor
+from regd.api.caller import actor
 from regd.api.session import SAFE_METHODS, check_page_csrf, csrf_token, set_new_cookies
 from regd.errors import ErrorCode, RegistryError
 from regd.manage import Actor, Management, Page
