@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from regd.auth import Authorizer
+from regd.auth import Authorizer, Principal
 from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.metadata.db import Database
@@ -49,3 +49,5 @@ REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
 # Who made the request (the access log's user): set by whatever authenticates it, the
 # /v2 dispatcher or the /api/v2.0 handlers.
 USER: web.RequestKey[str] = web.RequestKey("user", str)
+# Who the /v2 dispatcher let through and what it was granted (a mount's source, say).
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
