@@ -23,7 +23,7 @@ from regd.metadata import repositories
 from regd.metadata.db import Database, fetchone
 from regd.metadata.generation import LookupCache
 from regd.metadata.manifests import ManifestRow
-from regd.names import check_tag
+from regd.names import check_tag, is_valid_tag
 from regd.storage.blobstore import BlobStore
 
 
@@ -166,8 +166,13 @@ class Registry:
         stamp = self.lookups.stamp()
         if Digest.is_digest(reference):
             row = await manifest_rows.by_digest(self.db, repository, str(Digest.parse(reference)))
+        elif is_valid_tag(reference):
+            row = await manifest_rows.by_tag(self.db, repository, reference)
         else:
-            row = await manifest_rows.by_tag(self.db, repository, check_tag(reference))
+            # Neither a tag nor a digest: no manifest can be known by it (404, as CNCF
+            # distribution answers and both conformance programs expect); a PUT to it
+            # is still refused with TAG_INVALID (put_manifest).
+            row = None
         if row is not None:
             self.lookups.put(key, row, stamp)
         if row is None:
