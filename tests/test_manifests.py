@@ -375,3 +375,21 @@ async def test_manifest_put_by_a_wrong_or_unsupported_digest_stores_nothing(clie
     await assert_error(await put(client, "library/app", md5, body), 400, "DIGEST_INVALID")
     for ref in (wrong512, sha256(body)):
         await assert_error(await client.get(f"/v2/library/app/manifests/{ref}"), 404, "MANIFEST_UNKNOWN")
+
+
+async def test_a_reference_neither_tag_nor_digest_is_unknown_to_get_and_head_and_invalid_to_put(
+    client: Client,
+) -> None:
+    """GET/HEAD answer 404 MANIFEST_UNKNOWN, as CNCF distribution does and both conformance
+    programs expect (400 before); a PUT to it is still refused with 400 TAG_INVALID."""
+    await push_image(client, "library/app", "v1")
+    for reference in (".INVALID_MANIFEST_NAME", "-bad", "a" * 129):
+        resp = await client.get(f"/v2/library/app/manifests/{reference}")
+        await assert_error(resp, 404, "MANIFEST_UNKNOWN")
+        resp = await client.head(f"/v2/library/app/manifests/{reference}")
+        assert resp.status == 404
+        c = await push_blob(client, "library/app", b"{}")
+        resp = await put(client, "library/app", reference, image_manifest((c, 2), []))
+        await assert_error(resp, 400, "TAG_INVALID")
+    # a malformed digest is still a bad request, not an unknown manifest
+    await assert_error(await client.get("/v2/library/app/manifests/sha256:abc"), 400, "DIGEST_INVALID")
