@@ -12,22 +12,13 @@ from typing import Any
 import orjson
 
 from regd.services import SERVICES
-from tests.conftest import Client, assert_error, image_manifest, push_blob, sha256
+from tests.conftest import Client, assert_error, image_manifest, push_blob, sha256, sha512
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
 
 
-def sha512(data: bytes) -> str:
-    return "sha512:" + hashlib.sha512(data).hexdigest()
-
-
 async def push512(client: Client, name: str, data: bytes) -> str:
-    digest = sha512(data)
-    resp = await client.post(f"/v2/{name}/blobs/uploads/", params={"digest": digest}, data=data)
-    assert resp.status == 201, await resp.text()
-    assert resp.headers["Docker-Content-Digest"] == digest
-    assert resp.headers["Location"] == f"/v2/{name}/blobs/{digest}"
-    return digest
+    return await push_blob(client, name, data, "sha512")
 
 
 async def assert_blob(client: Client, name: str, digest: str, data: bytes) -> None:
@@ -52,7 +43,11 @@ async def upload_count(client: Client) -> int:
 
 async def test_blob_pushed_by_a_sha512_digest_in_one_post_reads_back_by_it(client: Client) -> None:
     data = os.urandom(5000)
-    digest = await push512(client, "library/app", data)
+    digest = sha512(data)
+    resp = await client.post("/v2/library/app/blobs/uploads/", params={"digest": digest}, data=data)
+    assert resp.status == 201, await resp.text()
+    assert resp.headers["Docker-Content-Digest"] == digest
+    assert resp.headers["Location"] == f"/v2/library/app/blobs/{digest}"
     await assert_blob(client, "library/app", digest, data)
     # the sha256 of the same bytes names nothing: a blob is known by what it was pushed as
     await assert_error(await client.get(f"/v2/library/app/blobs/{sha256(data)}"), 404, "BLOB_UNKNOWN")
