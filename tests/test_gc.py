@@ -409,6 +409,27 @@ async def test_orphan_files_go_after_the_grace_period_and_the_trash_is_recovered
     await env.client.pull("lib/app", "v1", kept)
 
 
+async def test_sha512_orphans_go_and_a_sha512_blob_in_the_trash_is_restored(start: Start) -> None:
+    env = await start(grace_period=100)
+    layout = Layout(env.data_dir)
+    orphan = os.urandom(10)
+    path = layout.blob(Digest.parse(digest_of(orphan, "sha512")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orphan)
+    os.utime(path, (time.time() - 1000, time.time() - 1000))
+    kept = random_image(algorithm="sha512")
+    await env.client.push("lib/app", kept.digest, kept)
+    layer = next(iter(kept.blobs))
+    layout.blob(Digest.parse(layer)).rename(layout.trash / f"{layer.split(':')[1]}.deadbeef")
+
+    report = await env.collect()
+
+    assert (report.trash_restored, report.orphans_purged, report.bytes_freed) == (1, 1, 10)
+    assert not path.exists()
+    await env.client.pull("lib/app", kept.digest, kept)
+    check_consistent(env.data_dir)
+
+
 async def test_the_daemon_recovers_the_trash_at_start(start: Start) -> None:
     env = await start(grace_period=0)
     img = random_image()
