@@ -10,6 +10,7 @@ from regd.auth import Authorizer
 from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.metadata.db import Database
+from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
@@ -38,6 +39,7 @@ class Services:
     uploads: UploadService
     authorizer: Authorizer
     accounts: Accounts
+    pulls: PullRecorder
     role: Role = field(default_factory=Role)
 
 

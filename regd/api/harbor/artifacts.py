@@ -27,21 +27,14 @@ from regd.api.harbor.common import (
 from regd.api.harbor.repositories import find_repository
 from regd.api.http import json_response
 from regd.auth.roles import Permission
+from regd.details import Child, artifact_details
 from regd.errors import ErrorCode, RegistryError
+from regd.manifests import IMAGE_CONFIG_TYPES, INDEX_TYPES
 from regd.metadata import artifacts
 from regd.metadata import manifests as manifest_rows
 from regd.metadata.artifacts import RepositoryView, TagView
 from regd.metadata.manifests import ManifestRow
 from regd.names import check_tag
-
-_IMAGE_CONFIGS = (
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-)
-_INDEXES = (
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-)
 
 
 def tag_json(tag: TagView) -> dict[str, Any]:
@@ -51,29 +44,36 @@ def tag_json(tag: TagView) -> dict[str, Any]:
         "artifact_id": tag.manifest_id,
         "name": tag.name,
         "push_time": timestamp(tag.updated_at),
-        "pull_time": None,
+        "pull_time": timestamp(tag.pulled_at),
         "immutable": False,
+    }
+
+
+def reference_json(parent_id: int, child: Child) -> dict[str, Any]:
+    """Harbor's ``Reference``. The platform is the index entry's, with the image-spec's
+    key names (``os.version``, ``os.features``), as Harbor answers on the wire."""
+    return {
+        "parent_id": parent_id,
+        "child_id": child.child_id or 0,
+        "child_digest": child.digest,
+        "platform": child.platform,
+        "annotations": child.annotations,
+        "urls": child.urls,
     }
 
 
 async def artifact_json(
     request: web.Request, project_id: int, view: RepositoryView, rows: list[ManifestRow]
 ) -> list[dict[str, Any]]:
-    db = services_of(request).db
+    services = services_of(request)
     ids = [row.id for row in rows]
-    tags, details, children = (
-        await artifacts.tags(db, ids),
-        await artifacts.blob_details(db, ids),
-        await artifacts.children(db, ids),
-    )
+    tags, sizes = await artifacts.tags(services.db, ids), await artifacts.blob_details(services.db, ids)
+    details = await artifact_details(services.registry, rows)
     result = []
     for row in rows:
-        blob_size, config_type = details.get(row.id, (0, None))
-        image = row.media_type in _INDEXES or config_type in _IMAGE_CONFIGS
-        references = [
-            {"parent_id": row.id, "child_id": child_id or 0, "child_digest": digest}
-            for child_id, digest in children.get(row.id, [])
-        ]
+        blob_size, config_type = sizes.get(row.id, (0, None))
+        image = row.media_type in INDEX_TYPES or config_type in IMAGE_CONFIG_TYPES
+        detail = details[row.id]
         result.append(
             {
                 "id": row.id,
@@ -87,10 +87,10 @@ async def artifact_json(
                 "digest": row.digest,
                 "size": row.size + blob_size,
                 "push_time": timestamp(row.pushed_at),
-                "pull_time": None,
-                "extra_attrs": {},
+                "pull_time": timestamp(detail.pulled_at),
+                "extra_attrs": detail.extra_attrs,
                 "annotations": row.annotations or {},
-                "references": references or None,
+                "references": [reference_json(row.id, c) for c in detail.children] or None,
                 "tags": [tag_json(t) for t in tags.get(row.id, [])] or None,
                 "labels": None,
                 "accessories": None,
