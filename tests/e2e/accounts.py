@@ -75,7 +75,11 @@ class Api:
         return Robot(created["name"], created["secret"])
 
 
-def start_secured(regd_server: ServerFactory, target: Target) -> RegistryServer:
+def start_secured(
+    regd_server: ServerFactory, target: Target, env: dict[str, str] | None = None
+) -> RegistryServer:
     if target is not Target.REGD:
         pytest.skip("regd's own access control (projects, users, robots)")
-    return regd_server(env={"REGD_AUTH_ENABLED": "true", "REGD_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    return regd_server(
+        env={"REGD_AUTH_ENABLED": "true", "REGD_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})}
+    )
