@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .accounts import ADMIN_PASSWORD, DEVELOPER, PASSWORD, Api, start_secured
+from .accounts import ADMIN_PASSWORD, DEVELOPER, PASSWORD, Api, assert_refused, start_secured
 from .containers import Containers
 from .daemons import RegistryServer, ServerFactory, Target
 from .registry_http import manifest_served
@@ -104,18 +104,6 @@ def api(secured: RegistryServer) -> Api:
     return api
 
 
-def wait_for_pull_count(api: Api, repository: str, at_least: int) -> int:
-    project, name = repository.split("/", 1)
-    deadline = time.monotonic() + 30
-    count = 0
-    while time.monotonic() < deadline:
-        count = int(api.ok("GET", f"/projects/{project}/repositories/{name}")["pull_count"])
-        if count >= at_least:
-            break
-        time.sleep(0.1)
-    return count
-
-
 def test_podman_logs_in_pushes_both_formats_pulls_and_logs_out(
     secured: RegistryServer, api: Api, podman: str, pod: Podman, containers: Containers
 ) -> None:
@@ -141,12 +129,9 @@ def test_podman_logs_in_pushes_both_formats_pulls_and_logs_out(
         assert artifact["manifest_media_type"] == media_type
         assert artifact["extra_attrs"]["os"] == "linux"  # from the config podman wrote
         assert artifact["extra_attrs"]["architecture"]
-    assert wait_for_pull_count(api, "pods/app", 2) >= 2
+    assert api.wait_for_pull_count("pods", "app", 2) >= 2
     assert "Removed login credentials" in logout
-    assert refused.returncode != 0
-    assert "unauthorized" in refused.stderr.lower() or "authentication required" in refused.stderr.lower(), (
-        refused.stderr
-    )
+    assert_refused(refused)
 
 
 def test_podman_pulls_from_a_public_project_anonymously(
@@ -164,4 +149,4 @@ def test_podman_pulls_from_a_public_project_anonymously(
     )
 
     assert repo_digests(pod, f"{repository}:v1") == {f"{repository}@{pushed}"}
-    assert anonymous_push.returncode != 0
+    assert_refused(anonymous_push)
