@@ -1,7 +1,7 @@
 """Read queries for the management API's repositories and artifacts (Harbor's views of
 ``repositories``, ``manifests`` and ``tags``). Writes to content go through the
 ``Registry`` service; the writes here are a repository's description, the pull
-statistics (``regd/pulls.py`` batches them) and details filled in later (``regd/details.py``)."""
+statistics (``regd/pulls.py`` batches them) and details filled in later (``regd/manage/artifacts.py``)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """containerd's ``ctr`` (how a Kubernetes node pulls with an ``imagePullSecret``) and
 skopeo (``--creds``) against regd with access control on: a robot account's credentials
 pull a private image, and a push robot's push with ``ctr images push --user``; without
-credentials, or with a pull-only robot pushing, they are refused. ctr asks the token service with the OAuth2 POST form first."""
+credentials, or with a pull-only robot pushing, they are refused. ctr asks the token
+service with the OAuth2 POST form first."""
 
 from __future__ import annotations
 
