@@ -75,7 +75,7 @@ class ArtifactService:
         self.registry = registry
 
     async def details(self, rows: list[ManifestRow]) -> list[Artifact]:
-        """Tags, sizes, children and Harbor's details of manifests: five queries for any
+        """Tags, sizes, children and Harbor's details of manifests: four queries for any
         number of them (and, once, a read of those recorded before details were kept)."""
         ids = [row.id for row in rows]
         tags = await artifacts.tags(self.db, ids)
