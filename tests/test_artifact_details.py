@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 import pytest
 
+from regd.config import ConfigError, load_config
 from regd.digest import Digest
 from regd.manifests import image_details
 from regd.metadata import artifacts
@@ -407,3 +408,9 @@ def test_two_workers_write_their_pulls_every_interval(tmp_path: Path) -> None:
         process.close()
 
     assert count == 20
+
+
+@pytest.mark.parametrize("interval", [0, -1.0])
+def test_pull_flush_interval_must_be_positive(interval: float) -> None:
+    with pytest.raises(ConfigError, match="pull_flush_interval"):
+        load_config(None, environ={}, overrides={"server": {"pull_flush_interval": interval}})
