@@ -8,11 +8,12 @@ created, author, config) and an index's children with the platform, annotations 
 urls of their entries are recorded at push (``Registry.put_manifest``), pull times in
 batches (``regd/pulls.py``). Manifests recorded before regd kept the details (NULL in
 the database) are read and parsed once, by the first listing that shows them, and what
-it learns is stored. A reference is a tag or a
-digest. Deleting an artifact deletes the manifest and all its tags (Harbor deletes the
-artifact even when named by a tag); deleting a tag leaves the artifact. Both go through
-the ``Registry`` service; an index still listing the artifact makes the deletion fail
-with 412 ``VIOLATE_FOREIGN_KEY_CONSTRAINT``.
+it learns is stored.
+
+A reference is a tag or a digest. Deleting an artifact deletes the manifest and all its
+tags (Harbor deletes the artifact even when named by a tag); deleting a tag leaves the
+artifact. Both go through the ``Registry`` service; an index still listing the artifact
+makes the deletion fail with 412 ``VIOLATE_FOREIGN_KEY_CONSTRAINT``.
 """
 
 from __future__ import annotations
