@@ -3,9 +3,9 @@
 #
 #     bash tests/run.sh [pytest arguments...]
 #
-# 1. apt-get installs docker.io, skopeo, containerd, docker-registry, systemd
-#    (systemd-analyze checks the unit file), chromium and chromium-driver (the web
-#    interface's browser tests) when missing;
+# 1. apt-get installs docker.io, skopeo, containerd, podman, buildah, docker-registry,
+#    systemd (systemd-analyze checks the unit file), chromium and chromium-driver (the
+#    web interface's browser tests) when missing;
 # 2. pip installs regd in editable mode with its test extras;
 # 3. runs ruff check, mypy and pytest (unit, app and e2e tests), every one of them even
 #    when an earlier one fails, and prints a summary; exits non-zero if any failed.
@@ -19,8 +19,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(docker.io skopeo containerd docker-registry systemd chromium chromium-driver)
-TOOLS=(dockerd docker containerd ctr skopeo docker-registry systemd-analyze chromium chromedriver)
+APT_PACKAGES=(docker.io skopeo containerd podman buildah docker-registry systemd chromium chromium-driver)
+TOOLS=(dockerd docker containerd ctr skopeo podman buildah docker-registry systemd-analyze chromium chromedriver)
 LINT_PATHS=(regd tests benchmarks)
 
 SUMMARY=()

@@ -13,8 +13,11 @@ The tables and the edges a garbage collector walks:
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
-Web interface: web_sessions (browser sessions, by the hash of their cookie),
-manifest_platforms (OS/architecture of an image, read once from its config).
+Artifact details (migration 4): manifests.extra_attrs (what Harbor shows of an image's
+config, JSON; NULL until known), manifest_children.descriptor (an index entry's platform,
+annotations and urls, JSON), tags.pulled_at (manifests.pulled_at and
+repositories.pull_count are from migration 1).
+Web interface (migration 5): web_sessions (browser sessions, by the hash of their cookie).
 """
 
 from __future__ import annotations
@@ -177,9 +180,16 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # Harbor's artifact details (issue 12 item 4): extra_attrs is written at manifest PUT
+    # (or, for manifests pushed before, the first time the API lists them); the pull
+    # columns by regd/pulls.py in batches.
+    """
+    ALTER TABLE manifests ADD COLUMN extra_attrs TEXT;
+    ALTER TABLE manifest_children ADD COLUMN descriptor TEXT;
+    ALTER TABLE tags ADD COLUMN pulled_at REAL;
+    """,
     # Web interface (issue 9): browser sessions, stored by the SHA-256 of their cookie so
-    # that every worker process knows them and a copy of the database opens none; and the
-    # platform of each image, read once from its config so that pages list from SQLite.
+    # that every worker process knows them and a copy of the database opens none.
     """
     CREATE TABLE web_sessions (
         id TEXT PRIMARY KEY,
@@ -189,13 +199,6 @@ MIGRATIONS: list[str] = [
         last_seen REAL NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX web_sessions_user ON web_sessions(user_id);
-
-    CREATE TABLE manifest_platforms (
-        manifest_id INTEGER PRIMARY KEY REFERENCES manifests(id) ON DELETE CASCADE,
-        os TEXT NOT NULL,
-        architecture TEXT NOT NULL,
-        variant TEXT NOT NULL DEFAULT ''
-    );
     """,
 ]
 

@@ -203,4 +203,12 @@ def ago(seconds: float | None, now: float | None = None) -> str:
     return "just now"
 
 
-FILTERS: dict[str, Callable[..., str]] = {"size": human_size, "utc": utc, "ago": ago}
+def platform(fields: Mapping[str, Any] | None) -> str:
+    """"linux/arm64/v8" from an image's details or an index entry's platform ("" if none)."""
+    if not fields:
+        return ""
+    parts = (fields.get("os"), fields.get("architecture"), fields.get("variant"))
+    return "/".join(p for p in parts if isinstance(p, str) and p)
+
+
+FILTERS: dict[str, Callable[..., str]] = {"size": human_size, "utc": utc, "ago": ago, "platform": platform}

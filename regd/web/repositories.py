@@ -70,7 +70,6 @@ async def repository_page(request: web.Request) -> web.StreamResponse:
         service = manage_of(request).artifacts
         listing = await service.listing(access.actor, access.project, view, paging)
         context["artifacts"] = listing.items
-        context["platforms"] = await service.platforms(listing.items)
         context["pager"] = pager(request, paging, listing.total)
         context["tags_shown"] = TAGS_SHOWN
         context["all_tags"] = request.query.get("tags") == "all"
