@@ -113,7 +113,8 @@ class ProjectService:
             offset=page.offset,
             limit=page.size,
         )
-        return Listing(total, [await self.view(actor, p) for p in rows])
+        counts = await projects.repository_counts(self.db, [p.name for p in rows])
+        return Listing(total, [ProjectView(p, actor.role(p), counts.get(p.name, 0)) for p in rows])
 
     async def visible_names(self, actor: Actor) -> list[str] | None:
         """Names of the projects ``actor`` may read (None: all of them)."""

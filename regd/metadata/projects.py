@@ -143,6 +143,18 @@ async def repository_count(db: Database, name: str) -> int:
     return int(value)
 
 
+async def repository_counts(db: Database, names: list[str]) -> dict[str, int]:
+    """``repository_count`` of several projects in one query (those with none are absent)."""
+    if not names:
+        return {}
+    rows = await db.fetchall(
+        f"SELECT r.project, count(*) FROM repositories r WHERE r.project IN ({','.join('?' * len(names))}) "
+        "AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) GROUP BY r.project",
+        names,
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
 # -- members ---------------------------------------------------------------------
 
 _MEMBER = (
