@@ -238,6 +238,22 @@ async def test_every_page_carries_the_security_headers_and_no_inline_script(star
         assert not re.search(r"\son[a-z]+=", html) and "style=" not in html and "<style" not in html
 
 
+async def test_a_browser_gets_an_error_page_for_an_unknown_page_and_scripts_get_json(start: Starter) -> None:
+    client = await start()
+
+    browser = await client.get("/no/such/page", headers={"Accept": "text/html,*/*"})
+    script = await client.get("/no/such/page")
+    api = await client.get(f"{API}/nothing", headers={"Accept": "text/html"})
+
+    assert browser.status == 404 and "there is no page at /no/such/page" in await browser.text()
+    assert (
+        browser.headers["Content-Type"].startswith("text/html")
+        and "Content-Security-Policy" in browser.headers
+    )
+    assert script.status == 404 and script.headers["Content-Type"].startswith("application/json")
+    assert api.status == 404 and api.headers["Content-Type"].startswith("application/json")
+
+
 async def test_static_files_are_served_with_htmx_and_its_license(start: Starter) -> None:
     client = await start()
 

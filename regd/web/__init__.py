@@ -49,6 +49,7 @@ def setup(app: web.Application) -> None:
     # Read every template now, once, so that no request reads one from disk on the loop.
     for name in env.list_templates():
         env.get_template(name)
+    app.middlewares.append(render.html_errors)  # inside the API's error middleware
     projects.routes(app)
     repositories.routes(app)
     admin.routes(app)

@@ -38,7 +38,6 @@ async def gc_page(request: web.Request, error: str = "", status: int = 200) -> w
     return await render(request, "gc.html", context, status=status)
 
 
-
 async def gc_post(request: web.Request) -> web.StreamResponse:
     """GC Now and Dry Run (a collection in the background), or the schedule."""
     me = await current(request)
@@ -85,7 +84,6 @@ async def users_page(
         "done": done,
     }
     return await render(request, "users.html", context, status=status)
-
 
 
 async def users_post(request: web.Request) -> web.StreamResponse:

@@ -113,7 +113,6 @@ async def members_page(request: web.Request, error: str = "", status: int = 200)
     )
 
 
-
 async def members_post(request: web.Request) -> web.StreamResponse:
     """Add a member, change a member's role, remove a member."""
     access = await _access(request, Permission.MEMBER_MANAGE)
@@ -148,7 +147,6 @@ async def robots_page(
     return await _project_page(
         request, access, "robots", listing, paging, created=created, error=error, status=status, **more
     )
-
 
 
 async def robots_post(request: web.Request) -> web.StreamResponse:

@@ -18,7 +18,7 @@ from aiohttp import web
 from regd import __version__
 from regd.api.caller import actor
 from regd.api.session import SAFE_METHODS, check_page_csrf, csrf_token, set_new_cookies
-from regd.errors import ErrorCode, RegistryError
+from regd.errors import ErrorCode, RegistryError, code_for_status
 from regd.manage import Actor, Management, Page
 from regd.services import SERVICES, Services
 
@@ -115,6 +115,25 @@ async def or_form_error(action: Awaitable[web.StreamResponse], shown: ErrorPage)
         return await shown(e.message, e.status)
 
 
+# Paths of the machine interfaces: their errors stay in the JSON envelope.
+_NOT_PAGES = ("/v2", "/api/", "/service/", "/metrics", "/static/", "/c/")
+
+
+@web.middleware
+async def html_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A browser asking for a page that does not exist gets an error page, not JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        wants_page = "text/html" in request.headers.get("Accept", "") and request.method in SAFE_METHODS
+        if e.status < 400 or not wants_page or request.path.startswith(_NOT_PAGES):
+            raise
+        error = RegistryError(
+            code_for_status(e.status), f"{e.reason}: there is no page at {request.path[:200]}"
+        )
+        return await render(request, "error.html", {"error": error}, status=e.status)
+
+
 def see_other(location: str) -> web.Response:
     """303 to ``location`` (after a form: the browser GETs the page that shows the result)."""
     return web.Response(status=303, headers={"Location": location})
@@ -204,7 +223,7 @@ def ago(seconds: float | None, now: float | None = None) -> str:
 
 
 def platform(fields: Mapping[str, Any] | None) -> str:
-    """"linux/arm64/v8" from an image's details or an index entry's platform ("" if none)."""
+    """ "linux/arm64/v8" from an image's details or an index entry's platform ("" if none)."""
     if not fields:
         return ""
     parts = (fields.get("os"), fields.get("architecture"), fields.get("variant"))
