@@ -4,7 +4,8 @@
 
 Builds, through the registry API of an in-process regd (access control off, default
 configuration otherwise), a project ``big`` of ``--repositories`` repositories of one small
-image each, and a repository ``big/tags`` of ``--tags`` tags, each on its own manifest.
+image each, a repository ``big/tags`` of ``--tags`` tags, each on its own manifest, and
+``big/same`` with as many tags on one manifest.
 Then GETs each page ``--rounds`` times (after one warm-up) and reports the median and
 90th percentile time per page, the page's size, and how many blob or manifest reads a
 render made (``BlobStore.read`` and ``read_small`` calls): a page is rendered from SQLite
@@ -76,7 +77,10 @@ async def _in_batches(jobs: list[Callable[[], Awaitable[None]]]) -> None:
         await asyncio.gather(*(job() for job in jobs[start : start + CONCURRENCY]))
 
 
-async def _push(client: Any, repository: str, tags: list[str], blobs: tuple[bytes, bytes]) -> None:
+async def _push(
+    client: Any, repository: str, tags: list[str], blobs: tuple[bytes, bytes], one_manifest: bool = False
+) -> None:
+    """``tags`` in ``repository``, each on its own manifest, or all on one."""
     for blob in blobs:
         resp = await client.post(
             f"/v2/{repository}/blobs/uploads/", params={"digest": _digest(blob)}, data=blob
@@ -86,7 +90,7 @@ async def _push(client: Any, repository: str, tags: list[str], blobs: tuple[byte
     async def put(tag: str) -> None:
         resp = await client.put(
             f"/v2/{repository}/manifests/{tag}",
-            data=_manifest(*blobs, note=tag),
+            data=_manifest(*blobs, note="one" if one_manifest else tag),
             headers={"Content-Type": OCI_MANIFEST},
         )
         assert resp.status == 201, await resp.text()
@@ -110,6 +114,7 @@ async def build(client: Any, repositories: int, tags: int) -> float:
     ]
     await _in_batches(jobs)
     await _push(client, "big/tags", [f"t{i:05d}" for i in range(tags)], (config, layer))
+    await _push(client, "big/same", [f"t{i:05d}" for i in range(tags)], (config, layer), one_manifest=True)
     return time.monotonic() - started
 
 
@@ -127,6 +132,7 @@ def pages(repositories: int, tags: int) -> list[tuple[str, str]]:
             f"/projects/big/repositories/tags?page={last_tags}",
         ),
         ("repository: Info", "/projects/big/repositories/tags?tab=info"),
+        ("repository: one artifact with every tag", "/projects/big/repositories/same"),
         ("Garbage Collection", "/admin/gc"),
     ]
 
@@ -190,8 +196,9 @@ def table(
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, load average "
         f"{os.getloadavg()[0]:.1f} at the end). One in-process regd (default configuration, "
         f"access control off), {repositories:,} repositories in project `big` and {tags:,} tags "
-        f"(one manifest each) in `big/tags`, pushed through `/v2` in {build_seconds:.0f} s. Each page "
-        "is fetched once to warm up, then timed over loopback HTTP; reads per render counts blob "
+        f"(one manifest each) in `big/tags` and as many on one manifest in `big/same`, pushed "
+        f"through `/v2` in {build_seconds:.0f} s. Each page is fetched once to warm up, then "
+        "timed over loopback HTTP; reads per render counts blob "
         "and manifest reads from disk (`BlobStore.read`, `read_small`) during the timed renders.",
         "",
         "| page | median (ms) | p90 (ms) | size (KiB) | reads per render |",

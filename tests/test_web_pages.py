@@ -488,6 +488,23 @@ async def test_artifacts_are_paged_newest_first(demo: Client) -> None:
     assert 'data-tag="t15"' in first and 'data-tag="v1"' in second and 'data-tag="v1"' not in first
 
 
+async def test_an_artifacts_many_tags_are_shown_twenty_then_a_hundred_a_page(demo: Client) -> None:
+    digest = (await demo.get("/v2/demo/app/manifests/v1", headers=ADMIN)).headers["Docker-Content-Digest"]
+    manifest = await (await demo.get("/v2/demo/app/manifests/v1", headers=ADMIN)).read()
+    for i in range(120):
+        await _put(demo, f"/v2/demo/app/manifests/x{i:03d}", manifest, OCI_MANIFEST)
+    await sign_in(demo, "gu", PASSWORD)
+
+    listed = await page(demo, REPO)
+    first = await page(demo, f"{REPO}?digest={digest}&tags=1")
+    second = await page(demo, f"{REPO}?digest={digest}&tags=2")
+
+    assert listed.count('class="tag"') == 20 and "101 more tags" in listed
+    assert first.count('class="tag"') == 100 and shown(1, 100, 121) in first
+    assert second.count('class="tag"') == 21 and "Previous tags" in second and "Next tags" not in second
+    assert 'data-tag="x119"' in second and 'data-tag="x119"' not in first
+
+
 async def test_unknown_repository_and_project_are_shown_as_errors_in_the_page(demo: Client) -> None:
     await sign_in(demo, "admin", ADMIN_PASSWORD)
 

@@ -21,7 +21,37 @@ from regd.metadata.artifacts import RepositoryView
 from regd.web.markdown import render as render_markdown
 from regd.web.render import current, form, manage_of, page, page_of, pager, render, see_other
 
-TAGS_SHOWN = 20  # per artifact in the list; the rest behind "more"
+TAGS_SHOWN = 20  # tags of an artifact in the list; the rest a page of TAG_PAGE at a time
+TAG_PAGE = 100
+
+
+def _tag_page(request: web.Request, digest: str, count: int) -> dict[str, Any]:
+    """Which of an artifact's tags the list shows: the first TAGS_SHOWN, or (for the
+    artifact named by ``?digest=``) page ``?tags=N`` of TAG_PAGE, with links to more."""
+    query = {k: v for k, v in request.query.items() if k not in ("digest", "tags")}
+    raw = request.query.get("tags", "")
+    if request.query.get("digest") != digest or not raw.isdigit() or int(raw) < 1:
+        more = {**query, "digest": digest, "tags": "1"} if count > TAGS_SHOWN else None
+        return {
+            "start": 0,
+            "end": TAGS_SHOWN,
+            "more": urlencode(more) if more else "",
+            "prev": "",
+            "next": "",
+        }
+    number = int(raw)
+    start, end = (number - 1) * TAG_PAGE, number * TAG_PAGE
+
+    def link(page: int) -> str:
+        return urlencode({**query, "digest": digest, "tags": str(page)})
+
+    return {
+        "start": start,
+        "end": end,
+        "more": "",
+        "prev": link(number - 1) if number > 1 else "",
+        "next": link(number + 1) if end < count else "",
+    }
 
 
 def _url(view: RepositoryView, **query: str) -> str:
@@ -71,8 +101,9 @@ async def repository_page(request: web.Request) -> web.StreamResponse:
         listing = await service.listing(access.actor, access.project, view, paging)
         context["artifacts"] = listing.items
         context["pager"] = pager(request, paging, listing.total)
-        context["tags_shown"] = TAGS_SHOWN
-        context["all_tags"] = request.query.get("tags") == "all"
+        context["tag_pages"] = {
+            a.row.id: _tag_page(request, a.row.digest, len(a.tags)) for a in listing.items
+        }
     return await render(request, "repository.html", context)
 
 
