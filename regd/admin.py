@@ -24,6 +24,7 @@ from regd.config import Config
 from regd.errors import RegistryError
 from regd.metadata import projects, users
 from regd.metadata.db import Database
+from regd.numbers import parse_uint
 from regd.storage.layout import Layout
 
 Command = Callable[[argparse.Namespace, Database, Accounts], Awaitable[None]]
@@ -121,7 +122,8 @@ async def member_add(args: argparse.Namespace, db: Database, accounts: Accounts)
     user = await users.by_name(db, args.user)
     if user is None:
         raise CommandError(f"user {args.user} not found")
-    role = Role.parse(int(args.role) if args.role.isdigit() else args.role)
+    number = parse_uint(args.role)
+    role = Role.parse(number if number is not None else args.role)
     if role is None:
         names = ", ".join(r.harbor_name for r in Role)
         raise CommandError(f"unknown role {args.role!r}; one of {names} (or 1-5)")

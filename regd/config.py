@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from regd.numbers import parse_uint
+
 
 class ConfigError(Exception):
     """A configuration problem, described in one line."""
@@ -158,7 +160,7 @@ def _merge(layers: list[tuple[str, Mapping[str, Mapping[str, Any]], bool]]) -> C
 
 def _validate(config: Config) -> None:
     listen = config.server.listen
-    if ":" not in listen or not listen.rsplit(":", 1)[1].isdigit():
+    if ":" not in listen or parse_uint(listen.rsplit(":", 1)[1], 65535) is None:
         raise ConfigError(f"[server] listen: expected HOST:PORT, got {listen!r}")
     if not 0 <= config.server.port <= 65535:
         raise ConfigError(f"[server] listen: port out of range in {listen!r}")

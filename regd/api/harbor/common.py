@@ -25,11 +25,14 @@ from regd.auth.roles import Permission, Role, may
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import projects
 from regd.metadata.projects import Project
+from regd.numbers import parse_uint
 from regd.services import SERVICES, USER, Services
 
 PREFIX = "/api/v2.0"
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 10
+# (page - 1) * page_size must stay far inside SQLite's 64-bit OFFSET.
+MAX_PAGE = 10**9
 
 _CALLER: web.RequestKey[Account] = web.RequestKey("harbor_caller", Account)
 
@@ -91,8 +94,9 @@ async def find_project(request: web.Request, name_or_id: str) -> Project:
     """``{project_name_or_id}``: a number is an id unless ``X-Is-Resource-Name: true``."""
     db = services_of(request).db
     by_name = request.headers.get("X-Is-Resource-Name", "").lower() == "true"
-    if name_or_id.isdigit() and not by_name:
-        project = await projects.by_id(db, int(name_or_id))
+    project_id = None if by_name else parse_uint(name_or_id)
+    if project_id is not None:
+        project = await projects.by_id(db, project_id)
     else:
         project = await projects.by_name(db, name_or_id)
     if project is None:
@@ -133,20 +137,25 @@ class Page:
 
 
 def page_of(request: web.Request) -> Page:
-    page = _positive(request, "page", 1)
-    size = _positive(request, "page_size", DEFAULT_PAGE_SIZE)
-    if size > MAX_PAGE_SIZE:
-        raise RegistryError(ErrorCode.BAD_REQUEST, f"page_size must be at most {MAX_PAGE_SIZE}")
+    page = _positive(request, "page", 1, MAX_PAGE)
+    size = _positive(request, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     return Page(page, size)
 
 
-def _positive(request: web.Request, name: str, default: int) -> int:
+def _positive(request: web.Request, name: str, default: int, maximum: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} must be a positive integer")
-    return int(raw)
+    value = parse_uint(raw, maximum, minimum=1)
+    if value is None:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} must be an integer from 1 to {maximum}")
+    return value
+
+
+def id_param(request: web.Request, name: str) -> int | None:
+    """The number in path parameter ``name``, or None when it is not one (then the
+    caller answers its 404 or 400)."""
+    return parse_uint(request.match_info[name])
 
 
 def paged(request: web.Request, items: list[Any], total: int, page: Page) -> web.Response:

@@ -143,7 +143,8 @@ async def list_history(request: web.Request) -> web.StreamResponse:
 
 async def _run(request: web.Request) -> RunRow:
     raw = request.match_info["id"]
-    run = await request.app[GC].get_run(int(raw)) if raw.isdigit() else None
+    run_id = common.id_param(request, "id")
+    run = await request.app[GC].get_run(run_id) if run_id is not None else None
     if run is None:
         raise RegistryError(ErrorCode.NOT_FOUND, f"garbage collection {raw[:50]} not found")
     return run

@@ -12,7 +12,17 @@ from typing import Any
 
 from aiohttp import web
 
-from regd.api.harbor.common import PREFIX, created, json_body, ok, page_of, paged, project_access, services_of
+from regd.api.harbor.common import (
+    PREFIX,
+    created,
+    id_param,
+    json_body,
+    ok,
+    page_of,
+    paged,
+    project_access,
+    services_of,
+)
 from regd.api.http import json_response
 from regd.auth.roles import Permission, Role
 from regd.errors import ErrorCode, RegistryError
@@ -41,10 +51,10 @@ def _role(body: dict[str, Any]) -> Role:
 
 
 def _member_id(request: web.Request) -> int:
-    raw = request.match_info["member"]
-    if not raw.isdigit():
+    member_id = id_param(request, "member")
+    if member_id is None:
         raise RegistryError(ErrorCode.BAD_REQUEST, "the member id must be a number")
-    return int(raw)
+    return member_id
 
 
 async def list_members(request: web.Request) -> web.Response:

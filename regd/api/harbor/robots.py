@@ -21,6 +21,7 @@ from regd.api.harbor.common import (
     check_access,
     created,
     find_project,
+    id_param,
     json_body,
     logged_in,
     ok,
@@ -91,7 +92,8 @@ async def _robot(request: web.Request, permission: Permission) -> tuple[Robot, P
     await logged_in(request)
     db = services_of(request).db
     raw = request.match_info["robot_id"]
-    robot = await robots.by_id(db, int(raw)) if raw.isdigit() else None
+    robot_id = id_param(request, "robot_id")
+    robot = await robots.by_id(db, robot_id) if robot_id is not None else None
     project = await projects.by_id(db, robot.project_id) if robot is not None else None
     if robot is None or project is None:
         raise RegistryError(ErrorCode.NOT_FOUND, f"robot {raw[:50]} not found")
@@ -180,8 +182,7 @@ async def update_robot(request: web.Request) -> web.Response:
 
 async def refresh_secret(request: web.Request) -> web.Response:
     account = await caller(request)
-    raw = request.match_info["robot_id"]
-    own = account.kind is Kind.ROBOT and raw.isdigit() and account.id == int(raw)
+    own = account.kind is Kind.ROBOT and account.id == id_param(request, "robot_id")
     robot = (await robots.by_id(services_of(request).db, account.id)) if own else None
     if robot is None:
         robot, _ = await _robot(request, Permission.ROBOT_MANAGE)

@@ -16,6 +16,7 @@ from aiohttp import web
 from regd.api.harbor.common import (
     PREFIX,
     created,
+    id_param,
     json_body,
     logged_in,
     ok,
@@ -77,7 +78,8 @@ def check_password(password: object) -> str:
 async def _target(request: web.Request, account: Account, self_allowed: bool = True) -> User:
     """The user of ``{user_id}``, if the caller is an administrator or (when allowed) that user."""
     raw = request.match_info["user_id"]
-    user = await users.by_id(services_of(request).db, int(raw)) if raw.isdigit() else None
+    user_id = id_param(request, "user_id")
+    user = await users.by_id(services_of(request).db, user_id) if user_id is not None else None
     is_self = user is not None and account.kind is Kind.USER and account.id == user.id
     if not account.is_admin and not (self_allowed and is_self):
         raise RegistryError(ErrorCode.FORBIDDEN, "only system administrators may do this")
