@@ -22,7 +22,7 @@ from regd.auth.passwords import (
 )
 from regd.auth.roles import PERMISSIONS, Permission, Role, may, registry_actions
 from regd.auth.scopes import parse_scope, parse_scopes
-from regd.auth.throttle import LoginThrottle
+from regd.auth.throttle import LoginThrottle, address_key
 from regd.auth.tokens import InvalidTokenError, TokenIssuer, libtrust_kid
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -235,39 +235,79 @@ def test_scope_drops_resource_class_and_keeps_colons_in_the_name() -> None:
 # -- throttle ----------------------------------------------------------------------
 
 
-def test_throttle_locks_after_max_failures_and_doubles() -> None:
-    throttle = LoginThrottle(max_failures=3, lockout=10)
-    for _ in range(2):
-        throttle.failed(["account:a"], now=100)
-    assert throttle.wait(["account:a"], now=100) == 0
+def _fail(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
+    attempt = throttle.attempt(user, address)
+    wait = throttle.begin(attempt, now)
+    if wait == 0:
+        throttle.finish(attempt, now, False)
+    return wait
 
-    throttle.failed(["account:a"], now=100)
-    assert throttle.wait(["account:a"], now=100) == 10
-    assert throttle.wait(["account:b"], now=100) == 0
+
+def test_throttle_locks_one_address_out_of_one_account_after_max_failures_and_doubles() -> None:
+    throttle = LoginThrottle(max_failures=3, lockout=10)
+    for _ in range(3):
+        assert _fail(throttle, "a", "10.0.0.1", now=100) == 0
+
+    assert throttle.begin(throttle.attempt("a", "10.0.0.1"), now=100) == 10
+    assert throttle.begin(throttle.attempt("b", "10.0.0.1"), now=100) == 0  # another account
+    assert throttle.begin(throttle.attempt("a", "10.0.0.2"), now=100) == 0  # another address
 
     for _ in range(3):
-        throttle.failed(["account:a"], now=111)
-    assert throttle.wait(["account:a"], now=111) == 20
+        _fail(throttle, "a", "10.0.0.1", now=111)
+    assert throttle.begin(throttle.attempt("a", "10.0.0.1"), now=111) == 20
+
+
+def test_throttle_counts_attempts_in_flight_before_their_outcome() -> None:
+    throttle = LoginThrottle(max_failures=5, lockout=10)
+    attempts = [throttle.attempt("a", "10.0.0.1") for _ in range(60)]
+
+    admitted = [a for a in attempts if throttle.begin(a, now=100) == 0]
+
+    assert len(admitted) == 5
+    for attempt in admitted:
+        throttle.finish(attempt, 100, False)
+    assert throttle.begin(throttle.attempt("a", "10.0.0.1"), now=100) == 10
 
 
 def test_throttle_allows_an_address_four_times_as_many_failures() -> None:
     throttle = LoginThrottle(max_failures=2, lockout=10)
-    for _ in range(7):
-        throttle.failed(["address:10.0.0.1"], now=100)
-    assert throttle.wait(["address:10.0.0.1"], now=100) == 0
+    for i in range(7):
+        _fail(throttle, f"user{i}", "10.0.0.1", now=100)
+    probe = throttle.attempt("other", "10.0.0.1")
+    assert throttle.begin(probe, now=100) == 0
+    throttle.finish(probe, 100, None)  # not checked after all: counts for nothing
 
-    throttle.failed(["address:10.0.0.1"], now=100)
+    _fail(throttle, "user7", "10.0.0.1", now=100)
 
-    assert throttle.wait(["address:10.0.0.1"], now=100) == 10
+    assert throttle.begin(throttle.attempt("other", "10.0.0.1"), now=100) == 10
 
 
-def test_throttle_success_clears_the_count() -> None:
+def test_throttle_locks_an_account_guessed_from_many_addresses_except_where_its_owner_logs_in() -> None:
+    throttle = LoginThrottle(max_failures=1, lockout=10)
+    owner = throttle.attempt("a", "192.0.2.1")
+    assert throttle.begin(owner, now=50) == 0
+    throttle.finish(owner, 50, True)
+    for i in range(20):
+        _fail(throttle, "a", f"10.0.1.{i}", now=100)
+
+    assert throttle.begin(throttle.attempt("a", "10.0.2.1"), now=100) == 10
+    assert throttle.begin(throttle.attempt("a", "192.0.2.1"), now=100) == 0
+
+
+def test_throttle_success_clears_the_count_of_its_address() -> None:
     throttle = LoginThrottle(max_failures=2, lockout=10)
-    throttle.failed(["account:a"], now=100)
-    throttle.succeeded(["account:a"])
-    throttle.failed(["account:a"], now=100)
+    _fail(throttle, "a", "10.0.0.1", now=100)
+    ok = throttle.attempt("a", "10.0.0.1")
+    assert throttle.begin(ok, now=100) == 0
+    throttle.finish(ok, 100, True)
+    _fail(throttle, "a", "10.0.0.1", now=100)
 
-    assert throttle.wait(["account:a"], now=100) == 0
+    assert throttle.begin(throttle.attempt("a", "10.0.0.1"), now=100) == 0
+
+
+def test_throttle_counts_ipv6_by_its_64() -> None:
+    assert address_key("2001:db8:1:2:3:4:5:6") == address_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert address_key("::ffff:10.0.0.1") == "10.0.0.1"
 
 
 def test_a_verified_token_is_served_from_the_cache_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:

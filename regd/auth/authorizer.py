@@ -3,10 +3,14 @@
 - No ``Authorization`` header: 401 with ``WWW-Authenticate: Bearer realm=...,
   service=...[,scope=...]``, always, even for a public project (Harbor #11271: the
   client must learn the realm), and with no scope on ``/v2/`` itself.
-- ``Bearer``: a token this regd signed, unexpired, for this service. Each need must be
-  in its ``access`` claim. When it is not, the account is looked up as it stands now:
-  if it may do it after all (the client asked for a narrower token), 401 with
-  ``error="insufficient_scope"`` sends it back for a new token; if not, it is refused.
+- ``Bearer``: a token this regd signed, unexpired, for this service, whose account
+  still exists, is enabled and has the credential the token was issued on (else 401:
+  revoked). Each need must be in its ``access`` claim *and* still be held by the account
+  on the project as it is now (a removed member, a robot that lost push, a project
+  deleted and created again by someone else: 403/401). When the claim lacks a need the
+  account holds (the client asked for a narrower token), 401 with
+  ``error="insufficient_scope"`` sends it back for a new token. The lookups are cached
+  until the next commit of any process (``metadata/generation.py``).
 - ``Basic``: checked like a login (throttled), then the account's actions decide.
 - Refusals: anonymous callers get 401 ``UNAUTHORIZED`` with the challenge (log in);
   authenticated ones get 403 ``DENIED`` (docker prints "denied: ..." and does not
@@ -95,13 +99,15 @@ class TokenAuthorizer:
         except InvalidTokenError as e:
             log.debug("refused a bearer token: %s", e)
             raise self._unauthorized(needs, "invalid or expired token") from None
+        account = await self.accounts.account_named(claims.subject)
+        if account.name != claims.subject or account.mark != claims.mark:
+            log.info("refused a token of %s: account removed, disabled or credential changed", claims.subject)
+            raise self._unauthorized(needs, "token revoked: log in again")
         if not needs:  # /v2/ itself, or a caller that asks who this is (the GC API)
-            return (await self.accounts.account_named(claims.subject)).principal()
+            return account.principal()
         missing = [need for need in needs if not claims.allows(need)]
         if not missing:
-            granted = {need.name: frozenset(need.actions) for need in needs}
-            return Principal(claims.subject, False, granted)
-        account = await self.accounts.account_named(claims.subject)
+            return await self._check(account, needs)  # still held now, not only at issue
         await self._check(account, missing)
         # The account may do it, the token just does not say so: ask for a new one.
         raise self._unauthorized(missing, "insufficient scope", "insufficient_scope")
