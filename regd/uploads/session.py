@@ -222,7 +222,9 @@ class UploadService:
                 await blob_rows.upsert(conn, str(digest), row.size)
                 repository_id = await repositories.ensure(conn, row.repository)
                 await repositories.link_blob(conn, repository_id, str(digest))
-                await upload_rows.transition(conn, row.id, UploadEvent.COMMITTED)
+                if await upload_rows.transition(conn, row.id, UploadEvent.COMMITTED) is None:
+                    # Removed meanwhile (its project was deleted): link nothing.
+                    raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {row.id} was removed")
                 await upload_rows.delete(conn, row.id)
         except RegistryError:
             raise
@@ -251,6 +253,11 @@ class UploadService:
     async def _remove_data(self, upload_id: str) -> None:
         self._hashes.pop(upload_id, None)
         await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
+
+    async def discard(self, upload_ids: list[str]) -> None:
+        """Delete the files of sessions whose rows are gone already."""
+        for upload_id in upload_ids:
+            await self._remove_data(upload_id)
 
     async def cancel(self, row: UploadRow) -> None:
         async with self.db.transaction(bump=False) as conn:

@@ -116,6 +116,7 @@ async def list_projects(request: web.Request) -> web.Response:
     total, rows = await projects.page(
         services_of(request).db,
         visible_to=account.id if account.kind is Kind.USER else None,
+        robot_project=account.robot_project_id if account.kind is Kind.ROBOT else None,
         all_projects=account.is_admin,
         name=name.lstrip("~"),
         exact_name=exact,
@@ -179,8 +180,12 @@ async def delete_project(request: web.Request) -> web.Response:
     problem = await _deletable(request, access)
     if problem is not None:
         raise RegistryError(ErrorCode.PRECONDITION, problem)
-    async with services_of(request).db.transaction() as conn:
-        await projects.delete(conn, access.project.id)
+    services = services_of(request)
+    async with services.db.transaction() as conn:
+        removed = await projects.delete(conn, access.project)
+    if removed is None:  # a push landed since the check above
+        raise RegistryError(ErrorCode.PRECONDITION, "the project contains repositories, can not be deleted")
+    await services.uploads.discard(removed)
     return ok()
 
 
