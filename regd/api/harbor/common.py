@@ -19,9 +19,9 @@ import orjson
 from aiohttp import web
 
 from regd.api.http import json_response
-from regd.auth.accounts import ANONYMOUS, NO_AUTH_ADMIN, Account
+from regd.auth.accounts import ANONYMOUS, NO_AUTH_ADMIN, Account, Kind
 from regd.auth.authorizer import basic_credentials
-from regd.auth.roles import Permission, Role, may
+from regd.auth.roles import ROBOT_PERMISSIONS, Permission, Role, may
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import projects
 from regd.metadata.projects import Project
@@ -87,7 +87,12 @@ class ProjectAccess:
     role: Role | None
 
     def may(self, permission: Permission) -> bool:
-        return self.account.is_admin or may(self.role, self.project.public, permission)
+        own_robot = self.account.kind is Kind.ROBOT and self.account.robot_project_id == self.project.id
+        return (
+            self.account.is_admin
+            or may(self.role, self.project.public, permission)
+            or (own_robot and permission in ROBOT_PERMISSIONS)
+        )
 
 
 async def find_project(request: web.Request, name_or_id: str) -> Project:

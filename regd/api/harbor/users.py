@@ -31,7 +31,7 @@ from regd.api.http import json_response
 from regd.auth import passwords
 from regd.auth.accounts import ROBOT_PREFIX, Account, Kind
 from regd.errors import ErrorCode, RegistryError
-from regd.metadata import users
+from regd.metadata import projects, users
 from regd.metadata.users import User
 
 # Harbor refuses these characters in user names (``validateUserName``).
@@ -113,7 +113,13 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 async def search_users(request: web.Request) -> web.Response:
-    await logged_in(request)
+    """User names for the member dialog: system administrators and project admins only
+    (Harbor lists them to any logged-in account; robots and plain members do not need them)."""
+    account = await logged_in(request)
+    if not account.is_admin and not (
+        account.kind is Kind.USER and await projects.administers_any(services_of(request).db, account.id)
+    ):
+        raise RegistryError(ErrorCode.FORBIDDEN, "only administrators and project admins may search users")
     page = page_of(request)
     total, rows = await users.page(
         services_of(request).db, request.query.get("username", ""), page.offset, page.size
