@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from regd.api import middleware, observe, routes
+from regd.api import connections, middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
@@ -80,7 +80,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
-    app = web.Application(middlewares=[observe.observe, middleware.errors])
+    app = web.Application(middlewares=[observe.observe, connections.body_timeout, middleware.errors])
     app[SERVICES] = services or build_services(config, role)
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)

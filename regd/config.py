@@ -33,6 +33,9 @@ class ServerConfig:
     ca_cert: str = ""
     workers: int = 1
     shutdown_grace: float = 30.0
+    header_timeout: float = 60.0  # a request head must arrive within this (also keep-alive idle)
+    body_timeout: float = 60.0  # a request body may stall at most this long
+    max_connections_per_address: int = 256  # per worker process; 0: no limit
     access_log: bool = True
     log_format: str = "text"  # "text" or "json"
     log_level: str = "info"
@@ -174,6 +177,10 @@ def _validate(config: Config) -> None:
         raise ConfigError("[server] tls_cert and tls_key must be set together")
     if config.server.workers < 1:
         raise ConfigError("[server] workers: must be at least 1")
+    if config.server.header_timeout <= 0 or config.server.body_timeout <= 0:
+        raise ConfigError("[server] header_timeout and body_timeout: must be positive")
+    if config.server.max_connections_per_address < 0:
+        raise ConfigError("[server] max_connections_per_address: must not be negative (0: no limit)")
     if config.gc.grace_period < 0:
         raise ConfigError("[gc] grace_period: must not be negative")
     if config.uploads.expire_after <= 0:

@@ -70,8 +70,8 @@ class ParserErrorFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
-            record.msg = "%s; malformed request: %s"
             record.args = (record.getMessage(), exc.__class__.__name__)
+            record.msg = "%s; malformed request: %s"
             record.exc_info = None
             record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"
