@@ -18,6 +18,7 @@ from regd.config import Config
 from regd.metadata.db import Database
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
+from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
@@ -40,7 +41,13 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         db=db,
         store=store,
         registry=Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size),
-        uploads=UploadService(db, store, layout),
+        uploads=UploadService(
+            db,
+            store,
+            layout,
+            config.uploads.max_sessions_per_repository,
+            config.uploads.max_sessions_per_account,
+        ),
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
         role=role or Role(),
@@ -65,6 +72,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="regd-io"))
     await services.store.prepare()
     await services.db.open()
+    await fsio.run(fsio.make_private_sync, services.layout.root)
     if services.role.startup_recovery:
         recovered = await services.uploads.recover()
         if recovered:
