@@ -60,6 +60,8 @@ class UploadsConfig:
     expire_after: float = 24 * 3600.0
     janitor_interval: float = 600.0
     max_manifest_size: int = 4 * 1024 * 1024
+    max_sessions_per_repository: int = 200  # open upload sessions; 0: no limit
+    max_sessions_per_account: int = 1000
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("[server] max_connections_per_address: must not be negative (0: no limit)")
     if config.gc.grace_period < 0:
         raise ConfigError("[gc] grace_period: must not be negative")
+    if config.uploads.max_sessions_per_repository < 0 or config.uploads.max_sessions_per_account < 0:
+        raise ConfigError("[uploads] max_sessions_per_repository/account: must not be negative (0: no limit)")
     if config.uploads.expire_after <= 0:
         raise ConfigError("[uploads] expire_after: must be positive")
     _validate_auth(config.auth)

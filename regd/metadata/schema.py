@@ -175,6 +175,13 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     );
     """,
+    # Upload sessions name the account that opened them, so that open sessions can be
+    # capped per account and per repository (issue 15 item 9).
+    """
+    ALTER TABLE uploads ADD COLUMN account TEXT NOT NULL DEFAULT '';
+    CREATE INDEX uploads_repository ON uploads(repository);
+    CREATE INDEX uploads_account ON uploads(account);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
