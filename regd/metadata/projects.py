@@ -184,6 +184,12 @@ async def role_of(db: Database, project_id: int, user_id: int) -> int | None:
     return None if value is None else int(value)
 
 
+async def roles_of_user(db: Database, user_id: int) -> dict[int, int]:
+    """Project id -> role id of every membership of one user."""
+    rows = await db.fetchall("SELECT project_id, role FROM project_members WHERE user_id = ?", (user_id,))
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
 async def members(
     db: Database, project_id: int, entityname: str, offset: int, limit: int
 ) -> tuple[int, list[Member]]:
@@ -202,14 +208,6 @@ async def members(
 async def member(db: Database, project_id: int, member_id: int) -> Member | None:
     row = await db.fetchone(_MEMBER + " WHERE pm.project_id = ? AND pm.id = ?", (project_id, member_id))
     return None if row is None else Member.of(row)
-
-
-async def administers_any(db: Database, user_id: int) -> bool:
-    """Whether the user is project admin of at least one project (may add members)."""
-    value = await db.fetchval(
-        "SELECT 1 FROM project_members WHERE user_id = ? AND role = 1 LIMIT 1", (user_id,)
-    )
-    return value is not None
 
 
 async def role_counts(db: Database, project_id: int) -> dict[int, int]:
