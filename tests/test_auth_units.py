@@ -3,9 +3,12 @@ the login throttle."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import jwt
 import pytest
@@ -24,6 +27,7 @@ from regd.auth.roles import PERMISSIONS, Permission, Role, may, registry_actions
 from regd.auth.scopes import parse_scope, parse_scopes
 from regd.auth.throttle import LoginThrottle, address_key
 from regd.auth.tokens import InvalidTokenError, TokenIssuer, libtrust_kid
+from regd.metadata.db import Database
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -235,74 +239,102 @@ def test_scope_drops_resource_class_and_keeps_colons_in_the_name() -> None:
 # -- throttle ----------------------------------------------------------------------
 
 
-def _fail(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "regd.db")
+    await database.open()
+    yield database
+    await database.close()
+
+
+async def _fail(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
     attempt = throttle.attempt(user, address)
-    wait = throttle.begin(attempt, now)
+    wait = await throttle.begin(attempt, now)
     if wait == 0:
-        throttle.finish(attempt, now, False)
+        await throttle.finish(attempt, now, False)
     return wait
 
 
-def test_throttle_locks_one_address_out_of_one_account_after_max_failures_and_doubles() -> None:
-    throttle = LoginThrottle(max_failures=3, lockout=10)
+async def _wait(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
+    """What ``begin`` answers for one more attempt, which is then settled as unchecked."""
+    attempt = throttle.attempt(user, address)
+    wait = await throttle.begin(attempt, now)
+    if wait == 0:
+        await throttle.finish(attempt, now, None)
+    return wait
+
+
+async def test_throttle_locks_one_address_out_of_one_account_after_max_failures_and_doubles(
+    db: Database,
+) -> None:
+    throttle = LoginThrottle(db, max_failures=3, lockout=10)
     for _ in range(3):
-        assert _fail(throttle, "a", "10.0.0.1", now=100) == 0
+        assert await _fail(throttle, "a", "10.0.0.1", now=100) == 0
 
-    assert throttle.begin(throttle.attempt("a", "10.0.0.1"), now=100) == 10
-    assert throttle.begin(throttle.attempt("b", "10.0.0.1"), now=100) == 0  # another account
-    assert throttle.begin(throttle.attempt("a", "10.0.0.2"), now=100) == 0  # another address
+    assert await _wait(throttle, "a", "10.0.0.1", now=100) == 10
+    assert await _wait(throttle, "b", "10.0.0.1", now=100) == 0  # another account
+    assert await _wait(throttle, "a", "10.0.0.2", now=100) == 0  # another address
 
     for _ in range(3):
-        _fail(throttle, "a", "10.0.0.1", now=111)
-    assert throttle.begin(throttle.attempt("a", "10.0.0.1"), now=111) == 20
+        await _fail(throttle, "a", "10.0.0.1", now=111)
+    assert await _wait(throttle, "a", "10.0.0.1", now=111) == 20
 
 
-def test_throttle_counts_attempts_in_flight_before_their_outcome() -> None:
-    throttle = LoginThrottle(max_failures=5, lockout=10)
+async def test_throttle_state_is_shared_by_every_process_on_the_database(db: Database) -> None:
+    one, other = LoginThrottle(db, 2, 10), LoginThrottle(db, 2, 10)  # two workers
+    await _fail(one, "a", "10.0.0.1", now=100)
+    await _fail(other, "a", "10.0.0.1", now=100)
+
+    assert await _wait(one, "a", "10.0.0.1", now=100) == 10
+
+
+async def test_throttle_counts_attempts_in_flight_before_their_outcome(db: Database) -> None:
+    throttle = LoginThrottle(db, max_failures=5, lockout=10)
     attempts = [throttle.attempt("a", "10.0.0.1") for _ in range(60)]
 
-    admitted = [a for a in attempts if throttle.begin(a, now=100) == 0]
+    waits = await asyncio.gather(*(throttle.begin(a, now=100) for a in attempts))
+    admitted = [a for a, wait in zip(attempts, waits, strict=True) if wait == 0]
 
     assert len(admitted) == 5
     for attempt in admitted:
-        throttle.finish(attempt, 100, False)
-    assert throttle.begin(throttle.attempt("a", "10.0.0.1"), now=100) == 10
+        await throttle.finish(attempt, 100, False)
+    assert await _wait(throttle, "a", "10.0.0.1", now=100) == 10
 
 
-def test_throttle_allows_an_address_four_times_as_many_failures() -> None:
-    throttle = LoginThrottle(max_failures=2, lockout=10)
+async def test_throttle_allows_an_address_four_times_as_many_failures(db: Database) -> None:
+    throttle = LoginThrottle(db, max_failures=2, lockout=10)
     for i in range(7):
-        _fail(throttle, f"user{i}", "10.0.0.1", now=100)
-    probe = throttle.attempt("other", "10.0.0.1")
-    assert throttle.begin(probe, now=100) == 0
-    throttle.finish(probe, 100, None)  # not checked after all: counts for nothing
+        await _fail(throttle, f"user{i}", "10.0.0.1", now=100)
+    assert await _wait(throttle, "other", "10.0.0.1", now=100) == 0
 
-    _fail(throttle, "user7", "10.0.0.1", now=100)
+    await _fail(throttle, "user7", "10.0.0.1", now=100)
 
-    assert throttle.begin(throttle.attempt("other", "10.0.0.1"), now=100) == 10
+    assert await _wait(throttle, "other", "10.0.0.1", now=100) == 10
 
 
-def test_throttle_locks_an_account_guessed_from_many_addresses_except_where_its_owner_logs_in() -> None:
-    throttle = LoginThrottle(max_failures=1, lockout=10)
+async def test_throttle_locks_an_account_guessed_from_many_addresses_except_where_its_owner_logs_in(
+    db: Database,
+) -> None:
+    throttle = LoginThrottle(db, max_failures=1, lockout=10)
     owner = throttle.attempt("a", "192.0.2.1")
-    assert throttle.begin(owner, now=50) == 0
-    throttle.finish(owner, 50, True)
+    assert await throttle.begin(owner, now=50) == 0
+    await throttle.finish(owner, 50, True)
     for i in range(20):
-        _fail(throttle, "a", f"10.0.1.{i}", now=100)
+        await _fail(throttle, "a", f"10.0.1.{i}", now=100)
 
-    assert throttle.begin(throttle.attempt("a", "10.0.2.1"), now=100) == 10
-    assert throttle.begin(throttle.attempt("a", "192.0.2.1"), now=100) == 0
+    assert await _wait(throttle, "a", "10.0.2.1", now=100) == 10
+    assert await _wait(throttle, "a", "192.0.2.1", now=100) == 0
 
 
-def test_throttle_success_clears_the_count_of_its_address() -> None:
-    throttle = LoginThrottle(max_failures=2, lockout=10)
-    _fail(throttle, "a", "10.0.0.1", now=100)
+async def test_throttle_success_clears_the_count_of_its_address(db: Database) -> None:
+    throttle = LoginThrottle(db, max_failures=2, lockout=10)
+    await _fail(throttle, "a", "10.0.0.1", now=100)
     ok = throttle.attempt("a", "10.0.0.1")
-    assert throttle.begin(ok, now=100) == 0
-    throttle.finish(ok, 100, True)
-    _fail(throttle, "a", "10.0.0.1", now=100)
+    assert await throttle.begin(ok, now=100) == 0
+    await throttle.finish(ok, 100, True)
+    await _fail(throttle, "a", "10.0.0.1", now=100)
 
-    assert throttle.begin(throttle.attempt("a", "10.0.0.1"), now=100) == 0
+    assert await _wait(throttle, "a", "10.0.0.1", now=100) == 0
 
 
 def test_throttle_counts_ipv6_by_its_64() -> None:

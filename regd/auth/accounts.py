@@ -119,7 +119,7 @@ class Accounts:
         self._lookups = LookupCache(db.generation)
         self.layout = layout
         self.config = config
-        self.throttle = LoginThrottle(config.auth.max_failed_logins, config.auth.lockout_seconds)
+        self.throttle = LoginThrottle(db, config.auth.max_failed_logins, config.auth.lockout_seconds)
         self.hashing = HashPool()
         self._issuer: TokenIssuer | None = None
         self._cache_key = secrets.token_bytes(32)
@@ -184,7 +184,7 @@ class Accounts:
         if username.startswith(ROBOT_PREFIX):
             return self._refuse(await self._check_robot(username, password, now), address)
         attempt = self.throttle.attempt(username, address)
-        wait = self.throttle.begin(attempt, now)  # counted before the password is checked
+        wait = await self.throttle.begin(attempt, now)  # counted before the password is checked
         if wait > 0:
             raise RegistryError(
                 ErrorCode.TOOMANYREQUESTS,
@@ -197,7 +197,7 @@ class Accounts:
             account = await self._check_user(username, password, now)
             checked = True
         finally:
-            self.throttle.finish(attempt, time.time(), (account is not None) if checked else None)
+            await self.throttle.finish(attempt, time.time(), (account is not None) if checked else None)
         return self._refuse(account, address)
 
     def _refuse(self, account: Account | None, address: str) -> Account:

@@ -2,8 +2,7 @@
 
 An attempt is counted *before* its password is checked (``begin``) and settled after
 (``finish``): parallel attempts see each other, so N concurrent guesses cannot all pass a
-check made before any of them failed. ``begin`` and ``finish`` run on the event loop
-without awaiting, so each is atomic within the process.
+check made before any of them failed.
 
 Three counters, each locking for ``lockout`` seconds (doubling with each further lockout
 of the same key, up to an hour) once its limit of failures is reached inside ``WINDOW``:
@@ -21,35 +20,31 @@ While attempts are still being checked, one more is refused (for a second) when 
 flight could reach a limit. Robot accounts are never throttled nor locked: their secrets
 are 190-bit random, and checking one costs microseconds (``accounts.py``).
 
-The counters live in this process's memory: with ``[server] workers = N`` each worker
-keeps its own, so a guesser gets at most N times the attempts. Entries are dropped once
-their lock and window have passed, and the table is bounded.
+Where the counts live: failures, locks and trusted addresses in SQLite
+(``metadata/logins.py``), so every worker process and a restarted daemon see the same;
+each failure is one small write transaction. Attempts in flight are counted in this
+process's memory (``begin`` reserves before it reads, both on the event loop), so
+parallel guesses are exact within a worker; across ``N`` workers, at most ``N`` times a
+limit can be in flight at once, and every failure still counts for all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+from collections import Counter
 from dataclasses import dataclass, field
+
+from regd.metadata import logins
+from regd.metadata.db import Database
 
 MAX_LOCKOUT = 3600.0
 WINDOW = 900.0  # failures older than this (with no lock running) are forgotten
 TRUST_TIME = 30 * 86400.0  # an address that logged in to an account stays trusted this long
-MAX_ENTRIES = 100_000
+PRUNE_EVERY = 256  # failures recorded by this process between two prunes
 ADDRESS_FACTOR = 4
 ACCOUNT_FACTOR = 20
 BUSY_WAIT = 1.0  # Retry-After while attempts in flight could reach a limit
-
-
-@dataclass
-class _Entry:
-    failures: int = 0
-    pending: int = 0
-    last_failure: float = 0.0
-    locked_until: float = 0.0
-    lockouts: int = 0
-
-    def idle(self, now: float) -> bool:
-        return self.pending == 0 and self.locked_until <= now and now - self.last_failure > WINDOW
 
 
 def address_key(address: str) -> str:
@@ -65,21 +60,25 @@ def address_key(address: str) -> str:
     return str(ip)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Attempt:
-    """One user login: the keys it counts under, and the limit of each."""
+    """One user login: the keys it counts under with the limit of each; ``trusted_until``
+    is read by ``begin``."""
 
     username: str
     address: str
     keys: tuple[tuple[str, int], ...] = field(default=())
+    trusted_until: float = 0.0
+    failed_before: bool = False  # the pair had failures when ``begin`` read it
 
 
 class LoginThrottle:
-    def __init__(self, max_failures: int, lockout: float) -> None:
+    def __init__(self, db: Database, max_failures: int, lockout: float) -> None:
+        self.db = db
         self.max_failures = max_failures
         self.lockout = lockout
-        self._entries: dict[str, _Entry] = {}
-        self._trusted: dict[tuple[str, str], float] = {}  # (user, address) -> until
+        self._pending: Counter[str] = Counter()  # attempts of this process being checked
+        self._failures_seen = 0
 
     def attempt(self, username: str, address: str) -> Attempt:
         where = address_key(address)
@@ -91,69 +90,74 @@ class LoginThrottle:
         )
         return Attempt(username, where, keys)
 
-    def begin(self, attempt: Attempt, now: float) -> float:
+    async def begin(self, attempt: Attempt, now: float) -> float:
         """Seconds to wait before ``attempt`` may be made (then nothing is counted), or
         0: it is counted as in flight until ``finish``."""
-        trusted = self._trusted.get((attempt.username, attempt.address), 0.0) > now
+        for key, _ in attempt.keys:  # reserved first: no await between check and count
+            self._pending[key] += 1
+        try:
+            entries, attempt.trusted_until = await logins.read(
+                self.db, [k for k, _ in attempt.keys], attempt.username, attempt.address
+            )
+        except BaseException:
+            self._release(attempt)
+            raise
+        attempt.failed_before = attempt.keys[0][0] in entries
         wait = 0.0
         for key, limit in attempt.keys:
-            entry = self._entries.get(key)
-            if entry is None:
-                continue
-            if entry.locked_until <= now and now - entry.last_failure > WINDOW:
-                entry.failures = 0
-            if key.startswith("account:") and trusted:
-                continue
-            if entry.locked_until > now:
+            entry = entries.get(key)
+            if entry is None or (key.startswith("account:") and attempt.trusted_until > now):
+                failures = 0
+            elif entry.locked_until > now:
                 wait = max(wait, entry.locked_until - now)
-            elif entry.failures + entry.pending >= limit:
+                continue
+            else:
+                failures = 0 if now - entry.last_failure > WINDOW else entry.failures
+            if failures + self._pending[key] > limit:  # this attempt is among the pending
                 wait = max(wait, BUSY_WAIT)
         if wait > 0:
-            return wait
-        for key, _ in attempt.keys:
-            entry = self._entries.get(key)
-            if entry is None:
-                if len(self._entries) >= MAX_ENTRIES:
-                    self._prune(now)
-                entry = self._entries[key] = _Entry()
-            entry.pending += 1
-        return 0.0
+            self._release(attempt)
+        return wait
 
-    def finish(self, attempt: Attempt, now: float, succeeded: bool | None) -> None:
+    async def finish(self, attempt: Attempt, now: float, succeeded: bool | None) -> None:
         """Settle an attempt ``begin`` let through: True (right password), False (wrong),
         None (not checked after all, e.g. the hashing pool was full)."""
-        for key, limit in attempt.keys:
-            entry = self._entries.get(key)
-            if entry is None:  # pruned meanwhile
-                continue
-            entry.pending = max(entry.pending - 1, 0)
-            if succeeded is False:
+        self._release(attempt)
+        if succeeded is None:
+            return
+        # Shielded: a client that leaves must not take its failure's count with it.
+        await asyncio.shield(self._settle(attempt, now, succeeded))
+
+    async def _settle(self, attempt: Attempt, now: float, succeeded: bool) -> None:
+        if succeeded:
+            # Usually nothing to write: a client sending Basic credentials with every
+            # request must not cost a write transaction each time.
+            renew = attempt.trusted_until < now + TRUST_TIME / 2
+            if attempt.failed_before or renew:
+                async with self.db.transaction(bump=False) as conn:
+                    if attempt.failed_before:
+                        await logins.clear(conn, attempt.keys[0][0])
+                    if renew:
+                        await logins.trust(conn, attempt.username, attempt.address, now + TRUST_TIME)
+            return
+        async with self.db.transaction(bump=False) as conn:
+            for key, limit in attempt.keys:
+                entry = await logins.get(conn, key) or logins.Failures()
+                if entry.locked_until <= now and now - entry.last_failure > WINDOW:
+                    entry.failures = 0
                 entry.failures += 1
                 entry.last_failure = now
                 if entry.failures >= limit:
                     entry.locked_until = now + min(self.lockout * 2**entry.lockouts, MAX_LOCKOUT)
                     entry.lockouts += 1
                     entry.failures = 0
-            elif succeeded and key.startswith("pair:"):
-                entry.failures = 0
-                entry.lockouts = 0
-            if entry.idle(now) and entry.lockouts == 0:
-                del self._entries[key]
-        if succeeded:
-            if len(self._trusted) >= MAX_ENTRIES:
-                self._trusted = {k: v for k, v in self._trusted.items() if v > now}
-                if len(self._trusted) >= MAX_ENTRIES:
-                    self._trusted.clear()
-            self._trusted[(attempt.username, attempt.address)] = now + TRUST_TIME
+                await logins.put(conn, key, entry)
+            self._failures_seen += 1
+            if self._failures_seen % PRUNE_EVERY == 0:
+                await logins.prune(conn, now, WINDOW, MAX_LOCKOUT)
 
-    def _prune(self, now: float) -> None:
-        stale = [k for k, e in self._entries.items() if e.idle(now)]
-        for key in stale:
-            del self._entries[key]
-        if len(self._entries) >= MAX_ENTRIES:  # still full: forget the oldest half
-            oldest = sorted(
-                (k for k, e in self._entries.items() if e.pending == 0),
-                key=lambda k: self._entries[k].last_failure,
-            )
-            for key in oldest[: len(oldest) // 2]:
-                del self._entries[key]
+    def _release(self, attempt: Attempt) -> None:
+        for key, _ in attempt.keys:
+            self._pending[key] -= 1
+            if self._pending[key] <= 0:
+                del self._pending[key]
