@@ -247,21 +247,22 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.close()
 
 
-async def _fail(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
+async def _try(throttle: LoginThrottle, user: str, address: str, now: float, outcome: bool | None) -> float:
+    """One attempt: what ``begin`` answers; if admitted, settled with ``outcome``."""
     attempt = throttle.attempt(user, address)
     wait = await throttle.begin(attempt, now)
     if wait == 0:
-        await throttle.finish(attempt, now, False)
+        await throttle.finish(attempt, now, outcome)
     return wait
+
+
+async def _fail(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
+    return await _try(throttle, user, address, now, False)
 
 
 async def _wait(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
-    """What ``begin`` answers for one more attempt, which is then settled as unchecked."""
-    attempt = throttle.attempt(user, address)
-    wait = await throttle.begin(attempt, now)
-    if wait == 0:
-        await throttle.finish(attempt, now, None)
-    return wait
+    """What one more attempt would be told (settled as unchecked: it counts for nothing)."""
+    return await _try(throttle, user, address, now, None)
 
 
 async def test_throttle_locks_one_address_out_of_one_account_after_max_failures_and_doubles(
