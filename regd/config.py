@@ -39,6 +39,7 @@ class ServerConfig:
     access_log: bool = True
     log_format: str = "text"  # "text" or "json"
     log_level: str = "info"
+    pull_flush_interval: float = 5.0  # seconds between writes of counted pulls
 
     @property
     def host(self) -> str:
@@ -179,6 +180,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("[server] tls_cert and tls_key must be set together")
     if config.server.workers < 1:
         raise ConfigError("[server] workers: must be at least 1")
+    if config.server.pull_flush_interval <= 0:
+        raise ConfigError("[server] pull_flush_interval: must be positive")
     if config.server.header_timeout <= 0 or config.server.body_timeout <= 0:
         raise ConfigError("[server] header_timeout and body_timeout: must be positive")
     if config.server.max_connections_per_address < 0:

@@ -136,7 +136,7 @@ def _config(request: BaseRequest) -> Config | None:
         return None
     try:
         services: Services = request.app[SERVICES]  # type: ignore[attr-defined]
-    except (AttributeError, KeyError, RuntimeError):
+    except (AttributeError, KeyError, RuntimeError, AssertionError):
         return None
     return services.config
 
