@@ -22,6 +22,7 @@ from regd.auth import passwords
 from regd.auth.roles import Role
 from regd.config import Config
 from regd.errors import ErrorCode, RegistryError
+from regd.numbers import parse_uint
 
 if TYPE_CHECKING:
     # Imported when a command runs, not when ``regd`` builds its parser: the services
@@ -114,7 +115,8 @@ async def user_passwd(args: argparse.Namespace, manage: Management, operator: Ac
 
 async def member_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     project = await manage.projects.find(args.project, by_name=True)
-    role = Role.parse(int(args.role) if args.role.isdigit() else args.role)
+    number = parse_uint(args.role)
+    role = Role.parse(number if number is not None else args.role)
     if role is None:
         names = ", ".join(r.harbor_name for r in Role)
         raise CommandError(f"unknown role {args.role!r}; one of {names} (or 1-5)")

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from regd.api import middleware, observe, routes
+from regd.api import connections, middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
@@ -21,6 +21,7 @@ from regd.metadata.db import Database
 from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
+from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
@@ -38,7 +39,13 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
     registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
-    uploads = UploadService(db, store, layout)
+    uploads = UploadService(
+        db,
+        store,
+        layout,
+        config.uploads.max_sessions_per_repository,
+        config.uploads.max_sessions_per_account,
+    )
     gc = GCService(config, db, store, uploads)
     return Services(
         config=config,
@@ -74,6 +81,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="regd-io"))
     await services.store.prepare()
     await services.db.open()
+    await fsio.run(fsio.make_private_sync, services.layout.root)
     if services.role.startup_recovery:
         recovered = await services.uploads.recover()
         if recovered:
@@ -96,7 +104,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
-    app = web.Application(middlewares=[observe.observe, middleware.errors])
+    app = web.Application(middlewares=[observe.observe, connections.body_timeout, middleware.errors])
     app[SERVICES] = services or build_services(config, role)
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)

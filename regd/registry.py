@@ -32,6 +32,15 @@ from regd.storage.blobstore import BlobStore
 MAX_TAGS_PER_PUSH = 100
 
 
+def _refuse_missing(repository: str, missing: list[str]) -> None:
+    if missing:
+        raise RegistryError(
+            ErrorCode.MANIFEST_BLOB_UNKNOWN,
+            f"{repository} does not hold {missing[0]}",
+            detail={"digests": missing},
+        )
+
+
 @dataclass(frozen=True)
 class StoredManifest:
     row: ManifestRow
@@ -152,20 +161,23 @@ class Registry:
             manifest = replace(manifest, digest=wanted)
         else:
             tag = check_tag(reference)
+        # Check first, store after: a manifest whose references are missing leaves no
+        # bytes behind (the check inside the transaction below is the one that decides).
+        _refuse_missing(repository, await manifest_rows.missing_references_now(self.db, repository, manifest))
         tags = ([tag] if tag is not None else []) + list(dict.fromkeys(extra_tags))
         extra_attrs = await self.image_details(manifest)
         tmp = await self.store.write_tmp(manifest.digest, data)
         try:
-            await self.store.place(tmp, manifest.digest)
+            made = await self.store.place(tmp, manifest.digest)
             async with self.db.transaction() as conn:
                 repository_id = await repositories.ensure(conn, repository)
                 missing = await manifest_rows.missing_references(conn, repository_id, manifest)
                 if missing:
-                    raise RegistryError(
-                        ErrorCode.MANIFEST_BLOB_UNKNOWN,
-                        f"{repository} does not hold {missing[0]}",
-                        detail={"digests": missing},
-                    )
+                    # A sweep took a reference since the first check. Under the write
+                    # lock, a file this call made and no row claims can go again.
+                    if made and not await blob_rows.exists(conn, str(manifest.digest)):
+                        await self.store.unlink(self.store.path(manifest.digest))
+                    _refuse_missing(repository, missing)
                 await self.store.confirm(tmp, manifest.digest)
                 await blob_rows.upsert(conn, str(manifest.digest), len(data))
                 manifest_id = await manifest_rows.insert(conn, repository_id, manifest, extra_attrs)

@@ -187,6 +187,33 @@ MIGRATIONS: list[str] = [
     ALTER TABLE manifest_children ADD COLUMN descriptor TEXT;
     ALTER TABLE tags ADD COLUMN pulled_at REAL;
     """,
+    # Upload sessions name the account that opened them, so that open sessions can be
+    # capped per account and per repository (issue 15 item 9).
+    """
+    ALTER TABLE uploads ADD COLUMN account TEXT NOT NULL DEFAULT '';
+    CREATE INDEX uploads_repository ON uploads(repository);
+    CREATE INDEX uploads_account ON uploads(account);
+    """,
+    # The login throttle's failure counts and locks, and the addresses each account
+    # logged in from, shared by every worker process and kept across restarts.
+    """
+    CREATE TABLE login_failures (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        last_failure REAL NOT NULL,
+        locked_until REAL NOT NULL,
+        lockouts INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX login_failures_last ON login_failures(last_failure);
+
+    CREATE TABLE login_trusted (
+        username TEXT NOT NULL,
+        address TEXT NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (username, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX login_trusted_until ON login_trusted(until);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

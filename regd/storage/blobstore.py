@@ -27,10 +27,11 @@ class BlobStore:
     async def size(self, digest: Digest) -> int | None:
         return await fsio.run(fsio.size_sync, self.path(digest))
 
-    async def place(self, src: Path, digest: Digest) -> None:
+    async def place(self, src: Path, digest: Digest) -> bool:
         """Publish a fully written file as ``digest`` (fsync, hard link, fsync dir);
-        ``src`` stays until the caller's metadata transaction is done with it."""
-        await fsio.run(fsio.link_sync, src, self.path(digest), self.fsync)
+        ``src`` stays until the caller's metadata transaction is done with it. Whether
+        the file is new (False: the blob's file was there already)."""
+        return await fsio.run(fsio.link_sync, src, self.path(digest), self.fsync)
 
     async def confirm(self, src: Path, digest: Digest) -> None:
         """Inside the transaction that records the blob: make sure the file is still
