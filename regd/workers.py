@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -46,6 +47,7 @@ from regd.systemd import Notifier
 log = logging.getLogger("regd")
 
 _STOP = (signal.SIGTERM, signal.SIGINT)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _run(coro: object) -> None:
@@ -71,10 +73,10 @@ def listen(config: Config) -> socket.socket:
 
 
 class Supervisor:
-    def __init__(self, config: Config, reread: Callable[[], Config]) -> None:
+    def __init__(self, config: Config, reread: Callable[[], Config], count: int) -> None:
         self.config = config
         self.reread = reread
-        self.count = config.server.workers
+        self.count = count
         self.workers: dict[int, int] = {}  # pid -> worker index
         self.ready: set[int] = set()
         self.stopping = False
@@ -110,12 +112,14 @@ class Supervisor:
         self.pending.append(signum)
 
     def _spawn(self, index: int, sock: socket.socket) -> None:
+        supervisor = os.getpid()
         pid = os.fork()
         if pid:
             self.workers[pid] = index
             return
         code = 1
         try:
+            _die_with(supervisor)
             for sig in (*_STOP, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             os.environ["NOTIFY_SOCKET"] = str(self._relay_dir / "notify")
@@ -205,6 +209,16 @@ class Supervisor:
                 self.notifier.ready(f"regd listening on {self.config.external_url} with {self.count} workers")
 
 
+def _die_with(supervisor: int) -> None:
+    """A worker dies with its supervisor (PR_SET_PDEATHSIG): kill -9 of the daemon stops
+    every process of it, as it would a single one, and frees the port for the restart,
+    whose start-up recovery then finds the uploads cut off."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != supervisor:  # it died before the prctl
+        os._exit(1)
+
+
 def _worker(config: Config, reread: Callable[[], Config], sock: socket.socket, index: int) -> int:
     from regd.daemon import Daemon
 
@@ -213,5 +227,5 @@ def _worker(config: Config, reread: Callable[[], Config], sock: socket.socket, i
     return 0
 
 
-def supervise(config: Config, reread: Callable[[], Config]) -> int:
-    return Supervisor(config, reread).run()
+def supervise(config: Config, reread: Callable[[], Config], count: int) -> int:
+    return Supervisor(config, reread, count).run()
