@@ -48,7 +48,7 @@ class Settings:
     issuer: auth.Issuer | None = None
     regd_commit: str = "installed (working tree)"
     regd_source: Path | None = None  # a snapshot of regd/ to run; None: the installed `regd`
-    regd_workers: int = 1
+    regd_workers: int | None = None  # None: regd's default ("auto": one per CPU)
     regd_auth: bool | None = None  # whether this regd knows [auth]; found out on first use
     repositories: list[str] = field(default_factory=list)
 
@@ -181,10 +181,10 @@ log_level = "warning"
 REGD_ADMIN_PASSWORD = "Bench-" + secrets.token_hex(8) + "-9"
 
 
-def regd_config(with_auth: bool, auth_section: bool, workers: int = 1) -> str:
-    """regd's TOML: access log off, `workers` processes; [auth] only when this regd knows
-    the section."""
-    text = REGD_BASE_CONFIG + f"workers = {workers}\n"
+def regd_config(with_auth: bool, auth_section: bool, workers: int | None = None) -> str:
+    """regd's TOML: access log off, `workers` processes (None: regd's default); [auth]
+    only when this regd knows the section."""
+    text = REGD_BASE_CONFIG + (f"workers = {workers}\n" if workers is not None else "")
     if not auth_section:
         return text
     enabled = "true" if with_auth else "false"

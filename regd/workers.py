@@ -80,6 +80,8 @@ class Supervisor:
         self.workers: dict[int, int] = {}  # pid -> worker index
         self.ready: set[int] = set()
         self.stopping = False
+        self.started = False  # every worker said READY=1 once
+        self.failed_start = False
         self.pending: list[int] = []
         self.notifier = Notifier()
         self._relay_dir = Path(tempfile.mkdtemp(prefix="regd-notify-"))
@@ -105,6 +107,9 @@ class Supervisor:
                 (self._relay_dir / "notify").unlink()
                 self._relay_dir.rmdir()
             self.notifier.close()
+        if self.failed_start:
+            log.error("a worker failed to start; stopped")
+            return 1
         log.info("stopped")
         return 0
 
@@ -142,14 +147,16 @@ class Supervisor:
                 self.notifier.notify("WATCHDOG=1")
                 next_ping = time.monotonic() + interval / 2
             self._reap()
-            if not self.stopping and len(self.workers) < self.count and time.monotonic() - last_spawn > 1:
+            restart = not self.stopping and not self.failed_start
+            if restart and len(self.workers) < self.count and time.monotonic() - last_spawn > 1:
                 missing = set(range(self.count)) - set(self.workers.values())
                 for index in sorted(missing):
                     log.warning("worker %d died; starting it again", index)
                     self._spawn(index, sock)
                 last_spawn = time.monotonic()
+            timeout = 0.5 if interval is None else max(0.0, min(0.5, next_ping - time.monotonic()))
             with contextlib.suppress(InterruptedError):
-                readable, _, _ = select.select([self.relay], [], [], 0.5)
+                readable, _, _ = select.select([self.relay], [], [], timeout)
                 if readable:
                     self._relay_message()
 
@@ -169,6 +176,9 @@ class Supervisor:
                 log.info("%s: stopping %d workers", signal.Signals(signum).name, len(self.workers))
                 self.notifier.stopping(f"stopping on {signal.Signals(signum).name}")
                 self._send_all(signal.SIGTERM)
+                # The workers close theirs at once; with this last copy closed too, new
+                # connections are refused while requests in flight drain.
+                sock.close()
             else:  # a second stop signal: the workers cut off what is left at once
                 self._send_all(signal.SIGTERM)
 
@@ -192,6 +202,9 @@ class Supervisor:
                 log.error(
                     "worker %d (pid %d) exited: status %d", index, pid, os.waitstatus_to_exitcode(status)
                 )
+                if not self.started:  # it could not start (its reason is logged): nor can the rest
+                    self.failed_start = True
+                    self.pending.append(signal.SIGTERM)
 
     def _relay_message(self) -> None:
         try:
@@ -206,6 +219,7 @@ class Supervisor:
         if "READY=1" in lines and pid in self.workers:
             self.ready.add(pid)
             if len(self.ready) == self.count and not self.stopping:
+                self.started = True
                 self.notifier.ready(f"regd listening on {self.config.external_url} with {self.count} workers")
 
 
