@@ -107,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regd-workers", type=int, default=None,
                    help="regd's [server] workers (default: regd's own, \"auto\")")
     p.add_argument("--no-distribution", action="store_true")
+    p.add_argument("--nice", type=int, default=0,
+                   help="niceness of this script, so of the registries and clients it starts (-5: root)")
     p.add_argument("--out", type=Path, help="write every measurement to this JSON file")
     a = p.parse_args(argv)
+    if a.nice:
+        os.nice(a.nice)  # the registries and clients it starts inherit it
     work = Path(tempfile.mkdtemp(prefix="regd-coldpull-"))
     try:
         return _run(a, work)
@@ -117,17 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(a: argparse.Namespace, work: Path) -> int:
-    variants: list[tuple[str, registries.Settings]] = []
-    base = registries.Settings(workdir=work, data_root=work, logdir=work, regbench=Path("/nonexistent"),
-                               regd_workers=a.regd_workers, regd_auth=True)
-    if not a.no_distribution:
-        variants.append(("distribution", base))
-    for rev in a.regd or ["HEAD"]:
-        src = work / f"regd-{len(variants)}"
-        s = registries.Settings(workdir=work, data_root=work, logdir=work, regbench=Path("/nonexistent"),
-                                regd_workers=a.regd_workers, regd_auth=True, regd_source=src)
-        s.regd_commit = registries.snapshot_regd(rev, src)
-        variants.append((f"regd {rev} ({s.regd_commit})", s))
+    variants = registries.variants(work, a.regd, a.regd_workers, not a.no_distribution)
     size = a.blob_mib * 2**20
     payload = bytearray(os.urandom(size))
     results: dict[str, dict[str, list[dict[str, float]]]] = {}

@@ -144,6 +144,23 @@ def snapshot_regd(rev: str, dest: Path) -> str:
     return f"commit {commit}"
 
 
+def variants(work: Path, revs: list[str], workers: int | None,
+             with_distribution: bool) -> list[tuple[str, Settings]]:
+    """(label, settings) of distribution (unless left out) and of regd as committed at each
+    revision, for the small benchmarks that need no load generator (coldpull, listing)."""
+    def settings(source: Path | None = None) -> Settings:
+        return Settings(workdir=work, data_root=work, logdir=work, regbench=Path("/nonexistent"),
+                        regd_workers=workers, regd_auth=True, regd_source=source)
+
+    found = [("distribution", settings())] if with_distribution else []
+    for rev in revs or ["HEAD"]:
+        s = settings(work / f"regd-{len(found)}")
+        assert s.regd_source is not None
+        s.regd_commit = snapshot_regd(rev, s.regd_source)
+        found.append((f"regd {rev} ({s.regd_commit})", s))
+    return found
+
+
 def _distribution_config(data: Path, port: int, s: Settings, with_auth: bool) -> str:
     lines = [
         "version: 0.1",

@@ -13,6 +13,7 @@ The tables and the edges a garbage collector walks:
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
+Harbor's artifact list by push time: the index manifests_pushed.
 """
 
 from __future__ import annotations
@@ -174,6 +175,11 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     );
+    """,
+    # Harbor's artifact list, newest push first, pages through an index instead of
+    # sorting every manifest of the repository for each page (issue 13).
+    """
+    CREATE INDEX manifests_pushed ON manifests(repository_id, pushed_at DESC, id DESC);
     """,
 ]
 
