@@ -50,6 +50,7 @@ class Settings:
     regd_source: Path | None = None  # a snapshot of regd/ to run; None: the installed `regd`
     regd_workers: int | None = None  # None: regd's default ("auto": one per CPU)
     regd_auth: bool | None = None  # whether this regd knows [auth]; found out on first use
+    request_log: bool = False  # log every request with its duration (benchmarks/dockerreqs.py)
     repositories: list[str] = field(default_factory=list)
 
 
@@ -165,7 +166,7 @@ def _distribution_config(data: Path, port: int, s: Settings, with_auth: bool) ->
     lines = [
         "version: 0.1",
         "log:",
-        "  level: error",
+        f"  level: {'info' if s.request_log else 'error'}",  # info: "response completed" lines
         "  accesslog:",
         "    disabled: true",
         "storage:",
@@ -198,10 +199,14 @@ log_level = "warning"
 REGD_ADMIN_PASSWORD = "Bench-" + secrets.token_hex(8) + "-9"
 
 
-def regd_config(with_auth: bool, auth_section: bool, workers: int | None = None) -> str:
-    """regd's TOML: access log off, `workers` processes (None: regd's default); [auth]
-    only when this regd knows the section."""
+def regd_config(with_auth: bool, auth_section: bool, workers: int | None = None,
+                request_log: bool = False) -> str:
+    """regd's TOML: access log off (on, as JSON lines, with `request_log`), `workers`
+    processes (None: regd's default); [auth] only when this regd knows the section."""
     text = REGD_BASE_CONFIG + (f"workers = {workers}\n" if workers is not None else "")
+    if request_log:
+        text = text.replace("access_log = false", 'access_log = true\nlog_format = "json"').replace(
+            'log_level = "warning"', 'log_level = "info"')
     if not auth_section:
         return text
     enabled = "true" if with_auth else "false"
@@ -242,7 +247,7 @@ def start(name: str, s: Settings, with_auth: bool = False) -> Running:
         argv = ["docker-registry", "serve", str(cfg)]
     elif name == "regd":
         cfg = base / "regd.toml"
-        cfg.write_text(regd_config(with_auth, regd_has_auth(s), s.regd_workers))
+        cfg.write_text(regd_config(with_auth, regd_has_auth(s), s.regd_workers, s.request_log))
         program, env = _regd_program(s)
         argv = [*program, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data),
                 "--config", str(cfg)]
