@@ -292,7 +292,7 @@ def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, list[Mea
               "against a registry that does nothing (benchmarks/README.md).", "",
               md_table(COMPARISON_HEADER, comparison_rows(summ)), ""]
     if plot_name:
-        parts += [f"![throughput against concurrency]({plot_name})", ""]
+        parts += [f"![regd / distribution and shares of the null ceiling]({plot_name})", ""]
     for registry, per in summ.items():
         parts += [f"### {registry}", "", md_table(DETAIL_HEADER, detail_rows(per)), ""]
     if notes:

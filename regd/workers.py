@@ -94,6 +94,11 @@ class Supervisor:
 
         _run(Daemon(self.config, self.reread).prepare())
         sock = listen(self.config)
+        # A signal wakes the select() of the loop at once (its handler only queues it).
+        self._wake, wake_w = socket.socketpair()
+        for end in (self._wake, wake_w):
+            end.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         for sig in (*_STOP, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
         try:
@@ -101,6 +106,9 @@ class Supervisor:
                 self._spawn(index, sock)
             self._loop(sock)
         finally:
+            signal.set_wakeup_fd(-1)
+            wake_w.close()
+            self._wake.close()
             sock.close()
             self.relay.close()
             with contextlib.suppress(OSError):
@@ -125,6 +133,7 @@ class Supervisor:
         code = 1
         try:
             _die_with(supervisor)
+            signal.set_wakeup_fd(-1)
             for sig in (*_STOP, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             os.environ["NOTIFY_SOCKET"] = str(self._relay_dir / "notify")
@@ -156,8 +165,11 @@ class Supervisor:
                 last_spawn = time.monotonic()
             timeout = 0.5 if interval is None else max(0.0, min(0.5, next_ping - time.monotonic()))
             with contextlib.suppress(InterruptedError):
-                readable, _, _ = select.select([self.relay], [], [], timeout)
-                if readable:
+                readable, _, _ = select.select([self.relay, self._wake], [], [], timeout)
+                if self._wake in readable:
+                    with contextlib.suppress(BlockingIOError):
+                        self._wake.recv(4096)
+                if self.relay in readable:
                     self._relay_message()
 
     def _handle_signals(self, sock: socket.socket) -> None:
