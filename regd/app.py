@@ -18,6 +18,7 @@ from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
+from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
 from regd.storage.blobstore import BlobStore
@@ -50,6 +51,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         accounts=accounts,
         gc=gc,
         manage=Management.build(config, db, accounts, registry, gc),
+        pulls=PullRecorder(db),
         role=role or Role(),
     )
 
@@ -77,12 +79,19 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         if recovered:
             log.info("%d upload sessions cut off by the last stop can resume", recovered)
     janitor = asyncio.create_task(_janitor(services)) if services.role.background else None
+    # Every process counts its own pulls and writes them (regd/pulls.py).
+    pulls = asyncio.create_task(services.pulls.run(services.config.server.pull_flush_interval))
     try:
         yield
     finally:
-        if janitor is not None:
-            janitor.cancel()
-            await asyncio.gather(janitor, return_exceptions=True)
+        for task in (janitor, pulls):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        try:
+            await services.pulls.flush()
+        except Exception:
+            log.exception("the last %d pulls were not written", services.pulls.pending)
         await services.db.close()
 
 
