@@ -4,7 +4,9 @@ Each round starts every registry in turn (distribution, then regd as committed a
 `--regd` revision) with a fresh data directory, pushes `--blobs` blobs of `--blob-mib`
 MiB, drops their pages from the page cache (fsync + POSIX_FADV_DONTNEED on every file of
 the data directory), and pulls them all at once with curl while one client sends
-`GET /v2/` every 5 ms on a keep-alive connection and times each answer. Then the same
+`GET /v2/` every 5 ms on a keep-alive connection and times each answer (`--limit-rate`
+paces every pull the same, so that a registry that pulls faster is not penalised by the
+CPU its faster pulls take). Then the same
 pulls again, now from the page cache ("warm"). A registry that reads the disk on its
 event loop makes `/v2/` wait behind it. Printed: p50/p99/max of `/v2/` and the pulls'
 MiB/s, per registry and phase, medians over rounds.
@@ -75,7 +77,7 @@ def _probe(addr: str, stop: threading.Event, out: list[float]) -> None:
     conn.close()
 
 
-def _pulls(reg: registries.Running, digests: list[str], nbytes: int) -> dict[str, float]:
+def _pulls(reg: registries.Running, digests: list[str], nbytes: int, rate: str) -> dict[str, float]:
     latencies: list[float] = []
     stop = threading.Event()
     prober = threading.Thread(target=_probe, args=(reg.addr, stop, latencies))
@@ -83,7 +85,8 @@ def _pulls(reg: registries.Running, digests: list[str], nbytes: int) -> dict[str
     time.sleep(0.3)
     before = len(latencies)
     t0 = time.monotonic()
-    curls = [subprocess.Popen(["curl", "-sf", "-o", "/dev/null", f"{reg.url}/v2/{REPO}/blobs/{d}"])
+    limit = ["--limit-rate", rate] if rate else []
+    curls = [subprocess.Popen(["curl", "-sf", *limit, "-o", "/dev/null", f"{reg.url}/v2/{REPO}/blobs/{d}"])
              for d in digests]
     codes = [c.wait() for c in curls]
     seconds = time.monotonic() - t0
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regd-workers", type=int, default=None,
                    help="regd's [server] workers (default: regd's own, \"auto\")")
     p.add_argument("--no-distribution", action="store_true")
+    p.add_argument("--limit-rate", default="", metavar="RATE",
+                   help="curl's --limit-rate per pull (e.g. 20M): every registry pulls at the same pace, so "
+                        "/v2/ latency compares the loops, not the pull rates (default: unlimited)")
     p.add_argument("--nice", type=int, default=0,
                    help="niceness of this script, so of the registries and clients it starts (-5: root)")
     p.add_argument("--out", type=Path, help="write every measurement to this JSON file")
@@ -136,7 +142,7 @@ def _run(a: argparse.Namespace, work: Path) -> int:
                 for phase in ("cold", "warm"):
                     if phase == "cold":
                         _evict(reg.data_dir)
-                    m = _pulls(reg, digests, a.blobs * size)
+                    m = _pulls(reg, digests, a.blobs * size, a.limit_rate)
                     results.setdefault(label, {}).setdefault(phase, []).append(m)
                     print(f"round {r + 1} {label:40} {phase}: /v2/ p50 {m['p50']:.2f} ms"
                           f" p99 {m['p99']:.2f} ms max {m['max']:.1f} ms ({m['probes']:.0f} probes),"
