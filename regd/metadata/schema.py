@@ -17,6 +17,7 @@ Artifact details (migration 4): manifests.extra_attrs (what Harbor shows of an i
 config, JSON; NULL until known), manifest_children.descriptor (an index entry's platform,
 annotations and urls, JSON), tags.pulled_at (manifests.pulled_at and
 repositories.pull_count are from migration 1).
+Harbor's artifact list by push time (migration 5): the index manifests_pushed.
 """
 
 from __future__ import annotations
@@ -213,6 +214,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (username, address)
     ) WITHOUT ROWID;
     CREATE INDEX login_trusted_until ON login_trusted(until);
+    """,
+    # Harbor's artifact list, newest push first, pages through an index instead of
+    # sorting every manifest of the repository for each page (issue 13).
+    """
+    CREATE INDEX manifests_pushed ON manifests(repository_id, pushed_at DESC, id DESC);
     """,
 ]
 
