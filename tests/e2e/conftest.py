@@ -16,8 +16,9 @@ from types import FrameType
 
 import pytest
 
+from tests.prerequisites import require_tool
+
 from .daemons import Dockerd, RegistryServer, ServerFactory, Target
-from .tools import require_tool
 
 # Every daemon log, by label, so a failing test's report can show what it logged.
 _LOGS = pytest.StashKey[dict[str, Path]]()
