@@ -455,6 +455,10 @@ async def test_api_refuses_a_second_collection_while_one_runs(start: Start) -> N
         body = {"schedule": {"type": "Manual"}}
         async with env.http.post(f"{env.base}/api/v2.0/system/gc/schedule", json=body) as resp:
             assert resp.status == 409
+            assert (await resp.json())["errors"][0]["code"] == "CONFLICT"
+        async with env.http.get(f"{env.base}/api/v2.0/system/gc") as resp:
+            assert resp.status == 200
+            assert await resp.json() == [], "a refused collection left a run in the history"
     finally:
         fsio.unlock_sync(fd)
 

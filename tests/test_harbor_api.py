@@ -342,6 +342,9 @@ async def test_add_member_by_role(demo: Client, user: str, status: int) -> None:
     resp = await demo.post(f"{API}/projects/demo/members", json=body, headers=basic(user))
 
     assert resp.status == status
+    members = await body_of(await demo.get(f"{API}/projects/demo/members", headers=ADMIN))
+    added = [m for m in members if m["entity_name"] == "out"]
+    assert [m["role_id"] for m in added] == ([3] if status == 201 else [])
 
 
 async def test_add_member_refusals(demo: Client) -> None:
@@ -564,9 +567,13 @@ async def test_create_user_and_log_in(client: Client) -> None:
     ],
 )
 async def test_create_user_refusals(client: Client, body: dict[str, str], status: int) -> None:
+    before = await body_of(await client.get(f"{API}/users", headers=ADMIN))
+
     resp = await client.post(f"{API}/users", json=body, headers=ADMIN)
 
-    assert resp.status == status
+    await assert_error(resp, status, "CONFLICT" if status == 409 else "BAD_REQUEST")
+    after = await body_of(await client.get(f"{API}/users", headers=ADMIN))
+    assert after == before
 
 
 async def test_only_admins_create_and_list_users(client: Client) -> None:
@@ -702,6 +709,8 @@ async def test_create_robot_by_role(demo: Client, user: str, status: int) -> Non
     resp = await demo.post(f"{API}/robots", json=robot_body("ci"), headers=basic(user))
 
     assert resp.status == status
+    names = [r["name"] for r in await body_of(await demo.get(f"{API}/robots", headers=ADMIN))]
+    assert names == (["robot$demo+ci"] if status == 201 else [])
 
 
 @pytest.mark.parametrize(
@@ -715,7 +724,10 @@ async def test_create_robot_by_role(demo: Client, user: str, status: int) -> Non
     ],
 )
 async def test_create_robot_refusals(demo: Client, body: dict[str, Any], status: int) -> None:
-    assert (await demo.post(f"{API}/robots", json=body, headers=ADMIN)).status == status
+    resp = await demo.post(f"{API}/robots", json=body, headers=ADMIN)
+
+    await assert_error(resp, status, "NOT_FOUND" if status == 404 else "BAD_REQUEST")
+    assert await body_of(await demo.get(f"{API}/robots", headers=ADMIN)) == []
 
 
 async def test_duplicate_robot_is_409(demo: Client) -> None:

@@ -247,19 +247,6 @@ async def test_a_collection_in_the_daemon_counts_its_run_and_what_it_freed(obser
     assert _value(after, "regd_blobs") == 0
 
 
-async def test_gc_counters_are_exposed_for_the_collector_to_update(observed: Client) -> None:
-    before = await _scrape(observed)
-
-    metrics.GC_RUNS.inc()
-    metrics.GC_BYTES_FREED.inc(4096)
-    metrics.GC_BLOBS_DELETED.inc(2)
-
-    after = await _scrape(observed)
-    assert _value(after, "regd_gc_runs_total") - _value(before, "regd_gc_runs_total") == 1
-    assert _value(after, "regd_gc_freed_bytes_total") - _value(before, "regd_gc_freed_bytes_total") == 4096
-    assert _value(after, "regd_gc_deleted_blobs_total") - _value(before, "regd_gc_deleted_blobs_total") == 2
-
-
 # -- /api/v2.0/health --------------------------------------------------------------------
 
 

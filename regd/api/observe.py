@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import uuid
 from collections.abc import Coroutine
@@ -177,6 +178,7 @@ def access_fields(request: BaseRequest, status: int, sent: int, duration: float)
         "request_id": request_id(request),
         "remote": request.remote or "-",
         "user_agent": request.headers.get("User-Agent", "-")[:300],
+        "pid": os.getpid(),  # which worker process answered ([server] workers)
     }
 
 
@@ -199,7 +201,7 @@ def _text(fields: dict[str, Any]) -> str:
     f = fields
     head = f"{f['method']} {f['path']} {f['status']} {f['bytes']} {f['duration']:.3f}s"
     tail = " ".join(
-        f"{key}={fields[key]}" for key in ("repository", "user", "request_id", "remote", "received")
+        f"{key}={fields[key]}" for key in ("repository", "user", "request_id", "remote", "received", "pid")
     )
     # Quoted and escaped: a client chooses its User-Agent.
     return f"{head} {tail} user_agent={orjson.dumps(fields['user_agent']).decode()}"
