@@ -59,7 +59,25 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 async def client(aiohttp_client: Callable[..., Awaitable[Client]], data_dir: Path) -> Client:
+    """The app with access control off (the registry-core tests)."""
     return await aiohttp_client(create_app(make_config(data_dir)))
+
+
+@pytest.fixture
+def auth_start(
+    aiohttp_client: Callable[..., Awaitable[Client]], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Awaitable[Client]]:
+    """``auth_start(auth={...}, server={...})``: a client over an app with access control
+    on, whose admin password is ``tests.auth_support.ADMIN_PASSWORD``."""
+    from tests.auth_support import starter
+
+    return starter(aiohttp_client, data_dir, monkeypatch)
+
+
+@pytest.fixture
+async def auth_client(auth_start: Callable[..., Awaitable[Client]]) -> Client:
+    """The app with access control on (the access-control and management-API tests)."""
+    return await auth_start()
 
 
 def sha256(data: bytes) -> str:

@@ -294,6 +294,15 @@ async def test_health_is_unhealthy_when_the_data_directory_is_not_usable(
     assert "tmp" in storage["error"]
 
 
+async def test_metrics_and_health_need_no_login_when_access_control_is_on(auth_client: Client) -> None:
+    # Scrapers and load balancers have no account; the registry itself does want one.
+    assert (await auth_client.get("/v2/")).status == 401
+    metrics_resp = await auth_client.get("/metrics")
+    assert metrics_resp.status == 200 and "regd_build_info" in await metrics_resp.text()
+    health = await auth_client.get("/api/v2.0/health")
+    assert health.status == 200 and orjson.loads(await health.read())["status"] == "healthy"
+
+
 # -- the daemon: JSON lines on stderr ----------------------------------------------------
 
 
