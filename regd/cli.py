@@ -42,8 +42,22 @@ def _run(coro: Any) -> None:
         runner.run(coro)
 
 
+def _hold_data_dir(config: Config) -> int:
+    """The data directory's daemon lock (regd/datadir.py), held until the process ends."""
+    from regd.datadir import DataDirBusyError, lock
+
+    try:
+        return lock(config.data_dir)
+    except DataDirBusyError as e:
+        raise StartupError(str(e)) from None
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise StartupError(f"cannot use data directory {config.data_dir}: {reason}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
+    _hold_data_dir(config)  # kept open: the kernel drops the lock when the daemon ends
     if config.server.workers > 1:
         # Before prometheus_client is first imported (regd.metrics): its multiprocess mode.
         metrics_dir = tempfile.mkdtemp(prefix="regd-metrics-")

@@ -13,6 +13,8 @@ The tables and the edges a garbage collector walks:
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
+Upload writers: uploads.writer_pid, the process writing or committing a session (so the
+supervisor can release the sessions of a worker that died).
 """
 
 from __future__ import annotations
@@ -174,6 +176,11 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     );
+    """,
+    # The process that holds a session in RECEIVING or COMMITTING (NULL otherwise): when
+    # a worker dies, the supervisor returns exactly its sessions to ACTIVE (issue 14).
+    """
+    ALTER TABLE uploads ADD COLUMN writer_pid INTEGER;
     """,
 ]
 

@@ -6,13 +6,19 @@ so two requests for one session, in one process or two, cannot both win.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiosqlite
 
 from regd.metadata.db import Database, Row
 from regd.uploads.state import UploadEvent, UploadState, next_state, sources
+
+# The states in which one process holds a session (and its row names that process).
+HELD = frozenset({UploadState.RECEIVING, UploadState.COMMITTING})
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,10 @@ async def transition(
     ``expect_size``, still has that size); returns the new state, or None if not."""
     allowed = sources(event)
     target = next_state(allowed[0], event)
-    sql = "UPDATE uploads SET state = ?, updated_at = ?"
-    params: list[object] = [target.value, time.time()]
+    # A session being written or committed records which process holds it.
+    writer = os.getpid() if target in HELD else None
+    sql = "UPDATE uploads SET state = ?, updated_at = ?, writer_pid = ?"
+    params: list[object] = [target.value, time.time(), writer]
     if size is not None:
         sql += ", size = ?"
         params.append(size)
@@ -72,6 +80,26 @@ async def transition(
         params.append(expect_size)
     cur = await conn.execute(sql, params)
     return target if cur.rowcount == 1 else None
+
+
+def release_writer_sync(database: Path, pid: int) -> int:
+    """The sessions process ``pid`` held (RECEIVING or COMMITTING) become ACTIVE again,
+    as ``RECOVER`` does at start: what the supervisor does when a worker dies. Blocking
+    (the supervisor runs no event loop); returns how many were released."""
+    allowed = sources(UploadEvent.RECOVER)
+    target = next_state(allowed[0], UploadEvent.RECOVER)
+    conn = sqlite3.connect(database, timeout=30.0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.execute(
+            "UPDATE uploads SET state = ?, updated_at = ?, writer_pid = NULL "
+            f"WHERE writer_pid = ? AND state IN ({','.join('?' * len(allowed))})",
+            [target.value, time.time(), pid, *(s.value for s in allowed)],
+        )
+        conn.execute("COMMIT")
+        return cur.rowcount
+    finally:
+        conn.close()
 
 
 async def delete(conn: aiosqlite.Connection, upload_id: str) -> None:

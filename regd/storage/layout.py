@@ -10,6 +10,8 @@
       trash/<hex>.<random>                 blobs a collection is sweeping (regd.gc: a file
                                            here whose blob row exists goes back, others go)
       gc.lock                              flock held by the one running collection
+      regd.lock                            flock held by the one daemon serving this
+                                           directory (and its workers); holds its PID
       tmp/                                 files being written before their rename
       auth/token.key                       the RSA key that signs tokens (0600)
       auth/admin.password                  admin's generated first password (0600)
@@ -61,6 +63,10 @@ class Layout:
     @property
     def gc_lock(self) -> Path:
         return self.root / "gc.lock"
+
+    @property
+    def daemon_lock(self) -> Path:
+        return self.root / "regd.lock"
 
     @property
     def auth(self) -> Path:
