@@ -15,9 +15,11 @@ from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
+from regd.datadir import check_database_present
 from regd.metadata.db import Database
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
+from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
@@ -64,7 +66,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="regd-io"))
     await services.store.prepare()
-    await services.db.open()
+    if services.role.startup_recovery:
+        await fsio.run(check_database_present, services.layout)
+    await services.db.open(check=services.role.startup_recovery)
     if services.role.startup_recovery:
         recovered = await services.uploads.recover()
         if recovered:

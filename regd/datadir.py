@@ -25,6 +25,22 @@ class DataDirBusyError(Exception):
     """Another daemon holds the data directory."""
 
 
+class DatabaseMissingError(Exception):
+    """Blob files but no database: starting would re-initialise what they belong to."""
+
+
+def check_database_present(layout: Layout) -> None:
+    """Refuse to create a new database beside blobs stored under a lost one (blocking)."""
+    if layout.database.exists():
+        return
+    for _dirpath, _dirs, files in os.walk(layout.blobs):
+        if files:
+            raise DatabaseMissingError(
+                f"database {layout.database} is missing but {layout.blobs} holds blobs; "
+                "restore the database (regd restore BACKUP) rather than start an empty registry over them"
+            )
+
+
 def holder(layout: Layout) -> int | None:
     """The PID written in the lock file, if any."""
     with contextlib.suppress(OSError, ValueError):

@@ -9,6 +9,7 @@ import hashlib
 import os
 import signal
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -224,6 +225,67 @@ def test_a_database_that_is_not_sqlite_is_one_line(tmp_path: Path) -> None:
     (regd.data_dir / "regd.db").write_bytes(b"this is not a database" * 100)
     line = _start_fails(regd)
     assert "regd.db" in line
+
+
+def _made_database(tmp_path: Path) -> RegdProcess:
+    """A data directory with a real database and a few blobs, the daemon stopped."""
+    regd = RegdProcess(tmp_path)
+    regd.start()
+
+    async def push() -> None:
+        async with aiohttp.ClientSession() as http:
+            for i in range(3):
+                await _push(http, f"http://127.0.0.1:{regd.port}", os.urandom(5000 + i))
+
+    asyncio.run(push())
+    assert regd.stop() == 0
+    return regd
+
+
+def test_a_damaged_database_stops_the_start_in_one_line_and_is_left_untouched(tmp_path: Path) -> None:
+    regd = _made_database(tmp_path)
+    db = regd.data_dir / "regd.db"
+    with sqlite3.connect(db) as conn:  # pages that quick_check reads: a big table
+        conn.execute("CREATE TABLE filler (x BLOB)")
+        conn.executemany("INSERT INTO filler VALUES (?)", [(os.urandom(300),) for _ in range(2000)])
+    conn.close()
+    raw = bytearray(db.read_bytes())
+    page = 4096
+    raw[page * 3 : page * 3 + 2000] = os.urandom(2000)  # a b-tree page in the middle
+    db.write_bytes(bytes(raw))
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+
+    line = _start_fails(regd)
+
+    assert line.startswith(f"regd: database {db} is damaged (")
+    assert "restore it from a backup (regd restore BACKUP)" in line
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # not re-initialised, not touched
+
+
+def test_a_database_of_a_newer_regd_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    regd = _made_database(tmp_path)
+    db = regd.data_dir / "regd.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 9999")
+    conn.close()
+
+    line = _start_fails(regd)
+
+    assert f"cannot open database {db}: its schema version 9999 is newer than this regd's" in line
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 9999
+    conn.close()
+
+
+def test_a_lost_database_beside_stored_blobs_is_not_re_initialised(tmp_path: Path) -> None:
+    regd = _made_database(tmp_path)
+    for name in ("regd.db", "regd.db-wal", "regd.db-shm"):
+        (regd.data_dir / name).unlink(missing_ok=True)
+
+    line = _start_fails(regd)
+
+    assert f"database {regd.data_dir / 'regd.db'} is missing but" in line
+    assert not (regd.data_dir / "regd.db").exists()
 
 
 def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
