@@ -48,6 +48,8 @@ class ServerConfig:
 class StorageConfig:
     data_dir: str = "./regd-data"
     fsync: bool = True
+    # Bytes: below this much free space, /api/v2.0/health reports storage unhealthy.
+    min_free: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("[server] tls_cert and tls_key must be set together")
     if config.server.workers < 1:
         raise ConfigError("[server] workers: must be at least 1")
+    if config.storage.min_free < 0:
+        raise ConfigError("[storage] min_free: must not be negative (bytes)")
     if config.gc.grace_period < 0:
         raise ConfigError("[gc] grace_period: must not be negative")
     if config.uploads.expire_after <= 0:

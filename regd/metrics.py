@@ -93,6 +93,12 @@ FREE_BYTES = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+STORAGE_FULL = Counter(
+    "regd_storage_full_errors",
+    "Requests refused with 507 because the disk or the quota was full (ENOSPC, EDQUOT, SQLITE_FULL)",
+    registry=REGISTRY,
+)
+
 GC_RUNS = Counter("regd_gc_runs", "Garbage collections run by this process", registry=REGISTRY)
 GC_BYTES_FREED = Counter(
     "regd_gc_freed_bytes", "Bytes of blobs garbage collection removed", registry=REGISTRY

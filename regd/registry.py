@@ -8,6 +8,7 @@ it against a sweep, which deletes a blob row only where nothing references it).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from regd.digest import Digest
-from regd.errors import ErrorCode, RegistryError
+from regd.errors import ErrorCode, RegistryError, is_out_of_space
 from regd.manifests import Manifest, parse
 from regd.metadata import blobs as blob_rows
 from regd.metadata import manifests as manifest_rows
@@ -25,6 +26,8 @@ from regd.metadata.generation import LookupCache
 from regd.metadata.manifests import ManifestRow
 from regd.names import check_tag
 from regd.storage.blobstore import BlobStore
+
+log = logging.getLogger("regd")
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,16 @@ class Registry:
         # cached last_seen is never newer than the row's (it only grows), so trusting
         # it errs on the side of refreshing.
         if confirm and self.grace_period > 0 and time.time() - seen > self.grace_period / 2:
-            async with self.db.transaction(bump=False) as conn:
-                await blob_rows.mark_seen(conn, str(digest))
+            try:
+                async with self.db.transaction(bump=False) as conn:
+                    await blob_rows.mark_seen(conn, str(digest))
+            except Exception as e:
+                # A full disk must not fail a pull's HEAD: the refresh waits for the next
+                # HEAD, and the grace period (1.5x) still covers this one for a while.
+                if not is_out_of_space(e):
+                    raise
+                log.warning("HEAD %s: grace not refreshed, the disk is full", digest)
+                return size
             self.lookups.put(key, (size, time.time()), self.lookups.stamp())
         return size
 

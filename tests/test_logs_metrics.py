@@ -294,6 +294,20 @@ async def test_health_is_unhealthy_when_the_data_directory_is_not_usable(
     assert "tmp" in storage["error"]
 
 
+async def test_health_reports_storage_unhealthy_below_the_free_space_floor(
+    aiohttp_client: ClientFactory, data_dir: Path
+) -> None:
+    floor = 1 << 60  # more than any disk here has free
+    app = create_app(make_config(data_dir, storage={"min_free": floor}))
+    client = await aiohttp_client(app)
+
+    body = await _health(client)
+
+    assert body["status"] == "unhealthy"
+    storage = body["components"][2]
+    assert storage["status"] == "unhealthy" and f"below [storage] min_free ({floor})" in storage["error"]
+
+
 async def test_metrics_and_health_need_no_login_when_access_control_is_on(auth_client: Client) -> None:
     # Scrapers and load balancers have no account; the registry itself does want one.
     assert (await auth_client.get("/v2/")).status == 401

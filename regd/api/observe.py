@@ -265,6 +265,10 @@ async def _check_storage(s: Services) -> None:
     for directory in s.layout.directories():
         if not await fsio.run(directory.is_dir):
             raise OSError(f"{directory} is not a directory")
+    free = await fsio.run(fsio.free_bytes_sync, s.layout.root)
+    floor = s.config.storage.min_free
+    if free < floor:
+        raise OSError(f"{free} bytes free, below [storage] min_free ({floor}): pushes may fail with 507")
     await fsio.run(fsio.probe_sync, s.layout.tmp)
 
 

@@ -29,6 +29,7 @@ class UploadRow:
     size: int
     created_at: float
     updated_at: float
+    writer_pid: int | None = None  # the process holding it in RECEIVING or COMMITTING
 
     @classmethod
     def of(cls, row: Row) -> UploadRow:
@@ -39,6 +40,7 @@ class UploadRow:
             int(row["size"]),
             float(row["created_at"]),
             float(row["updated_at"]),
+            None if row["writer_pid"] is None else int(row["writer_pid"]),
         )
 
 
@@ -61,9 +63,11 @@ async def transition(
     event: UploadEvent,
     size: int | None = None,
     expect_size: int | None = None,
+    expect_writer: int | None = None,
 ) -> UploadState | None:
     """Apply ``event`` if the session is in a state that allows it (and, with
-    ``expect_size``, still has that size); returns the new state, or None if not."""
+    ``expect_size``, still has that size; with ``expect_writer``, is still held by that
+    process); returns the new state, or None if not."""
     allowed = sources(event)
     target = next_state(allowed[0], event)
     # A session being written or committed records which process holds it.
@@ -78,6 +82,9 @@ async def transition(
     if expect_size is not None:
         sql += " AND size = ?"
         params.append(expect_size)
+    if expect_writer is not None:
+        sql += " AND writer_pid = ?"
+        params.append(expect_writer)
     cur = await conn.execute(sql, params)
     return target if cur.rowcount == 1 else None
 

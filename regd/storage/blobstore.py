@@ -100,5 +100,10 @@ class BlobStore:
 
 
 def _write_sync(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
+    """Write a whole file or none: a write cut short (a full disk) leaves nothing behind."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except BaseException:
+        fsio.unlink_sync(path)
+        raise

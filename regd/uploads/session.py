@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from regd.uploads.state import UploadEvent, UploadState
 # Bytes gathered on the loop before one hand-off to a thread (write + hash). Two such
 # buffers per upload at most: one filling, one in the thread. Bounded memory per upload.
 BUFFER_SIZE = 256 * 1024
+log = logging.getLogger("regd")
+
 # writev takes at most IOV_MAX (1024) pieces; a client that trickles tiny chunks is
 # handed off sooner.
 MAX_CHUNKS = 512
@@ -53,6 +57,8 @@ class UploadService:
         self.store = store
         self.layout = layout
         self._hashes: dict[str, _RunningHash] = {}
+        # Sessions a request of this process is writing or committing right now.
+        self._busy: set[str] = set()
 
     # -- lookups ---------------------------------------------------------------
 
@@ -108,9 +114,7 @@ class UploadService:
                     ErrorCode.SIZE_INVALID,
                     f"Content-Length {content_length} does not match range {start}-{end}",
                 )
-        async with self.db.transaction(bump=False) as conn:
-            began = await upload_rows.transition(conn, row.id, UploadEvent.BEGIN_WRITE, expect_size=row.size)
-        if began is None:
+        if not await self._take(row, UploadEvent.BEGIN_WRITE):
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request or has moved on")
         progress = _Progress()
@@ -119,7 +123,10 @@ class UploadService:
         finally:
             # Shielded: a client that went away cancels the handler, and the session must
             # still leave RECEIVING with the size of what reached the disk.
-            await asyncio.shield(self._end_write(row, expected, progress))
+            try:
+                await asyncio.shield(self._end_write(row, expected, progress))
+            finally:
+                self._busy.discard(row.id)
         if expected is not None and progress.written != expected:
             raise RegistryError(
                 ErrorCode.SIZE_INVALID, f"chunk of {progress.written} bytes, range said {expected}"
@@ -201,13 +208,46 @@ class UploadService:
         finally:
             await fsio.run(fsio.close_sync, fd)
 
+    async def _take(self, row: UploadRow, event: UploadEvent) -> bool:
+        """Move the session into RECEIVING or COMMITTING for this request (the row is the
+        lock). A session left held by a request that can no longer let go of it is
+        reclaimed first: one of this process whose release failed (a full disk refused
+        the write), or one of a process that is gone."""
+        for attempt in range(2):
+            async with self.db.transaction(bump=False) as conn:
+                state = await upload_rows.transition(conn, row.id, event, expect_size=row.size)
+            if state is not None:
+                self._busy.add(row.id)
+                return True
+            if attempt or not await self._reclaim(row.id):
+                return False
+        return False
+
+    async def _reclaim(self, upload_id: str) -> bool:
+        current = await upload_rows.get(self.db, upload_id)
+        if current is None or current.state not in upload_rows.HELD or current.writer_pid is None:
+            return False
+        pid = current.writer_pid
+        orphaned = upload_id not in self._busy if pid == os.getpid() else not _alive(pid)
+        if not orphaned:
+            return False
+        async with self.db.transaction(bump=False) as conn:
+            state = await upload_rows.transition(conn, upload_id, UploadEvent.RECOVER, expect_writer=pid)
+        if state is not None:
+            log.warning("upload %s: reclaimed from a writer that let go of it (pid %d)", upload_id, pid)
+        return state is not None
+
     async def commit(self, row: UploadRow, digest: Digest) -> int:
         """Check the bytes against ``digest`` and store them as a blob of the repository."""
-        async with self.db.transaction(bump=False) as conn:
-            state = await upload_rows.transition(conn, row.id, UploadEvent.COMMIT, expect_size=row.size)
-        if state is None:
+        if not await self._take(row, UploadEvent.COMMIT):
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request")
+        try:
+            return await self._commit(row, digest)
+        finally:
+            self._busy.discard(row.id)
+
+    async def _commit(self, row: UploadRow, digest: Digest) -> int:
         data = self.layout.upload_data(row.id)
         try:
             actual = await self._digest_of(row, data, digest.algorithm)
@@ -292,3 +332,14 @@ class UploadService:
             if mtime is not None and mtime < now - max_age:
                 await self._remove_data(name)
         return count
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
