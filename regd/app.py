@@ -16,6 +16,8 @@ from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.datadir import check_database_present
+from regd.gc.service import GCService
+from regd.manage import Management
 from regd.metadata.db import Database
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
@@ -36,15 +38,20 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     db = Database(layout.database)
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
+    registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
+    uploads = UploadService(db, store, layout)
+    gc = GCService(config, db, store, uploads)
     return Services(
         config=config,
         layout=layout,
         db=db,
         store=store,
-        registry=Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size),
-        uploads=UploadService(db, store, layout),
+        registry=registry,
+        uploads=uploads,
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
+        gc=gc,
+        manage=Management.build(config, db, accounts, registry, gc),
         role=role or Role(),
     )
 
