@@ -12,6 +12,7 @@ from aiohttp import web
 
 from regd.api import middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
+from regd.api.harbor import scrub as harbor_scrub
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
@@ -20,6 +21,7 @@ from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
 from regd.registry import Registry
+from regd.scrub import ScrubService
 from regd.services import SERVICES, Role, Services
 from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
@@ -52,6 +54,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         accounts=accounts,
         gc=gc,
         manage=Management.build(config, db, accounts, registry, gc),
+        scrub=ScrubService(config, db, store),
         role=role or Role(),
     )
 
@@ -80,13 +83,17 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         recovered = await services.uploads.recover()
         if recovered:
             log.info("%d upload sessions cut off by the last stop can resume", recovered)
-    janitor = asyncio.create_task(_janitor(services)) if services.role.background else None
+    background = (
+        [asyncio.create_task(_janitor(services)), asyncio.create_task(services.scrub.scheduler())]
+        if services.role.background
+        else []
+    )
     try:
         yield
     finally:
-        if janitor is not None:
-            janitor.cancel()
-            await asyncio.gather(janitor, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await services.db.close()
 
 
@@ -99,4 +106,5 @@ def create_app(config: Config, services: Services | None = None, role: Role | No
     setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
     observe.setup(app)  # /metrics, /api/v2.0/health, X-Request-Id
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
+    harbor_scrub.setup(app)  # /api/v2.0/system/scrub
     return app

@@ -1,4 +1,4 @@
-"""The ``regd`` command: ``serve``, ``check-config``, ``gc``."""
+"""The ``regd`` command: ``serve``, ``check-config``, ``gc``, ``scrub``."""
 
 from __future__ import annotations
 
@@ -103,6 +103,49 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 3 if report.stopped else 0
 
 
+async def _open_services(config: Config) -> Any:
+    """The services of a data directory for a one-off command, database open (no recovery,
+    no background tasks: a daemon may be running on it)."""
+    from regd.app import build_services
+    from regd.services import Role
+
+    services = build_services(config, Role(startup_recovery=False, background=False))
+    await services.store.prepare()
+    await services.db.open()
+    return services
+
+
+def cmd_scrub(args: argparse.Namespace) -> int:
+    """Check every blob now, also while the daemon runs on the same data directory.
+    Exit 0: all good; 3: damaged or missing blobs were quarantined; 1: another scrub runs."""
+    from regd.scrub import ScrubBusyError
+
+    config = _config(args)
+    lines: list[str] = []
+    found: list[bool] = []
+
+    async def scrub() -> None:
+        services = await _open_services(config)
+        try:
+            report = await services.scrub.run("MANUAL", rate=args.rate_limit)
+            found.append(not report.clean)
+            lines.append(f"scrub: {report.summary()}")
+            _, quarantined = await services.scrub.status()
+            for q, affected in quarantined:
+                images = ", ".join(f"{a.repository}@{a.digest}" for a in affected) or "no image"
+                lines.append(f"quarantined {q.digest} ({q.reason}); affects {images}")
+        finally:
+            await services.db.close()
+
+    try:
+        _run(scrub())
+    except ScrubBusyError as e:
+        print(f"regd: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 3 if found[0] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regd", description="container image registry daemon")
     parser.add_argument("--version", action="version", version=f"regd {__version__}")
@@ -129,6 +172,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete-untagged", action="store_true", help="also delete manifests no tag or index keeps"
     )
     gc.set_defaults(func=cmd_gc)
+
+    scrub = sub.add_parser(
+        "scrub", help="re-read every blob against its checksum (safe while the daemon runs)"
+    )
+    common(scrub)
+    scrub.add_argument(
+        "--rate-limit", type=int, help="bytes read per second at most ([scrub] rate_limit; 0: no limit)"
+    )
+    scrub.set_defaults(func=cmd_scrub)
     from regd.admin import add_commands  # project, user, member, robot
 
     add_commands(sub, common, _config)

@@ -66,6 +66,13 @@ class GCConfig:
 
 
 @dataclass(frozen=True)
+class ScrubConfig:
+    # A Harbor cron (second minute hour day month weekday); "" never scrubs on its own.
+    schedule: str = "0 0 3 * * 0"  # Sundays at 03:00 UTC
+    rate_limit: int = 100 * 1024 * 1024  # bytes read per second at most; 0: no limit
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     enabled: bool = True
     service: str = "regd"  # the token's audience and the challenge's service=
@@ -83,6 +90,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     gc: GCConfig = field(default_factory=GCConfig)
+    scrub: ScrubConfig = field(default_factory=ScrubConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
@@ -176,6 +184,15 @@ def _validate(config: Config) -> None:
         raise ConfigError("[server] workers: must be at least 1")
     if config.storage.min_free < 0:
         raise ConfigError("[storage] min_free: must not be negative (bytes)")
+    if config.scrub.rate_limit < 0:
+        raise ConfigError("[scrub] rate_limit: must not be negative (bytes per second; 0: no limit)")
+    if config.scrub.schedule:
+        from regd.gc.cron import Cron, CronError
+
+        try:
+            Cron.parse(config.scrub.schedule)
+        except CronError as e:
+            raise ConfigError(f"[scrub] schedule: {e}") from None
     if config.gc.grace_period < 0:
         raise ConfigError("[gc] grace_period: must not be negative")
     if config.uploads.expire_after <= 0:

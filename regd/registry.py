@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import aiosqlite
 
-from regd.digest import Digest
+from regd.digest import Digest, xxh3_hex
 from regd.errors import ErrorCode, RegistryError, is_out_of_space
 from regd.manifests import Manifest, parse
 from regd.metadata import blobs as blob_rows
@@ -108,7 +108,8 @@ class Registry:
             row = await fetchone(
                 conn,
                 "SELECT b.size FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
-                "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ?",
+                "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ? "
+                "AND b.quarantined_at IS NULL",
                 (source, str(digest)),
             )
             if row is None:
@@ -159,7 +160,7 @@ class Registry:
                         detail={"digests": missing},
                     )
                 await self.store.confirm(tmp, manifest.digest)
-                await blob_rows.upsert(conn, str(manifest.digest), len(data))
+                await blob_rows.upsert(conn, str(manifest.digest), len(data), xxh3_hex(data))
                 manifest_id = await manifest_rows.insert(conn, repository_id, manifest)
                 if tag is not None:
                     await manifest_rows.set_tag(conn, repository_id, tag, manifest_id)

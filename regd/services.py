@@ -13,6 +13,7 @@ from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
 from regd.registry import Registry
+from regd.scrub import ScrubService
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
@@ -24,7 +25,7 @@ class Role:
     ``[server] workers = 1`` the one process does everything. With more, the supervisor
     does the start-up recovery once before the workers exist (a worker that did it could
     reset an upload session a sibling is receiving), and only worker 0 runs the
-    background tasks (upload janitor, GC scheduler)."""
+    background tasks (upload janitor, GC and scrub schedulers)."""
 
     startup_recovery: bool = True
     background: bool = True
@@ -42,6 +43,7 @@ class Services:
     accounts: Accounts
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
+    scrub: ScrubService
     role: Role = field(default_factory=Role)
 
 

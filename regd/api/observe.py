@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from regd import metrics
 from regd.api.sendfile import SendfileResponse
 from regd.config import Config
+from regd.metadata import scrub as scrub_rows
 from regd.metadata import stats
 from regd.services import REPOSITORY, ROUTE, SERVICES, USER, Services
 from regd.storage import fsio
@@ -242,6 +243,7 @@ async def _update_store_metrics(s: Services) -> None:
     for state in ("active", "receiving", "committing"):
         metrics.UPLOADS.labels(state).set(counts.get(state, 0))
     metrics.FREE_BYTES.set(await fsio.run(fsio.free_bytes_sync, s.layout.root))
+    metrics.QUARANTINED.set(await scrub_rows.quarantined_count(s.db))
 
 
 async def get_metrics(request: web.Request) -> web.StreamResponse:

@@ -15,6 +15,7 @@ Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
 Upload writers: uploads.writer_pid, the process writing or committing a session (so the
 supervisor can release the sessions of a worker that died).
+Scrub: blobs.xxh3, blobs.quarantined_at / quarantine_reason, scrub_runs (history).
 """
 
 from __future__ import annotations
@@ -181,6 +182,30 @@ MIGRATIONS: list[str] = [
     # a worker dies, the supervisor returns exactly its sessions to ACTIVE (issue 14).
     """
     ALTER TABLE uploads ADD COLUMN writer_pid INTEGER;
+    """,
+    # Scrub (issue 14): each blob's xxh3-128 recorded at commit (NULL for blobs stored
+    # before; the first scrub records it after checking sha256), blobs found damaged or
+    # missing (quarantined: answered as unknown until a push repairs them), and the
+    # history of scrubs.
+    """
+    ALTER TABLE blobs ADD COLUMN xxh3 TEXT;
+    ALTER TABLE blobs ADD COLUMN quarantined_at REAL;
+    ALTER TABLE blobs ADD COLUMN quarantine_reason TEXT;
+    CREATE INDEX blobs_quarantined ON blobs(quarantined_at) WHERE quarantined_at IS NOT NULL;
+
+    CREATE TABLE scrub_runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        checked INTEGER NOT NULL DEFAULT 0,
+        bytes_read INTEGER NOT NULL DEFAULT 0,
+        damaged INTEGER NOT NULL DEFAULT 0,
+        missing INTEGER NOT NULL DEFAULT 0,
+        unknown_files INTEGER NOT NULL DEFAULT 0,
+        checksums_recorded INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        finished_at REAL
+    );
     """,
 ]
 

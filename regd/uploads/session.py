@@ -9,7 +9,6 @@ missing or stale, the commit re-hashes the file (hashlib states cannot be saved)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import secrets
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import StreamReader
 
-from regd.digest import Digest
+from regd.digest import ContentHash, Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import blobs as blob_rows
 from regd.metadata import repositories
@@ -48,7 +47,7 @@ class _Progress:
 @dataclass
 class _RunningHash:
     size: int
-    hasher: hashlib._Hash
+    hasher: ContentHash  # sha256 and xxh3-128, in the same pass
 
 
 class UploadService:
@@ -92,7 +91,7 @@ class UploadService:
         await fsio.run(fsio.makedirs_sync, self.layout.upload_dir(upload_id))
         async with self.db.transaction(bump=False) as conn:
             await upload_rows.create(conn, upload_id, repository)
-        self._hashes[upload_id] = _RunningHash(0, hashlib.sha256())
+        self._hashes[upload_id] = _RunningHash(0, ContentHash())
         return await self.get(repository, upload_id)
 
     async def append(
@@ -157,7 +156,7 @@ class UploadService:
         thread; ``progress.written`` counts the bytes on disk, also when this fails."""
         running = self._hashes.pop(row.id, None)
         if running is None and row.size == 0:
-            running = _RunningHash(0, hashlib.sha256())
+            running = _RunningHash(0, ContentHash())
         hasher = running.hasher if running is not None and running.size == row.size else None
         fd = await fsio.run(fsio.open_for_append_sync, self.layout.upload_data(row.id), row.size)
         loop = asyncio.get_running_loop()
@@ -190,7 +189,7 @@ class UploadService:
     async def _flush(
         self,
         fd: int,
-        hasher: hashlib._Hash | None,
+        hasher: ContentHash | None,
         pending: asyncio.Future[None] | None,
         pending_len: int,
         buf: list[bytes],
@@ -250,7 +249,7 @@ class UploadService:
     async def _commit(self, row: UploadRow, digest: Digest) -> int:
         data = self.layout.upload_data(row.id)
         try:
-            actual = await self._digest_of(row, data, digest.algorithm)
+            actual, xxh3 = await self._digest_of(row, data, digest.algorithm)
             if actual != digest.hex:
                 await self._finish(row, UploadEvent.REJECT)
                 raise RegistryError(
@@ -259,7 +258,7 @@ class UploadService:
             await self.store.place(data, digest)
             async with self.db.transaction(bump=False) as conn:
                 await self.store.confirm(data, digest)
-                await blob_rows.upsert(conn, str(digest), row.size)
+                await blob_rows.upsert(conn, str(digest), row.size, xxh3)
                 repository_id = await repositories.ensure(conn, row.repository)
                 await repositories.link_blob(conn, repository_id, str(digest))
                 await upload_rows.transition(conn, row.id, UploadEvent.COMMITTED)
@@ -273,14 +272,17 @@ class UploadService:
         await self._remove_data(row.id)
         return row.size
 
-    async def _digest_of(self, row: UploadRow, data: Path, algorithm: str) -> str:
+    async def _digest_of(self, row: UploadRow, data: Path, algorithm: str) -> tuple[str, str]:
+        """The upload's digest in ``algorithm`` and its xxh3-128 checksum."""
         running = self._hashes.pop(row.id, None)
         if algorithm == "sha256" and running is not None and running.size == row.size:
-            return running.hasher.hexdigest()
+            return running.hasher.digest.hexdigest(), running.hasher.xxh3.hexdigest()
         size = await fsio.run(fsio.size_sync, data)
         if size is not None and size > row.size:
             await fsio.run(fsio.truncate_sync, data, row.size)
-        return await fsio.run(fsio.hash_file_sync, data, algorithm)
+        hasher = ContentHash(algorithm)
+        await fsio.run(fsio.read_through_sync, data, hasher)
+        return hasher.digest.hexdigest(), hasher.xxh3.hexdigest()
 
     async def _finish(self, row: UploadRow, event: UploadEvent) -> None:
         async with self.db.transaction(bump=False) as conn:
