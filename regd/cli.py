@@ -1,4 +1,4 @@
-"""The ``regd`` command: ``serve``, ``check-config``, ``gc``, ``scrub``."""
+"""The ``regd`` command: ``serve``, ``check-config``, ``gc``, ``scrub``, ``backup``, ``restore``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from regd import __version__
@@ -146,6 +147,35 @@ def cmd_scrub(args: argparse.Namespace) -> int:
     return 3 if found[0] else 0
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of a running registry in DEST (see regd/backup.py)."""
+    return _copy_command(args, backup=True)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """A backup brought back into an empty data directory (no daemon running on it)."""
+    return _copy_command(args, backup=False)
+
+
+def _copy_command(args: argparse.Namespace, backup: bool) -> int:
+    from regd import backup as copies
+
+    config = _config(args)
+    try:
+        if backup:
+            counts = copies.backup(config.data_dir, Path(args.dest))
+        else:
+            counts = copies.restore(Path(args.backup), config.data_dir)
+    except copies.BackupError as e:
+        print(f"regd: {e}", file=sys.stderr)
+        return 1
+    if backup:
+        print(f"backup of {config.data_dir} in {args.dest}: {counts.summary()}")
+    else:
+        print(f"restored {args.backup} into {config.data_dir}: {counts.summary()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regd", description="container image registry daemon")
     parser.add_argument("--version", action="version", version=f"regd {__version__}")
@@ -181,6 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit", type=int, help="bytes read per second at most ([scrub] rate_limit; 0: no limit)"
     )
     scrub.set_defaults(func=cmd_scrub)
+
+    backup = sub.add_parser("backup", help="copy the registry to DEST, consistently (safe while it runs)")
+    common(backup)
+    backup.add_argument("dest", help="an empty or new directory (hard links when on the same file system)")
+    backup.set_defaults(func=cmd_backup)
+
+    restore = sub.add_parser("restore", help="bring a backup back into an empty data directory")
+    common(restore)
+    restore.add_argument("backup", help="a directory made by regd backup")
+    restore.set_defaults(func=cmd_restore)
     from regd.admin import add_commands  # project, user, member, robot
 
     add_commands(sub, common, _config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import time
@@ -82,7 +83,21 @@ class BlobStore:
         await fsio.run(fsio.rename_sync, trashed, self.path(digest))
 
     async def unlink(self, path: Path) -> None:
-        await fsio.run(fsio.unlink_sync, path)
+        await fsio.run(self.remove_sync, [path])
+
+    def remove_sync(self, paths: Sequence[Path]) -> None:
+        """Remove blob files for good (trash, strays); blocking. Waits while a backup
+        runs (it holds ``backup.lock``): a file its database snapshot still references
+        must stay in ``blobs/`` or ``trash/`` until it has been linked or copied."""
+        if not paths:
+            return
+        fd = os.open(self.layout.backup_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            for path in paths:
+                fsio.unlink_sync(path)
+        finally:
+            os.close(fd)  # drops the lock
 
     async def exists(self, digest: Digest) -> bool:
         return await fsio.run(fsio.exists_sync, self.path(digest))

@@ -12,6 +12,8 @@
       gc.lock                              flock held by the one running collection
       quarantine/<hex>.<random>            blob files a scrub found damaged (regd.scrub)
       scrub.lock                           flock held by the one running scrub
+      backup.lock                          held exclusively by a running `regd backup`;
+                                           removing a blob file for good takes it shared
       regd.lock                            flock held by the one daemon serving this
                                            directory (and its workers); holds its PID
       tmp/                                 files being written before their rename
@@ -69,6 +71,10 @@ class Layout:
     @property
     def quarantine(self) -> Path:
         return self.root / "quarantine"
+
+    @property
+    def backup_lock(self) -> Path:
+        return self.root / "backup.lock"
 
     @property
     def scrub_lock(self) -> Path:
