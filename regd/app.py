@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from regd.api import middleware, observe, routes
+from regd.api import connections, middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
 from regd.api.harbor import scrub as harbor_scrub
 from regd.api.security import make_authorizer, setup_security
@@ -20,6 +20,7 @@ from regd.datadir import check_database_present
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
+from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.scrub import ScrubService
 from regd.services import SERVICES, Role, Services
@@ -41,7 +42,13 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
     registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
-    uploads = UploadService(db, store, layout)
+    uploads = UploadService(
+        db,
+        store,
+        layout,
+        config.uploads.max_sessions_per_repository,
+        config.uploads.max_sessions_per_account,
+    )
     gc = GCService(config, db, store, uploads)
     return Services(
         config=config,
@@ -55,6 +62,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         gc=gc,
         manage=Management.build(config, db, accounts, registry, gc),
         scrub=ScrubService(config, db, store),
+        pulls=PullRecorder(db),
         role=role or Role(),
     )
 
@@ -79,6 +87,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     if services.role.startup_recovery:
         await fsio.run(check_database_present, services.layout)
     await services.db.open(check=services.role.startup_recovery)
+    await fsio.run(fsio.make_private_sync, services.layout.root)
     if services.role.startup_recovery:
         recovered = await services.uploads.recover()
         if recovered:
@@ -88,17 +97,23 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         if services.role.background
         else []
     )
+    # Every process counts its own pulls and writes them (regd/pulls.py).
+    background.append(asyncio.create_task(services.pulls.run(services.config.server.pull_flush_interval)))
     try:
         yield
     finally:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        try:
+            await services.pulls.flush()
+        except Exception:
+            log.exception("the last %d pulls were not written", services.pulls.pending)
         await services.db.close()
 
 
 def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
-    app = web.Application(middlewares=[observe.observe, middleware.errors])
+    app = web.Application(middlewares=[observe.observe, connections.body_timeout, middleware.errors])
     app[SERVICES] = services or build_services(config, role)
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)

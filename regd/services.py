@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from regd.auth import Authorizer
+from regd.auth import Authorizer, Principal
 from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
+from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.scrub import ScrubService
 from regd.storage.blobstore import BlobStore
@@ -44,6 +45,7 @@ class Services:
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
     scrub: ScrubService
+    pulls: PullRecorder
     role: Role = field(default_factory=Role)
 
 
@@ -55,3 +57,5 @@ REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
 # Who made the request (the access log's user): set by whatever authenticates it, the
 # /v2 dispatcher or the /api/v2.0 handlers.
 USER: web.RequestKey[str] = web.RequestKey("user", str)
+# Who the /v2 dispatcher let through and what it was granted (a mount's source, say).
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)

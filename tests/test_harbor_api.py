@@ -15,6 +15,7 @@ from tests.auth_support import (
     API,
     PASSWORD,
     Starter,
+    add_member,
     basic,
     create_project,
     create_robot,
@@ -23,7 +24,7 @@ from tests.auth_support import (
     setup_roles,
     token,
 )
-from tests.conftest import Client, assert_error
+from tests.conftest import Client, assert_error, image_manifest, sha512
 
 AiohttpClient = Callable[..., Awaitable[Client]]
 
@@ -502,6 +503,28 @@ async def test_add_tag_by_role(demo: Client, user: str, status: int) -> None:
     assert pulled.status == (200 if status == 201 else 404)
 
 
+async def test_add_tag_to_a_sha512_artifact_tags_that_artifact(demo: Client) -> None:
+    config = b"{}"
+    resp = await demo.post(
+        "/v2/demo/app/blobs/uploads/", params={"digest": sha512(config)}, data=config, headers=ADMIN
+    )
+    assert resp.status == 201, await resp.text()
+    manifest = image_manifest((sha512(config), 2), [])
+    headers = {**ADMIN, "Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    resp = await demo.put(f"/v2/demo/app/manifests/{sha512(manifest)}", data=manifest, headers=headers)
+    assert resp.status == 201, await resp.text()
+
+    resp = await demo.post(
+        f"{API}/projects/demo/repositories/app/artifacts/{sha512(manifest)}/tags",
+        json={"name": "five-twelve"},
+        headers=ADMIN,
+    )
+
+    assert resp.status == 201, await resp.text()
+    pulled = await demo.head("/v2/demo/app/manifests/five-twelve", headers=ADMIN)
+    assert pulled.headers["Docker-Content-Digest"] == sha512(manifest)
+
+
 async def test_add_existing_tag_is_409_and_tags_list(demo: Client) -> None:
     url = f"{API}/projects/demo/repositories/app/artifacts/v1/tags"
     await demo.post(url, json={"name": "stable"}, headers=ADMIN)
@@ -585,12 +608,20 @@ async def test_only_admins_create_and_list_users(auth_client: Client) -> None:
     assert [u["username"] for u in await body_of(admin_list)] == ["admin", "alice"]
 
 
-async def test_search_users_needs_login(auth_client: Client) -> None:
+async def test_search_users_is_for_admins_and_project_admins(auth_client: Client) -> None:
     await create_user(auth_client, "alice")
+    await create_user(auth_client, "bob")
+    await create_project(auth_client, "demo")
+    await add_member(auth_client, "demo", "alice", 1)
 
     found = await body_of(await auth_client.get(f"{API}/users/search?username=ali", headers=basic("alice")))
+    by_admin = await body_of(await auth_client.get(f"{API}/users/search?username=bo", headers=ADMIN))
 
     assert found == [{"user_id": 2, "username": "alice"}]
+    assert by_admin == [{"user_id": 3, "username": "bob"}]
+    await assert_error(
+        await auth_client.get(f"{API}/users/search?username=ali", headers=basic("bob")), 403, "FORBIDDEN"
+    )
     await assert_error(await auth_client.get(f"{API}/users/search?username=ali"), 401, "UNAUTHORIZED")
 
 

@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -273,3 +275,16 @@ def test_with_auth_on_a_revoked_admin_flag_is_seen_at_once_by_every_worker(tmp_p
         assert regd.stop() == 0
     finally:
         regd.close()
+
+
+def test_building_the_command_line_imports_no_prometheus_client() -> None:
+    """``regd serve`` with workers chooses prometheus_client's multiprocess mode before
+    the first import of it; a subcommand whose module imports the services (and so
+    regd.metrics) while the parser is built would make every worker count in its own
+    memory, and /metrics would show one worker's share."""
+    probe = (
+        "import sys, regd.cli; regd.cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if 'prometheus' in m))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

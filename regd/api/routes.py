@@ -3,7 +3,8 @@
 Repository names contain slashes, so ``/v2/`` paths are matched here against a table of
 patterns, in order, instead of by aiohttp's router. Each route names the handler, the
 methods it answers and the action each method needs on the repository (Harbor's
-``v2auth``: GET/HEAD pull, POST/PATCH/PUT push, DELETE delete).
+``v2auth``: GET/HEAD pull, POST/PATCH/PUT push, DELETE delete; except that cancelling
+an upload is part of pushing, so that whoever may push can clean up after itself).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from aiohttp import web
 from regd.api import blobs, listing, manifests
 from regd.auth import Access
 from regd.errors import ErrorCode, RegistryError
-from regd.names import check_name
-from regd.services import REPOSITORY, ROUTE, SERVICES, USER, Services
+from regd.names import check_name, is_valid_name
+from regd.services import PRINCIPAL, REPOSITORY, ROUTE, SERVICES, USER, Services
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -34,13 +35,12 @@ class Route:
     actions: dict[str, tuple[str, ...]]
 
 
-def _route(name: str, pattern: str, handlers: dict[str, Handler]) -> Route:
+_PULL, _PUSH, _DELETE = ("pull",), ("pull", "push"), ("delete",)
+
+
+def _route(name: str, pattern: str, handlers: dict[str, Handler], delete: tuple[str, ...] = _DELETE) -> Route:
     actions: dict[str, tuple[str, ...]] = {
-        method: ("pull",)
-        if method in ("GET", "HEAD")
-        else ("delete",)
-        if method == "DELETE"
-        else ("pull", "push")
+        method: _PULL if method in ("GET", "HEAD") else delete if method == "DELETE" else _PUSH
         for method in handlers
     }
     return Route(name, re.compile(f"^{pattern}$"), handlers, actions)
@@ -70,6 +70,7 @@ ROUTES: list[Route] = [
             "PUT": blobs.complete_upload,
             "DELETE": blobs.cancel_upload,
         },
+        delete=_PUSH,
     ),
     _route(
         "blob",
@@ -100,11 +101,19 @@ def needs(route: Route, method: str, params: dict[str, str], query: Any) -> list
     if route.name == "catalog":
         return [Access("registry", "catalog", ("*",))]
     assert name is not None
-    result = [Access("repository", name, route.actions[method])]
+    return [Access("repository", name, route.actions[method])]
+
+
+def wants(route: Route, params: dict[str, str], query: Any) -> list[Access]:
+    """What the request uses only if the caller may: the source repository of a mount.
+    A caller who may not read it gets a new upload session instead (OCI spec: a registry
+    that cannot mount answers 202), never a 401 loop nor a hint whether the blob is there."""
     source = query.get("from")
-    if route.name == "upload_start" and query.get("mount") and source and source != name:
-        result.append(Access("repository", source, ("pull",)))
-    return result
+    if route.name != "upload_start" or not query.get("mount") or not source:
+        return []
+    if source == params.get("name") or not is_valid_name(source):
+        return []
+    return [Access("repository", source, ("pull",))]
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -127,8 +136,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if "name" in params:
         request[REPOSITORY] = params["name"]
     principal = await services.authorizer.authorize(
-        request, needs(route, request.method, params, request.query)
+        request, needs(route, request.method, params, request.query), wants(route, params, request.query)
     )
+    request[PRINCIPAL] = principal
     if principal.name:
         request[USER] = principal.name
     return await handler(request, services, **params)

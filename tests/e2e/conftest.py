@@ -18,6 +18,7 @@ import pytest
 
 from tests.prerequisites import require_tool
 
+from .containers import Containers, private_containers
 from .daemons import Dockerd, RegistryServer, ServerFactory, Target
 
 # Every daemon log, by label, so a failing test's report can show what it logged.
@@ -125,6 +126,23 @@ def skopeo() -> str:
 @pytest.fixture(scope="session")
 def ctr() -> str:
     return require_tool("ctr")
+
+
+@pytest.fixture(scope="session")
+def podman() -> str:
+    return require_tool("podman")
+
+
+@pytest.fixture(scope="session")
+def buildah() -> str:
+    return require_tool("buildah")
+
+
+@pytest.fixture
+def containers() -> Iterator[Containers]:
+    """A private image store and configuration for podman and buildah (one per test)."""
+    with private_containers() as store:
+        yield store
 
 
 def _size(path: Path) -> int:

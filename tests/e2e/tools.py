@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 
@@ -22,8 +23,10 @@ def run(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     input: bytes | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a program to completion; on failure or timeout, fail with its output."""
+    """Run a program to completion (in ``cwd``, with ``env`` added to this process's
+    environment); on failure or timeout, fail with its output."""
     __tracebackhide__ = True
     merged = {**os.environ, **env} if env is not None else None
     try:
@@ -34,6 +37,7 @@ def run(
             env=merged,
             input=input,
             check=False,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as exc:
         output = _output(exc.stdout, exc.stderr)
