@@ -54,6 +54,8 @@ class ServerConfig:
 class StorageConfig:
     data_dir: str = "./regd-data"
     fsync: bool = True
+    # Bytes: below this much free space, /api/v2.0/health reports storage unhealthy.
+    min_free: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,13 @@ class UploadsConfig:
 class GCConfig:
     grace_period: float = 7200.0
     delete_untagged: bool = False
+
+
+@dataclass(frozen=True)
+class ScrubConfig:
+    # A Harbor cron (second minute hour day month weekday); "" never scrubs on its own.
+    schedule: str = "0 0 3 * * 0"  # Sundays at 03:00 UTC
+    rate_limit: int = 100 * 1024 * 1024  # bytes read per second at most; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     gc: GCConfig = field(default_factory=GCConfig)
+    scrub: ScrubConfig = field(default_factory=ScrubConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
 
     @property
@@ -194,6 +204,17 @@ def _validate(config: Config) -> None:
         raise ConfigError("[server] tls_cert and tls_key must be set together")
     if isinstance(config.server.workers, int) and config.server.workers < 1:
         raise ConfigError("[server] workers: must be at least 1")
+    if config.storage.min_free < 0:
+        raise ConfigError("[storage] min_free: must not be negative (bytes)")
+    if config.scrub.rate_limit < 0:
+        raise ConfigError("[scrub] rate_limit: must not be negative (bytes per second; 0: no limit)")
+    if config.scrub.schedule:
+        from regd.gc.cron import Cron, CronError
+
+        try:
+            Cron.parse(config.scrub.schedule)
+        except CronError as e:
+            raise ConfigError(f"[scrub] schedule: {e}") from None
     if config.server.pull_flush_interval <= 0:
         raise ConfigError("[server] pull_flush_interval: must be positive")
     if config.server.header_timeout <= 0 or config.server.body_timeout <= 0:

@@ -21,7 +21,12 @@ The supervisor (this module, the process systemd starts):
    watchdog itself while they all live;
 5. forwards SIGHUP (reload) to the workers; on SIGTERM or SIGINT forwards SIGTERM,
    waits for them (each drains for ``[server] shutdown_grace``) and exits 0;
-6. restarts a worker that dies unexpectedly, at most once a second.
+6. restarts a worker that dies unexpectedly, at most once a second, and first returns
+   the upload sessions it was writing or committing to ACTIVE (their rows name the
+   writing process), so that the client resumes them at once.
+
+The data directory's lock (``regd.datadir``) is taken before any of this and inherited
+by every worker.
 """
 
 from __future__ import annotations
@@ -217,6 +222,22 @@ class Supervisor:
                 if not self.started:  # it could not start (its reason is logged): nor can the rest
                     self.failed_start = True
                     self.pending.append(signal.SIGTERM)
+            if index is not None:
+                self._release_uploads(pid)
+
+    def _release_uploads(self, pid: int) -> None:
+        """The upload sessions a dead worker was writing or committing resume at once
+        (as the start-up recovery does for a whole daemon): ACTIVE at their recorded size."""
+        from regd.metadata.uploads import release_writer_sync
+        from regd.storage.layout import Layout
+
+        try:
+            released = release_writer_sync(Layout(self.config.data_dir).database, pid)
+        except Exception:  # the supervisor must outlive any database trouble
+            log.exception("could not release the upload sessions of worker pid %d", pid)
+            return
+        if released:
+            log.warning("%d upload sessions of dead worker pid %d can resume", released, pid)
 
     def _relay_message(self) -> None:
         try:

@@ -159,3 +159,39 @@ def test_config_env_of_wrong_type_is_refused() -> None:
 def test_readme_draws_the_upload_table_as_it_is() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert diagram() in readme
+
+
+def test_out_of_space_is_recognised_in_os_errors_sqlite_errors_and_their_causes() -> None:
+    import errno
+    import sqlite3
+
+    from regd.errors import ErrorCode, is_out_of_space
+
+    full = sqlite3.connect(":memory:")
+    try:
+        full.execute("PRAGMA max_page_count = 2")
+        full.execute("CREATE TABLE t (x BLOB)")
+        with pytest.raises(sqlite3.OperationalError) as caught:
+            full.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    finally:
+        full.close()
+    assert is_out_of_space(caught.value)  # SQLITE_FULL, as SQLite itself raised it
+    assert is_out_of_space(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_out_of_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("bookkeeping failed after the write") from None
+    except RuntimeError as wrapped:
+        assert not is_out_of_space(wrapped)  # "from None" hides the cause on purpose
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise RuntimeError("bookkeeping failed after the write") from e
+    except RuntimeError as wrapped:
+        assert is_out_of_space(wrapped)
+    assert not is_out_of_space(OSError(errno.EIO, "I/O error"))
+    assert not is_out_of_space(sqlite3.OperationalError("database is locked"))
+    assert ErrorCode.INSUFFICIENT_STORAGE.status == 507
