@@ -16,18 +16,21 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regd.auth import passwords
 from regd.auth.roles import Role
 from regd.config import Config
 from regd.errors import ErrorCode, RegistryError
-from regd.manage import Actor, Management
-from regd.manage.projects import check_project_name
-from regd.manage.users import check_password, check_username
 from regd.numbers import parse_uint
 
-Command = Callable[[argparse.Namespace, Management, Actor], Awaitable[None]]
+if TYPE_CHECKING:
+    # Imported when a command runs, not when ``regd`` builds its parser: the services
+    # import regd.metrics, whose prometheus_client must be imported only after
+    # ``regd serve`` has chosen its multiprocess mode (regd/cli.py).
+    from regd.manage import Actor, Management
+
+Command = Callable[[argparse.Namespace, "Management", "Actor"], Awaitable[None]]
 
 
 class CommandError(Exception):
@@ -74,10 +77,14 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password from standard input (``--password-stdin``), else a generated one."""
     if not args.password_stdin:
         return passwords.generate_secret(20), True
+    from regd.manage.users import check_password
+
     return check_password(sys.stdin.readline().rstrip("\r\n")), False
 
 
 async def project_create(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage.projects import check_project_name
+
     name = check_project_name(args.name)
     with _conflict(f"project {name} already exists"):
         await manage.projects.create(operator, name, {"public": "true" if args.public else "false"})
@@ -85,6 +92,8 @@ async def project_create(args: argparse.Namespace, manage: Management, operator:
 
 
 async def user_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage.users import check_username
+
     name = check_username(args.name)
     password, generated = _password(args)
     with _conflict(f"user {name} already exists"):
