@@ -102,3 +102,16 @@ async def test_a_flood_of_bad_logins_is_bounded_and_blobs_keep_flowing(regd: Reg
     assert set(statuses) <= {401, 429, 503}, statuses
     assert statuses[503] > 0  # refused without hashing: the pool's queue was full
     assert pulled == [200] * 20
+
+
+async def test_failures_count_in_every_worker_process(tmp_path: Path) -> None:
+    regd = start_regd(tmp_path, server={"workers": 2}, auth={"max_failed_logins": 3, "lockout_seconds": 600})
+    try:
+        async with session_from() as http:  # a fresh connection per request: either worker
+            await Api(http, regd).user("dave")
+            for _ in range(3):
+                assert await _login(http, regd, "dave", "Wrong1234") == 401
+            # Locked in both workers, whichever of them counted which failure.
+            assert {await _login(http, regd, "dave", PASSWORD) for _ in range(8)} == {429}
+    finally:
+        regd.close()
