@@ -20,6 +20,7 @@ from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
+from regd.trust.service import ContentTrust
 from regd.uploads.session import UploadService
 
 log = logging.getLogger("regd")
@@ -34,15 +35,17 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     db = Database(layout.database)
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
+    registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
     return Services(
         config=config,
         layout=layout,
         db=db,
         store=store,
-        registry=Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size),
+        registry=registry,
         uploads=UploadService(db, store, layout),
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
+        trust=ContentTrust(db, registry, store),
         role=role or Role(),
     )
 

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from regd.auth import Authorizer
+from regd.auth import Authorizer, Principal
 from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.metadata.db import Database
 from regd.registry import Registry
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
+from regd.trust.service import ContentTrust
 from regd.uploads.session import UploadService
 
 
@@ -38,6 +39,7 @@ class Services:
     uploads: UploadService
     authorizer: Authorizer
     accounts: Accounts
+    trust: ContentTrust
     role: Role = field(default_factory=Role)
 
 
@@ -49,3 +51,5 @@ REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
 # Who made the request (the access log's user): set by whatever authenticates it, the
 # /v2 dispatcher or the /api/v2.0 handlers.
 USER: web.RequestKey[str] = web.RequestKey("user", str)
+# Who the /v2 dispatcher authorized, with what they hold on the repository.
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)

@@ -19,7 +19,7 @@ from regd.api import blobs, listing, manifests
 from regd.auth import Access
 from regd.errors import ErrorCode, RegistryError
 from regd.names import check_name
-from regd.services import REPOSITORY, ROUTE, SERVICES, USER, Services
+from regd.services import PRINCIPAL, REPOSITORY, ROUTE, SERVICES, USER, Services
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -131,6 +131,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     )
     if principal.name:
         request[USER] = principal.name
+    request[PRINCIPAL] = principal
     return await handler(request, services, **params)
 
 

@@ -24,7 +24,12 @@ class Access:
 class Principal:
     name: str  # "" for anonymous
     is_admin: bool = False
+    # Per repository, the actions the caller holds (a token: all it grants there).
     granted: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def may(self, repository: str, action: str) -> bool:
+        held = self.granted.get(repository, frozenset())
+        return self.is_admin or action in held or "*" in held
 
 
 ANONYMOUS = Principal("")

@@ -99,7 +99,10 @@ class TokenAuthorizer:
             return (await self.accounts.account_named(claims.subject)).principal()
         missing = [need for need in needs if not claims.allows(need)]
         if not missing:
-            granted = {need.name: frozenset(need.actions) for need in needs}
+            granted = {
+                need.name: frozenset(need.actions) | claims.access.get((need.type, need.name), frozenset())
+                for need in needs
+            }
             return Principal(claims.subject, False, granted)
         account = await self.accounts.account_named(claims.subject)
         await self._check(account, missing)
@@ -122,7 +125,7 @@ class TokenAuthorizer:
                 if account.authenticated:
                     raise self._refused(account, needs, f"requested access to the resource is denied: {what}")
                 raise self._refused(account, needs, f"unauthorized to access repository: {what}")
-            granted[need.name] = frozenset(need.actions)
+            granted[need.name] = frozenset(need.actions) | held
         return account.principal(granted)
 
     def _refused(self, account: Account, needs: list[Access], message: str) -> RegistryError:

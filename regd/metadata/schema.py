@@ -13,6 +13,7 @@ The tables and the edges a garbage collector walks:
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
+Content trust: projects --< trust_anchors (keys and certificates signatures must verify against).
 """
 
 from __future__ import annotations
@@ -173,6 +174,18 @@ MIGRATIONS: list[str] = [
         parameters TEXT NOT NULL,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
+    );
+    """,
+    # Content trust (issue 10): per-project trust anchors that signatures verify against.
+    """
+    CREATE TABLE trust_anchors (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        pem TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (project_id, name)
     );
     """,
 ]
