@@ -1,4 +1,6 @@
-"""``/api/v2.0/projects/{p}/repositories/{r}/artifacts``: list (with tags), get, delete;
+"""``/api/v2.0/projects/{p}/repositories/{r}/artifacts``: list (with tags; signatures are
+not listed as artifacts of their own, as in Harbor; ``with_accessory=true`` shows them on
+their image), get, delete, ``.../accessories``;
 ``.../artifacts/{reference}/tags``: list, add (``{"name"}``, 409 if it exists), delete.
 
 ``{reference}`` is a tag or a digest. Deleting an artifact deletes the manifest and all
@@ -25,13 +27,16 @@ from regd.api.harbor.common import (
     timestamp,
 )
 from regd.api.harbor.repositories import find_repository
+from regd.api.harbor.trust import accessory_json
 from regd.api.http import json_response
 from regd.auth.roles import Permission
 from regd.errors import ErrorCode, RegistryError
+from regd.manage import trust
 from regd.metadata import artifacts
 from regd.metadata import manifests as manifest_rows
 from regd.metadata.artifacts import RepositoryView, TagView
 from regd.metadata.manifests import ManifestRow
+from regd.metadata.projects import Project
 from regd.names import check_tag
 
 _IMAGE_CONFIGS = (
@@ -56,11 +61,20 @@ def tag_json(tag: TagView) -> dict[str, Any]:
     }
 
 
+def _with_accessory(request: web.Request) -> bool:
+    return request.query.get("with_accessory", "").lower() == "true"
+
+
 async def artifact_json(
-    request: web.Request, project_id: int, view: RepositoryView, rows: list[ManifestRow]
+    request: web.Request, project: Project, view: RepositoryView, rows: list[ManifestRow]
 ) -> list[dict[str, Any]]:
-    db = services_of(request).db
+    services = services_of(request)
+    db = services.db
+    project_id = project.id
     ids = [row.id for row in rows]
+    signed: dict[int, list[trust.Accessory]] = {}
+    if _with_accessory(request):
+        signed = await trust.accessories(db, services.trust, project, view.name, rows)
     tags, details, children = (
         await artifacts.tags(db, ids),
         await artifacts.blob_details(db, ids),
@@ -93,7 +107,9 @@ async def artifact_json(
                 "references": references or None,
                 "tags": [tag_json(t) for t in tags.get(row.id, [])] or None,
                 "labels": None,
-                "accessories": None,
+                "accessories": [accessory_json(a, view.name) for a in signed.get(row.id, [])]
+                if _with_accessory(request)
+                else None,
                 "icon": "",
             }
         )
@@ -117,14 +133,14 @@ async def list_artifacts(request: web.Request) -> web.Response:
     view = await find_repository(request, access.project.name)
     page = page_of(request)
     total, rows = await artifacts.artifacts(services_of(request).db, view.id, page.offset, page.size)
-    return paged(request, await artifact_json(request, access.project.id, view, rows), total, page)
+    return paged(request, await artifact_json(request, access.project, view, rows), total, page)
 
 
 async def get_artifact(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.REPOSITORY_READ)
     view = await find_repository(request, access.project.name)
     row = await _artifact(request, view)
-    (body,) = await artifact_json(request, access.project.id, view, [row])
+    (body,) = await artifact_json(request, access.project, view, [row])
     return json_response(body)
 
 
@@ -174,6 +190,18 @@ async def delete_tag(request: web.Request) -> web.Response:
     return ok()
 
 
+async def list_accessories(request: web.Request) -> web.Response:
+    """The artifact's signatures (``api/harbor/trust.py``: the shape)."""
+    access = await project_access(request, Permission.REPOSITORY_READ)
+    view = await find_repository(request, access.project.name)
+    row = await _artifact(request, view)
+    services = services_of(request)
+    found = await trust.accessories(services.db, services.trust, access.project, view.name, [row])
+    items = [accessory_json(a, view.name) for a in found.get(row.id, [])]
+    page = page_of(request)
+    return paged(request, items[page.offset : page.offset + page.size], len(items), page)
+
+
 def routes(app: web.Application) -> None:
     base = f"{PREFIX}/projects/{{project}}/repositories/{{repository}}/artifacts"
     app.router.add_get(base, list_artifacts)
@@ -182,3 +210,4 @@ def routes(app: web.Application) -> None:
     app.router.add_get(base + "/{reference}/tags", list_tags)
     app.router.add_post(base + "/{reference}/tags", create_tag)
     app.router.add_delete(base + "/{reference}/tags/{tag}", delete_tag)
+    app.router.add_get(base + "/{reference}/accessories", list_accessories)

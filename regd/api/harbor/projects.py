@@ -33,16 +33,20 @@ from regd.api.http import json_response
 from regd.auth.accounts import Account, Kind
 from regd.auth.roles import Permission, Role
 from regd.errors import ErrorCode, RegistryError
+from regd.manage.trust import check_policy_value
 from regd.metadata import projects
 from regd.metadata.projects import Project
 
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-# Metadata keys kept as given (strings); regd enforces only ``public``.
+# Metadata keys kept as given (strings); regd enforces ``public`` and content trust
+# (``enable_content_trust``, ``enable_content_trust_cosign``, ``content_trust_verify``:
+# regd/trust/service.py), whose values must be "true" or "false".
 METADATA_KEYS = frozenset(
     {
         "public",
         "enable_content_trust",
         "enable_content_trust_cosign",
+        "content_trust_verify",
         "prevent_vul",
         "severity",
         "auto_scan",
@@ -77,7 +81,7 @@ async def _json(request: web.Request, project: Project, account: Account) -> dic
     return project_json(project, await projects.repository_count(services.db, project.name), role)
 
 
-def _metadata(body: dict[str, Any], current: dict[str, str]) -> tuple[bool, dict[str, str]]:
+def merged_metadata(body: dict[str, Any], current: dict[str, str]) -> tuple[bool, dict[str, str]]:
     raw = body.get("metadata") or {}
     if not isinstance(raw, dict):
         raise RegistryError(ErrorCode.BAD_REQUEST, "metadata must be an object of strings")
@@ -89,7 +93,7 @@ def _metadata(body: dict[str, Any], current: dict[str, str]) -> tuple[bool, dict
             continue
         if not isinstance(value, str):
             raise RegistryError(ErrorCode.BAD_REQUEST, f"metadata.{key} must be a string")
-        metadata[key] = value
+        metadata[key] = check_policy_value(key, value)
     public = metadata.setdefault("public", "false").lower()
     if public not in ("true", "false"):
         raise RegistryError(ErrorCode.BAD_REQUEST, 'metadata.public must be "true" or "false"')
@@ -146,7 +150,7 @@ async def create_project(request: web.Request) -> web.Response:
     name = check_project_name(body.get("project_name"))
     if body.get("registry_id"):
         raise RegistryError(ErrorCode.BAD_REQUEST, "proxy cache projects are not supported")
-    public, metadata = _metadata(body, {})
+    public, metadata = merged_metadata(body, {})
     async with services.db.transaction() as conn:
         if await projects.exists(conn, name):
             raise RegistryError(ErrorCode.CONFLICT, f"The project named {name} already exists")
@@ -163,7 +167,7 @@ async def get_project(request: web.Request) -> web.Response:
 async def update_project(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.PROJECT_UPDATE)
     body = await json_body(request)
-    public, metadata = _metadata(body, access.project.metadata)
+    public, metadata = merged_metadata(body, access.project.metadata)
     async with services_of(request).db.transaction() as conn:
         await projects.update(conn, access.project.id, public, metadata)
     return ok()
