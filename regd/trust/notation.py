@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,6 +165,10 @@ def _time(value: Any, name: str) -> dt.datetime:
     raise VerificationError(f"{name} is missing or not a time")
 
 
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
 def _certificates(ders: Any) -> list[x509.Certificate]:
     if isinstance(ders, bytes):
         ders = [ders]
@@ -231,11 +236,11 @@ def _cose(data: bytes) -> _Envelope:
         raise VerificationError("the COSE envelope is not CBOR") from None
     if not isinstance(tagged, cbor2.CBORTag) or tagged.tag != 18:
         raise VerificationError("the COSE envelope is not a COSE_Sign1_Tagged object")
-    parts = tagged.value
-    if not isinstance(parts, list) or len(parts) != 4:
+    parts = tagged.value  # cbor2 decodes a tag's content immutable: tuples, frozendicts
+    if not isinstance(parts, list | tuple) or len(parts) != 4:
         raise VerificationError("COSE_Sign1 must be an array of four")
     protected_bytes, unprotected, payload, signature = parts
-    if not isinstance(protected_bytes, bytes) or not isinstance(unprotected, dict):
+    if not isinstance(protected_bytes, bytes) or not isinstance(unprotected, Mapping):
         raise VerificationError("the COSE headers are malformed")
     if not isinstance(payload, bytes) or not isinstance(signature, bytes):
         raise VerificationError("the COSE payload must be attached and the signature a byte string")
@@ -243,17 +248,18 @@ def _cose(data: bytes) -> _Envelope:
         protected = cbor2.loads(protected_bytes) if protected_bytes else {}
     except (cbor2.CBORDecodeError, ValueError, TypeError):
         raise VerificationError("the COSE protected header is not CBOR") from None
-    if not isinstance(protected, dict):
+    if not isinstance(protected, Mapping):
         raise VerificationError("the COSE protected header is not a map")
+    protected = dict(protected)
     alg = protected.get(_COSE_ALG)
     chain = protected.get(_COSE_X5CHAIN, unprotected.get(_COSE_X5CHAIN))
     to_be_signed = cbor2.dumps(["Signature1", protected_bytes, b"", payload])
     return _Envelope(
         algorithm=COSE_ALGORITHMS.get(alg, str(alg)) if isinstance(alg, int) else str(alg),
-        critical=protected.get(_COSE_CRIT),
+        critical=_listed(protected.get(_COSE_CRIT)),
         protected=protected,
         content_type=protected.get(_COSE_CTY),
-        chain=_certificates(chain),
+        chain=_certificates(_listed(chain)),
         signed=to_be_signed,
         signature=signature,
         payload=payload,
