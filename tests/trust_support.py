@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import Client, push_blob, sha256
+from tests.conftest import Client, sha256
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
@@ -321,14 +321,21 @@ def notation_signature(
 
 
 async def push(
-    client: Client, name: str, artifact: Artifact, reference: str | None = None, **headers: str
+    client: Client,
+    name: str,
+    artifact: Artifact,
+    reference: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> None:
     for blob in artifact.blobs:
-        await push_blob(client, name, blob)
+        resp = await client.post(
+            f"/v2/{name}/blobs/uploads/", params={"digest": sha256(blob)}, data=blob, headers=headers or {}
+        )
+        assert resp.status == 201, await resp.text()
     resp = await client.put(
         f"/v2/{name}/manifests/{reference or artifact.digest}",
         data=artifact.manifest,
-        headers={"Content-Type": artifact.media_type, **headers},
+        headers={"Content-Type": artifact.media_type, **(headers or {})},
     )
     assert resp.status == 201, await resp.text()
 

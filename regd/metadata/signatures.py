@@ -26,7 +26,7 @@ class SignatureRow:
     pushed_at: float
 
 
-def _in(values: Sequence[str]) -> str:
+def _in(values: Sequence[object]) -> str:
     return f"({','.join('?' * len(values))})"
 
 
@@ -107,3 +107,15 @@ async def tag_scheme_ids(
         (repository_id, tag),
     )
     return [(int(r[0]), r[1]) for r in rows]
+
+
+async def untag_signatures_of(conn: aiosqlite.Connection, manifest_ids: Sequence[int]) -> None:
+    """Drop the ``sha256-<hex>.sig`` tags of the manifests ``manifest_ids`` (about to be
+    deleted), so that their tag-scheme signatures become collectable."""
+    rows = await fetchall(
+        conn,
+        f"SELECT repository_id, digest FROM manifests WHERE id IN {_in(manifest_ids)}",
+        manifest_ids,
+    )
+    pairs = [(int(r[0]), tag) for r in rows if (tag := formats.signature_tag(r[1])) is not None]
+    await conn.executemany("DELETE FROM tags WHERE repository_id = ? AND name = ?", pairs)
