@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import artifacts, signatures, trust_anchors
@@ -26,6 +27,7 @@ from regd.trust.service import POLICY_KEYS, ContentTrust
 
 ANCHOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 MAX_PEM = 64 * 1024
+_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 
 
 def check_policy_value(key: str, value: object) -> str:
@@ -78,7 +80,11 @@ def describe(anchor: Anchor) -> str:
         (certificate,) = anchor_rules.load_certificates(anchor.pem)
         return f"{certificate.subject.rfc4514_string()} (until {certificate.not_valid_after_utc:%Y-%m-%d})"
     key = anchor_rules.load_key(anchor.pem)
-    return type(key).__name__.removeprefix("_").replace("PublicKey", "") + " public key"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA {_CURVES.get(key.curve.name, key.curve.name)} public key"
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA {key.key_size} public key"
+    return "Ed25519 public key"
 
 
 def fingerprint(anchor: Anchor) -> str:
