@@ -3,30 +3,10 @@ real data directory, and the daemon's pull check honouring what the command stor
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from regd.cli import main
+from tests.conftest import Run
 from tests.trust_support import ca, ec_key, pem, public_pem
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def regd(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.setenv("REGD_ADMIN_PASSWORD", "Admin12345")
-
-    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        with pytest.raises(SystemExit) as exited:
-            main([*args, "--data-dir", str(data_dir)])
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
-
-    return run
 
 
 def test_trust_add_list_remove(regd: Run, tmp_path: Path) -> None:
