@@ -2,9 +2,10 @@
 create``, ``regd trust add|list|remove``: everyday administration without curl.
 
 They act on the data directory directly (the same configuration loading as ``serve``),
-also while the daemon runs: SQLite in WAL mode takes their writes as transactions beside
-the daemon's. The first command on a new data directory creates ``admin`` and
-``library`` as the daemon's first start would.
+through the management services the API calls (``regd.manage``), as a system
+administrator (``Management.operator``), also while the daemon runs: SQLite in WAL mode
+takes their writes as transactions beside the daemon's. The first command on a new data
+directory creates ``admin`` and ``library`` as the daemon's first start would.
 """
 
 from __future__ import annotations
@@ -13,21 +14,20 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from regd.auth import passwords
-from regd.auth.accounts import Accounts
-from regd.auth.robots import create_robot
 from regd.auth.roles import Role
 from regd.config import Config
-from regd.errors import RegistryError
-from regd.metadata import projects, users
-from regd.metadata.db import Database
-from regd.storage.layout import Layout
+from regd.errors import ErrorCode, RegistryError
+from regd.manage import Actor, Management, trust
+from regd.manage.projects import check_project_name
+from regd.manage.users import check_password, check_username
 
-Command = Callable[[argparse.Namespace, Database, Accounts], Awaitable[None]]
+Command = Callable[[argparse.Namespace, Management, Actor], Awaitable[None]]
 
 
 class CommandError(Exception):
@@ -35,16 +35,16 @@ class CommandError(Exception):
 
 
 async def _open_and_run(config: Config, args: argparse.Namespace, command: Command) -> None:
-    layout = Layout(config.data_dir)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    db = Database(layout.database)
-    await db.open()
+    from regd.app import build_services
+
+    services = build_services(config)
+    services.layout.root.mkdir(parents=True, exist_ok=True)
+    await services.db.open()
     try:
-        accounts = Accounts(db, layout, config)
-        await accounts.start()
-        await command(args, db, accounts)
+        await services.accounts.start()
+        await command(args, services.manage, await services.manage.operator())
     finally:
-        await db.close()
+        await services.db.close()
 
 
 def _runner(command: Command, config_of: Callable[[argparse.Namespace], Config]) -> Callable[..., int]:
@@ -59,85 +59,67 @@ def _runner(command: Command, config_of: Callable[[argparse.Namespace], Config])
     return run
 
 
-async def _project(db: Database, name: str) -> projects.Project:
-    found = await projects.by_name(db, name)
-    if found is None:
-        raise CommandError(f"project {name} not found")
-    return found
+@contextmanager
+def _conflict(message: str) -> Iterator[None]:
+    """The CLI's own words for a conflict."""
+    try:
+        yield
+    except RegistryError as e:
+        if e.code is ErrorCode.CONFLICT:
+            raise CommandError(message) from None
+        raise
 
 
 def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password from standard input (``--password-stdin``), else a generated one."""
-    from regd.api.harbor.users import check_password
-
     if not args.password_stdin:
         return passwords.generate_secret(20), True
     return check_password(sys.stdin.readline().rstrip("\r\n")), False
 
 
-async def project_create(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    from regd.api.harbor.projects import check_project_name
-
+async def project_create(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     name = check_project_name(args.name)
-    admin = await users.by_name(db, "admin")
-    async with db.transaction() as conn:
-        if await projects.exists(conn, name):
-            raise CommandError(f"project {name} already exists")
-        metadata = {"public": "true" if args.public else "false"}
-        await projects.insert(conn, name, admin.id if admin else None, args.public, metadata)
+    with _conflict(f"project {name} already exists"):
+        await manage.projects.create(operator, name, {"public": "true" if args.public else "false"})
     print(f"created {'public' if args.public else 'private'} project {name}")
 
 
-async def user_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    from regd.api.harbor.users import check_username
-
+async def user_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     name = check_username(args.name)
     password, generated = _password(args)
-    hashed = await accounts.hash_password(password)
-    async with db.transaction() as conn:
-        if await users.exists(conn, name):
-            raise CommandError(f"user {name} already exists")
-        await users.insert(conn, name, hashed, sysadmin=args.admin)
+    with _conflict(f"user {name} already exists"):
+        await manage.users.create(operator, name, password, sysadmin=args.admin)
     print(f"created {'system administrator' if args.admin else 'user'} {name}")
     if generated:
         print(f"password: {password}")
 
 
-async def user_passwd(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
+async def user_passwd(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     """A new password for a user (admin's, when the generated one is lost)."""
-    user = await users.by_name(db, args.name)
-    if user is None:
-        raise CommandError(f"user {args.name} not found")
+    user = await manage.users.named(operator, args.name)
     password, generated = _password(args)
-    hashed = await accounts.hash_password(password)
-    async with db.transaction() as conn:
-        await users.set_password(conn, user.id, hashed)
+    await manage.users.reset_password(operator, user, password)
     print(f"changed the password of {user.username}")
     if generated:
         print(f"password: {password}")
 
 
-async def member_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    project = await _project(db, args.project)
-    user = await users.by_name(db, args.user)
-    if user is None:
-        raise CommandError(f"user {args.user} not found")
+async def member_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
     role = Role.parse(int(args.role) if args.role.isdigit() else args.role)
     if role is None:
         names = ", ".join(r.harbor_name for r in Role)
         raise CommandError(f"unknown role {args.role!r}; one of {names} (or 1-5)")
-    async with db.transaction() as conn:
-        if await projects.add_member(conn, project.id, user.id, int(role)) is None:
-            raise CommandError(f"{user.username} is already a member of {project.name}")
-    print(f"added {user.username} to {project.name} as {role.harbor_name}")
+    await manage.members.add(operator, project, role, username=args.user)
+    print(f"added {args.user} to {project.name} as {role.harbor_name}")
 
 
-async def robot_create(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    project = await _project(db, args.project)
+async def robot_create(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
     wanted = {"pull": args.pull, "push": args.push, "delete": args.delete}
     actions = {action for action, given in wanted.items() if given}
-    robot = await create_robot(
-        db, project, args.name, frozenset(actions or {"pull"}), args.days or -1, args.description
+    robot = await manage.robots.create(
+        operator, project, args.name, frozenset(actions or {"pull"}), args.days or -1, args.description
     )
     print(f"name: {robot.name}")
     print(f"secret: {robot.secret}")
@@ -145,34 +127,28 @@ async def robot_create(args: argparse.Namespace, db: Database, accounts: Account
     print("expires: never" if robot.expires_at == -1 else f"expires: {expires}")
 
 
-async def trust_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
+async def trust_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     """A trust anchor from a PEM file (``-``: standard input)."""
-    from regd.manage import trust
-
-    project = await _project(db, args.project)
+    project = await manage.projects.find(args.project, by_name=True)
     try:
         pem = sys.stdin.read() if args.file == "-" else await asyncio.to_thread(Path(args.file).read_text)
     except (OSError, UnicodeDecodeError) as e:
         raise CommandError(f"cannot read {args.file}: {e}") from None
-    anchor = trust.parse_anchor({"name": args.name, "kind": args.kind, "pem": pem})
-    await trust.add_anchor(db, project, anchor)
+    anchor = trust.parse_anchor(args.name, args.kind, pem)
+    await manage.trust.add_anchor(operator, project, anchor)
     print(f"added {anchor.kind.value} trust anchor {anchor.name} to {project.name}: {trust.describe(anchor)}")
 
 
-async def trust_list(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    from regd.manage import trust
-
-    project = await _project(db, args.project)
-    for row in await trust.list_anchors(db, project):
+async def trust_list(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
+    for row in await manage.trust.anchors(operator, project):
         anchor = row.anchor
         print(f"{anchor.name}\t{anchor.kind.value}\t{trust.fingerprint(anchor)}\t{trust.describe(anchor)}")
 
 
-async def trust_remove(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    from regd.manage import trust
-
-    project = await _project(db, args.project)
-    await trust.remove_anchor(db, project, args.name)
+async def trust_remove(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
+    await manage.trust.remove_anchor(operator, project, args.name)
     print(f"removed trust anchor {args.name} from {project.name}")
 
 
@@ -219,14 +195,14 @@ def add_commands(
     p.add_argument("--days", type=int, help="expires after this many days (default: never)")
     p.add_argument("--description", default="", help="a note on what the robot is for")
 
-    trust = group("trust", "manage a project's content-trust anchors")
-    p = command(trust, "add", "trust a cosign public key or an X.509 CA for a project", trust_add)
+    trust_group = group("trust", "manage a project's content-trust anchors")
+    p = command(trust_group, "add", "trust a cosign public key or an X.509 CA for a project", trust_add)
     p.add_argument("project")
     p.add_argument("name")
     p.add_argument("file", help="PEM file ('-': standard input)")
     p.add_argument("--kind", required=True, choices=("cosign-key", "x509-ca"))
-    p = command(trust, "list", "list a project's trust anchors", trust_list)
+    p = command(trust_group, "list", "list a project's trust anchors", trust_list)
     p.add_argument("project")
-    p = command(trust, "remove", "remove a trust anchor", trust_remove)
+    p = command(trust_group, "remove", "remove a trust anchor", trust_remove)
     p.add_argument("project")
     p.add_argument("name")

@@ -15,6 +15,8 @@ from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
+from regd.gc.service import GCService
+from regd.manage import Management
 from regd.metadata.db import Database
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
@@ -36,16 +38,21 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
     registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
+    uploads = UploadService(db, store, layout)
+    gc = GCService(config, db, store, uploads)
+    trust = ContentTrust(db, registry, store)
     return Services(
         config=config,
         layout=layout,
         db=db,
         store=store,
         registry=registry,
-        uploads=UploadService(db, store, layout),
+        uploads=uploads,
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
-        trust=ContentTrust(db, registry, store),
+        trust=trust,
+        gc=gc,
+        manage=Management.build(config, db, accounts, registry, gc, trust),
         role=role or Role(),
     )
 

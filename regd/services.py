@@ -9,6 +9,8 @@ from aiohttp import web
 from regd.auth import Authorizer, Principal
 from regd.auth.accounts import Accounts
 from regd.config import Config
+from regd.gc.service import GCService
+from regd.manage import Management
 from regd.metadata.db import Database
 from regd.registry import Registry
 from regd.storage.blobstore import BlobStore
@@ -40,6 +42,8 @@ class Services:
     authorizer: Authorizer
     accounts: Accounts
     trust: ContentTrust
+    gc: GCService
+    manage: Management  # the rules every front end (API, CLI, pages) calls
     role: Role = field(default_factory=Role)
 
 

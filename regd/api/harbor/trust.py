@@ -17,14 +17,12 @@ from typing import Any
 
 from aiohttp import web
 
-from regd.api.harbor.common import PREFIX, created, json_body, ok, project_access, services_of, timestamp
-from regd.api.harbor.projects import METADATA_KEYS, merged_metadata
+from regd.api.harbor.common import PREFIX, created, json_body, manage_of, ok, project_access, timestamp
 from regd.api.http import json_response
 from regd.auth.roles import Permission
 from regd.errors import ErrorCode, RegistryError
 from regd.manage import trust
 from regd.manage.trust import Accessory
-from regd.metadata import projects
 from regd.metadata.trust_anchors import AnchorRow
 
 ICON = "sha256:0048162a053eef4d4ce3fe7518615bef084403614f8bca43b40ae2e762e11e06"
@@ -63,29 +61,27 @@ def anchor_json(row: AnchorRow) -> dict[str, Any]:
 
 async def list_anchors(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.PROJECT_READ)
-    rows = await trust.list_anchors(services_of(request).db, access.project)
+    rows = await manage_of(request).trust.anchors(access.actor, access.project)
     return json_response([anchor_json(r) for r in rows])
 
 
 async def add_anchor(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.PROJECT_UPDATE)
-    anchor = trust.parse_anchor(await json_body(request))
-    await trust.add_anchor(services_of(request).db, access.project, anchor)
+    body = await json_body(request)
+    anchor = trust.parse_anchor(body.get("name"), body.get("kind"), body.get("pem"))
+    await manage_of(request).trust.add_anchor(access.actor, access.project, anchor)
     return created(f"{request.path}/{anchor.name}")
 
 
 async def remove_anchor(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.PROJECT_UPDATE)
-    await trust.remove_anchor(services_of(request).db, access.project, request.match_info["name"])
+    await manage_of(request).trust.remove_anchor(access.actor, access.project, request.match_info["name"])
     return ok()
-
-
-# -- Harbor's /projects/{p}/metadatas ---------------------------------------------------
 
 
 async def get_metadatas(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.PROJECT_READ)
-    metadata = {**access.project.metadata, "public": "true" if access.project.public else "false"}
+    metadata = manage_of(request).trust.metadata(access.actor, access.project)
     key = request.match_info.get("key")
     if key is None:
         return json_response(metadata)
@@ -101,24 +97,13 @@ async def set_metadatas(request: web.Request) -> web.Response:
     key = request.match_info.get("key")
     if key is not None and set(body) != {key}:
         raise RegistryError(ErrorCode.BAD_REQUEST, f"the body must hold exactly the key {key[:100]}")
-    unknown = [k for k in body if k not in METADATA_KEYS]
-    if unknown:
-        raise RegistryError(ErrorCode.BAD_REQUEST, f"unknown metadata key {unknown[0][:100]}")
-    current = {**access.project.metadata, "public": "true" if access.project.public else "false"}
-    public, metadata = merged_metadata({"metadata": body}, current)
-    async with services_of(request).db.transaction() as conn:
-        await projects.update(conn, access.project.id, public, metadata)
+    await manage_of(request).trust.set_metadata(access.actor, access.project, body)
     return ok()
 
 
 async def delete_metadata(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.PROJECT_UPDATE)
-    key = request.match_info["key"]
-    metadata = dict(access.project.metadata)
-    if key == "public" or metadata.pop(key, None) is None:
-        raise RegistryError(ErrorCode.NOT_FOUND, f"metadata {key[:100]} not found")
-    async with services_of(request).db.transaction() as conn:
-        await projects.update(conn, access.project.id, access.project.public, metadata)
+    await manage_of(request).trust.delete_metadata(access.actor, access.project, request.match_info["key"])
     return ok()
 
 
