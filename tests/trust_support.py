@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
 import orjson
@@ -19,9 +20,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import Client, sha256
+if TYPE_CHECKING:  # importable without pytest: benchmarks/trust_bench.py signs with it too
+    from tests.conftest import Client
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
 
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"

@@ -148,7 +148,7 @@ def test_docker_pull_prints_the_412_message_then_pulls_once_signed(
 
     refused = dockerd.docker("pull", reference, check=False, timeout=90)
     assert refused.returncode != 0
-    assert REFUSED in refused.stderr + refused.stdout
+    assert REFUSED in refused.stderr + refused.stdout, refused
 
     signature = cosign_tag_signature([cosign_layer(ec_key(), digest)])
     _push_artifact(
