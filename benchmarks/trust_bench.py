@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # `python benchmarks/trust_bench.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.loadgen import build_regbench, run_load
+from benchmarks.procstat import Monitor
 from benchmarks.registries import Running, free_port, regd_config
 from benchmarks.workloads import http
 from tests import trust_support as sign
@@ -110,8 +111,10 @@ def setup(reg: Running) -> str:
     return image.digest
 
 
-def measure(regbench: Path, reg: Running, path: str, args: argparse.Namespace) -> float:
-    """Requests per second of ``GET path`` (any error invalidates the run)."""
+def measure(regbench: Path, reg: Running, path: str, args: argparse.Namespace) -> tuple[float, float]:
+    """Requests per second of ``GET path``, and the server's CPU milliseconds per request
+    (the cost, which other load on a shared machine disturbs less than the rate); any
+    error invalidates the run."""
     load = {
         "addr": reg.addr,
         "concurrency": args.concurrency,
@@ -120,13 +123,19 @@ def measure(regbench: Path, reg: Running, path: str, args: argparse.Namespace) -
         "path": path,
         "header": [f"Accept: {OCI_MANIFEST}"],
     }
+    monitor = Monitor(reg.pid)
+    monitor.start()
     result = run_load([str(regbench)], "requests", load, args.seconds + 60)
+    usage = monitor.stop()
     if result.errors:
         raise RuntimeError(f"GET {path}: {result.errors} errors: {result.error_samples[:3]}")
-    return result.requests / result.seconds
+    return result.requests / result.seconds, usage.cpu_seconds * 1000 / max(result.requests, 1)
 
 
-def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
+Rates = dict[str, dict[str, list[tuple[float, float]]]]
+
+
+def run(args: argparse.Namespace) -> Rates:
     regbench = build_regbench()
     work = Path(tempfile.mkdtemp(prefix="regd-trust-bench-"))
     data = work / "data"
@@ -147,7 +156,7 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
         "--config",
         str(config),
     ]
-    rates: dict[str, dict[str, list[float]]] = {}
+    rates: Rates = {}
     with Running("regd", argv, port, data, work / "regd.log", env) as reg:
         reg.wait_ready()
         digest = setup(reg)
@@ -155,23 +164,29 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, list[float]]]:
             for reference in ("latest", digest):
                 what = "by tag" if reference == "latest" else "by digest"
                 for project in PROJECTS:
-                    rate = measure(regbench, reg, f"/v2/{project}/app/manifests/{reference}", args)
-                    rates.setdefault(what, {}).setdefault(project, []).append(rate)
-                    print(f"round {round_ + 1}: GET {what} {project:8} {rate:9.0f} req/s", flush=True)
+                    rate, cpu = measure(regbench, reg, f"/v2/{project}/app/manifests/{reference}", args)
+                    rates.setdefault(what, {}).setdefault(project, []).append((rate, cpu))
+                    print(
+                        f"round {round_ + 1}: GET {what:9} {project:8} {rate:7.0f} req/s "
+                        f"{cpu:.3f} ms CPU/req",
+                        flush=True,
+                    )
     return rates
 
 
-def table(rates: dict[str, dict[str, list[float]]], args: argparse.Namespace) -> str:
+def table(rates: Rates, args: argparse.Namespace) -> str:
     lines = [
         f"manifest GET at c = {args.concurrency}, {args.seconds:g} s each, median of {args.rounds} rounds "
         f"(one regd, default configuration; {time.strftime('%Y-%m-%d')}):",
         "",
-        "| request | policy off (req/s) | cosign + notation, verified (req/s) | ratio |",
-        "| --- | --- | --- | --- |",
+        "| request | req/s, policy off | req/s, cosign + notation verified | ratio "
+        "| server CPU ms/req, off | on |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for what, by_project in rates.items():
-        off, on = statistics.median(by_project["plain"]), statistics.median(by_project["trusted"])
-        lines.append(f"| GET {what} | {off:.0f} | {on:.0f} | {on / off:.2f} |")
+        off, on = (statistics.median(r for r, _ in by_project[p]) for p in PROJECTS)
+        cpu_off, cpu_on = (statistics.median(c for _, c in by_project[p]) for p in PROJECTS)
+        lines.append(f"| GET {what} | {off:.0f} | {on:.0f} | {on / off:.2f} | {cpu_off:.3f} | {cpu_on:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -187,17 +202,19 @@ def record(text: str) -> None:
     RESULTS.write_text(body)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> str:
+    """Run; returns the table (also printed, and recorded with ``--record``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--record", action="store_true", help="write the table into RESULTS.md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     text = table(run(args), args)
     print(text)
     if args.record:
         record(text)
+    return text
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ verdict (notation's ``io.cncf.notary.expiry``) is re-judged against the clock.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -73,15 +74,6 @@ class ContentTrust:
         self._verdicts: dict[Hashable, Verdict] = {}
         self._anchor_sets: dict[str, AnchorSet] = {}
 
-    async def project(self, name: str) -> Project | None:
-        key = ("project", name)
-        found: tuple[Project | None] | None = self.lookups.get(key)
-        if found is None:
-            stamp = self.lookups.stamp()
-            found = (await projects.by_name(self.db, name),)
-            self.lookups.put(key, found, stamp)
-        return found[0]
-
     async def anchors(self, project_id: int) -> AnchorSet:
         key = ("anchors", project_id)
         found: AnchorSet | None = self.lookups.get(key)
@@ -122,16 +114,34 @@ class ContentTrust:
 
     # -- the pull check ---------------------------------------------------------------
 
+    async def policy(self, project_name: str) -> tuple[Project | None, Policy]:
+        key = ("policy", project_name)
+        found: tuple[Project | None, Policy] | None = self.lookups.get(key)
+        if found is None:
+            stamp = self.lookups.stamp()
+            project = await projects.by_name(self.db, project_name)
+            found = (project, Policy.of(project.metadata if project else {}))
+            self.lookups.put(key, found, stamp)
+        return found
+
     async def check_pull(self, repository: str, row: ManifestRow, signer_exempt: bool) -> None:
-        """Raise 412 PROJECTPOLICYVIOLATION when the project's policy refuses ``row``."""
-        project = await self.project(project_of(repository))
-        if project is None:
+        """Raise 412 PROJECTPOLICYVIOLATION when the project's policy refuses ``row``.
+
+        A pass is remembered under the shared generation (any commit forgets it) until
+        the earliest expiry of the verdicts it rests on: one lookup per pull after that."""
+        project, policy = await self.policy(project_of(repository))
+        if project is None or not policy.kinds:
             return
-        policy = Policy.of(project.metadata)
-        if not policy.kinds:
+        key = ("passes", row.id, policy)
+        until: float | None = self.lookups.get(key)
+        if until is not None and time.time() < until:
             return
-        failure = await self._unmet(project, repository, row, policy)
-        if failure is None or signer_exempt or await self.is_signature(row):
+        stamp = self.lookups.stamp()
+        failure, until = await self._unmet(project, repository, row, policy)
+        if failure is None:
+            self.lookups.put(key, until, stamp)
+            return
+        if signer_exempt or await self.is_signature(row):
             return
         kind, reason = failure
         raise RegistryError(
@@ -140,24 +150,29 @@ class ContentTrust:
 
     async def _unmet(
         self, project: Project, repository: str, row: ManifestRow, policy: Policy
-    ) -> tuple[Kind, str | None] | None:
+    ) -> tuple[tuple[Kind, str | None] | None, float]:
+        """The first kind the policy needs that no (verified) signature provides, with
+        the reason; else None and how long the verdicts it rests on hold."""
         found = await self.signatures(row.repository_id, row.digest)
+        until = math.inf
+        now = time.time()
         for kind in policy.kinds:
             candidates = [s for s in found if s.kind is kind]
             if not candidates:
-                return kind, None
+                return (kind, None), until
             if not policy.verify:
                 continue
             reasons = []
             for signature in candidates:
                 subject = await self._subject(repository, row, signature)
                 verdict = await self.verdict(project.id, repository, signature, subject)
-                if verdict.holds(time.time()):
+                if verdict.holds(now):
+                    until = min(until, verdict.expires_at or math.inf)
                     break
-                reasons.append(f"{signature.digest}: {verdict.reason_at(time.time())}")
+                reasons.append(f"{signature.digest}: {verdict.reason_at(now)}")
             else:
-                return kind, "; ".join(reasons)
-        return None
+                return (kind, "; ".join(reasons)), until
+        return None, until
 
     async def _subject(self, repository: str, row: ManifestRow, signature: SignatureRow) -> ManifestRow:
         """The manifest a signature signs: ``row`` or an index above it."""
