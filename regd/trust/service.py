@@ -8,11 +8,13 @@ Project metadata (Harbor's keys, strings "true"/"false"):
   project's trust anchors.
 
 The hot path costs no SQL and no cryptography after the first pull of an image: the
-project, its signatures' rows and its anchors come from ``LookupCache`` (valid while the
-shared generation stands, so exact across worker processes), and verdicts from a cache
-keyed by what determines them (signature digest, image digest, the anchor set's
-fingerprint, the signature's arrival time), which no commit can make stale. An expiring
-verdict (notation's ``io.cncf.notary.expiry``) is re-judged against the clock.
+project's policy, an image's pass, its signatures' rows and the anchors come from
+``LookupCache`` (valid while the shared generation stands, so exact across worker
+processes), and verdicts from a cache keyed by what determines them (signature digest,
+image digest, the anchor set's fingerprint, the signature's arrival time), which no
+commit can make stale. A pass resting on an expiring verdict (notation's
+``io.cncf.notary.expiry``) lasts until that expiry; the verdict is then re-judged
+against the clock.
 """
 
 from __future__ import annotations
