@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import aiosqlite
@@ -24,8 +25,11 @@ from regd.metadata import signatures as signature_rows
 from regd.metadata.db import Database, fetchone
 from regd.metadata.generation import LookupCache
 from regd.metadata.manifests import ManifestRow
-from regd.names import check_tag
+from regd.names import check_tag, is_valid_tag
 from regd.storage.blobstore import BlobStore
+
+# Tags one push by digest may set with ?tag= (spec: "SHOULD support at least 10").
+MAX_TAGS_PER_PUSH = 100
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,20 @@ class Registry:
     # -- manifests ---------------------------------------------------------------
 
     async def put_manifest(
-        self, repository: str, reference: str, data: bytes, content_type: str | None
+        self,
+        repository: str,
+        reference: str,
+        data: bytes,
+        content_type: str | None,
+        extra_tags: Sequence[str] = (),
     ) -> Manifest:
+        """Store a manifest pushed by tag or by digest. ``extra_tags`` (a push by digest
+        with ``?tag=`` parameters, spec main: "pushing tags ... by addition of tag query
+        parameters") all point at it, set in the same transaction, or none does."""
+        if len(extra_tags) > MAX_TAGS_PER_PUSH:
+            raise RegistryError(ErrorCode.TAG_INVALID, f"at most {MAX_TAGS_PER_PUSH} tags per push")
+        for extra in extra_tags:
+            check_tag(extra)
         if len(data) > self.max_manifest_size:
             raise RegistryError(
                 ErrorCode.REQUEST_ENTITY_TOO_LARGE,
@@ -136,6 +152,7 @@ class Registry:
             manifest = replace(manifest, digest=wanted)
         else:
             tag = check_tag(reference)
+        tags = ([tag] if tag is not None else []) + list(dict.fromkeys(extra_tags))
         tmp = await self.store.write_tmp(manifest.digest, data)
         try:
             await self.store.place(tmp, manifest.digest)
@@ -151,8 +168,8 @@ class Registry:
                 await self.store.confirm(tmp, manifest.digest)
                 await blob_rows.upsert(conn, str(manifest.digest), len(data))
                 manifest_id = await manifest_rows.insert(conn, repository_id, manifest)
-                if tag is not None:
-                    await manifest_rows.set_tag(conn, repository_id, tag, manifest_id)
+                for name in tags:
+                    await manifest_rows.set_tag(conn, repository_id, name, manifest_id)
                 await repositories.touch(conn, repository_id)
         finally:
             await self.store.discard(tmp)
@@ -167,8 +184,13 @@ class Registry:
         stamp = self.lookups.stamp()
         if Digest.is_digest(reference):
             row = await manifest_rows.by_digest(self.db, repository, str(Digest.parse(reference)))
+        elif is_valid_tag(reference):
+            row = await manifest_rows.by_tag(self.db, repository, reference)
         else:
-            row = await manifest_rows.by_tag(self.db, repository, check_tag(reference))
+            # Neither a tag nor a digest: no manifest can be known by it (404, as CNCF
+            # distribution answers and both conformance programs expect); a PUT to it
+            # is still refused with TAG_INVALID (put_manifest).
+            row = None
         if row is not None:
             self.lookups.put(key, row, stamp)
         if row is None:

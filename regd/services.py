@@ -55,5 +55,6 @@ REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
 # Who made the request (the access log's user): set by whatever authenticates it, the
 # /v2 dispatcher or the /api/v2.0 handlers.
 USER: web.RequestKey[str] = web.RequestKey("user", str)
-# Who the /v2 dispatcher authorized, with what they hold on the repository.
+# Who the /v2 dispatcher let through and what it was granted (a mount's source, say; for
+# content trust's signer exemption, all the caller holds on the repository).
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.services import PRINCIPAL, Services
 
@@ -69,13 +70,19 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 
 
 async def put_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
+    """PUT by tag, or by digest with optional ``?tag=`` parameters (each tag set is
+    named back in ``OCI-Tag``; a client that gets none pushes the tags one by one)."""
     data = await _read_limited(request, s.config.uploads.max_manifest_size)
-    manifest = await s.registry.put_manifest(name, reference, data, request.headers.get("Content-Type"))
+    tags = request.query.getall("tag", []) if Digest.is_digest(reference) else []
+    content_type = request.headers.get("Content-Type")
+    manifest = await s.registry.put_manifest(name, reference, data, content_type, tags)
     headers = {
         "Location": f"/v2/{name}/manifests/{manifest.digest}",
         "Docker-Content-Digest": str(manifest.digest),
         "Content-Length": "0",
     }
+    if tags:
+        headers["OCI-Tag"] = ", ".join(dict.fromkeys(tags))  # RFC 9110 §5.3: a list
     if manifest.subject is not None:
         # Spec: "Pushing Manifests with Subject" -- tells the client referrers are indexed.
         headers["OCI-Subject"] = str(manifest.subject.digest)

@@ -127,7 +127,9 @@ class ArtifactService:
         if await manifest_rows.by_tag(self.db, view.name, name) is not None:
             raise RegistryError(ErrorCode.CONFLICT, f"tag {name} already exists in {view.name}")
         stored = await self.registry.get_manifest(view.name, row.digest)
-        await self.registry.put_manifest(view.name, name, stored.data, row.media_type)
+        # By the artifact's own digest with the tag as ?tag= would: a sha512 artifact is
+        # tagged as itself, not as a new sha256 copy of its bytes.
+        await self.registry.put_manifest(view.name, row.digest, stored.data, row.media_type, [name])
 
     async def delete_tag(
         self, actor: Actor, project: Project, view: RepositoryView, reference: str, name: str
