@@ -4,6 +4,7 @@ exemptions, multi-arch, verification against trust anchors, deletion and GC."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from regd.storage.layout import Layout
 from tests.conftest import Client, assert_error, make_config
 from tests.trust_support import (
     COSIGN_ARTIFACT,
+    NOW,
     Artifact,
     ca,
     cose_envelope,
@@ -469,3 +471,33 @@ async def test_a_second_process_sees_policy_anchor_and_signature_changes(
     assert await pull_status(second, "v1") == 200
     assert (await first.delete(f"{API}/projects/signed/trust-anchors/k")).status == 200
     await refused(second, "v1")
+
+
+async def test_a_pass_lasts_only_until_the_notation_signatures_expiry(
+    signed: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import regd.trust.service
+
+    img = image(1)
+    root = ca()
+    leaf = issue("signer", ec_key(), root)
+    expiry = (NOW + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    envelope = jws_envelope(
+        leaf,
+        [root.certificate],
+        notation_payload(img),
+        crit=["io.cncf.notary.signingScheme", "io.cncf.notary.expiry"],
+        extra_protected={"io.cncf.notary.expiry": expiry},
+    )
+    await push(signed, REPO, img, "v1")
+    await push(signed, REPO, notation_signature(envelope, img))
+    await set_policy(signed, enable_content_trust="true", content_trust_verify="true")
+    await add_anchor(signed, "root", "x509-ca", pem(root.certificate))
+    assert await pull_status(signed, "v1") == 200
+    assert await pull_status(signed, "v1") == 200  # the pass is remembered...
+    later = time.time() + 2 * 3600
+    monkeypatch.setattr(regd.trust.service.time, "time", lambda: later)
+    error = await refused(signed, "v1", "notation")  # ...but not past the expiry
+    assert "the signature has expired" in error["detail"]
