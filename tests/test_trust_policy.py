@@ -41,6 +41,7 @@ from tests.trust_support import (
 )
 
 API = "/api/v2.0"
+SCHEME = "io.cncf.notary.signingScheme"
 REPO = "signed/app"
 SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
@@ -501,3 +502,35 @@ async def test_a_pass_lasts_only_until_the_notation_signatures_expiry(
     monkeypatch.setattr(regd.trust.service.time, "time", lambda: later)
     error = await refused(signed, "v1", "notation")  # ...but not past the expiry
     assert "the signature has expired" in error["detail"]
+
+
+async def test_hostile_signatures_do_not_verify_and_never_fail_the_pull(signed: Client) -> None:
+    """Garbage envelopes, junk certificates and odd JSON types make a signature that does
+    not verify (412 with a reason), never a 500."""
+    img = image(1)
+    root = ca()
+    leaf = issue("signer", ec_key(), root)
+    await push(signed, REPO, img, "v1")
+    junk_certificate = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+    descriptor, payload = cosign_layer(ec_key(), img.digest)
+    descriptor["annotations"]["dev.sigstore.cosign/certificate"] = junk_certificate
+    await push(signed, REPO, cosign_referrer((descriptor, payload), img))
+    envelopes = [
+        (b"\xd8\x12\x9f" + b"\x81" * 5000, True),  # COSE nested past any sane depth
+        (b"\x00garbage", True),
+        (b'{"payload": 1, "protected": [], "header": "x", "signature": null}', False),
+        (jws_envelope(leaf, [root.certificate], notation_payload(img), crit=[SCHEME, ["a"]]), False),  # type: ignore[list-item]
+    ]
+    for envelope, cose in envelopes:
+        await push(signed, REPO, notation_signature(envelope, img, cose))
+    await add_anchor(signed, "root", "x509-ca", pem(root.certificate))
+    await set_policy(signed, enable_content_trust="true", content_trust_verify="true")
+    error = await refused(signed, "v1", "notation")
+    assert error["detail"].count("sha256:") == len(envelopes)
+    await set_policy(signed, enable_content_trust_cosign="true", content_trust_verify="true")
+    error = await refused(signed, "v1", "cosign")
+    assert "not PEM" in error["detail"] or "cannot be verified" in error["detail"]
+    listed = await (
+        await signed.get(f"{API}/projects/signed/repositories/app/artifacts/v1/accessories")
+    ).json()
+    assert len(listed) == 1 + len(envelopes) and not any(a["verified"] for a in listed)

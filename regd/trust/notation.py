@@ -91,7 +91,7 @@ def _verify(env: _Envelope, target: Target, anchors: AnchorSet, now: float) -> V
     if not isinstance(env.critical, list) or SCHEME not in env.critical:
         raise VerificationError(f"the crit header must list {SCHEME}")
     for name in env.critical:
-        if name not in UNDERSTOOD_CRITICAL:
+        if not isinstance(name, str) or name not in UNDERSTOOD_CRITICAL:
             raise VerificationError(f"unknown critical header {str(name)[:100]!r}")
         if name not in env.protected:
             raise VerificationError(f"critical header {name} is missing")

@@ -20,10 +20,12 @@ against the clock.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -42,6 +44,8 @@ from regd.trust import cosign, formats, notation
 from regd.trust.anchors import AnchorSet
 from regd.trust.formats import Kind
 from regd.trust.verdict import Verdict
+
+log = logging.getLogger("regd.trust")
 
 COSIGN_KEY = "enable_content_trust_cosign"
 NOTATION_KEY = "enable_content_trust"
@@ -207,7 +211,6 @@ class ContentTrust:
             layers = [layer for layer in body.get("layers") or [] if isinstance(layer, dict)]
         except (RegistryError, orjson.JSONDecodeError, AttributeError):
             return Verdict(False, "the signature manifest cannot be read", final=False)
-        loop = asyncio.get_running_loop()
         if signature.kind is Kind.COSIGN:
             if body.get("artifactType") == formats.SIGSTORE_BUNDLE:
                 return Verdict(False, "verification of sigstore bundles is not supported")
@@ -217,10 +220,7 @@ class ContentTrust:
                 if layer.get("mediaType") == formats.SIMPLESIGNING
                 and (payload := await self._blob(layer)) is not None
             ]
-            # Verification is CPU work of a millisecond or so: off the event loop.
-            return await loop.run_in_executor(
-                None, cosign.verify, signed, subject.digest, anchors, signature.pushed_at
-            )
+            return await _off_loop(cosign.verify, signed, subject.digest, anchors, signature.pushed_at)
         envelopes = [layer for layer in layers if layer.get("mediaType") in formats.NOTATION_ENVELOPES]
         if len(envelopes) != 1:
             return Verdict(False, "a notation signature has exactly one envelope layer")
@@ -229,9 +229,7 @@ class ContentTrust:
             return Verdict(False, "the notation envelope cannot be read", final=False)
         target = notation.Target(subject.media_type, subject.digest, subject.size)
         media_type = str(envelopes[0]["mediaType"])
-        return await loop.run_in_executor(
-            None, notation.verify, media_type, envelope, target, anchors, time.time()
-        )
+        return await _off_loop(notation.verify, media_type, envelope, target, anchors, time.time())
 
     async def _blob(self, descriptor: dict[str, object]) -> bytes | None:
         size, digest = descriptor.get("size"), descriptor.get("digest")
@@ -241,3 +239,14 @@ class ContentTrust:
             return await self.store.read(Digest.parse(digest))
         except (RegistryError, FileNotFoundError):
             return None
+
+
+async def _off_loop(verify: Callable[..., Verdict], *args: Any) -> Verdict:
+    """Run a verification (CPU work of a millisecond or so) off the event loop. Whatever
+    hostile bytes make a parser or ``cryptography`` raise (an unsupported curve in a
+    certificate, say) is a signature that does not verify, never a failed pull."""
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, verify, *args)
+    except Exception as e:
+        log.info("a signature could not be verified: %r", e)
+        return Verdict(False, f"the signature cannot be verified ({type(e).__name__})")
