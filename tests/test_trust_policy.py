@@ -21,6 +21,7 @@ from tests.trust_support import (
     COSIGN_ARTIFACT,
     NOW,
     Artifact,
+    bundle_referrer,
     ca,
     cose_envelope,
     cosign_layer,
@@ -38,6 +39,7 @@ from tests.trust_support import (
     push,
     referrer,
     rsa_key,
+    sigstore_bundle,
 )
 
 API = "/api/v2.0"
@@ -303,6 +305,19 @@ async def test_verify_notation_against_an_x509_anchor(signed: Client, cose: bool
     error = await refused(signed, "v1", "notation")
     assert "leads to no trust anchor" in error["detail"]
     await add_anchor(signed, "root", "x509-ca", pem(root.certificate))
+    assert await pull_status(signed, "v1") == 200
+
+
+@pytest.mark.parametrize("dsse", [True, False], ids=["dsse", "message"])
+async def test_verify_a_cosign_3_sigstore_bundle(signed: Client, dsse: bool) -> None:
+    img = image(1)
+    key = ec_key()
+    await push(signed, REPO, img, "v1")
+    await push(signed, REPO, bundle_referrer(sigstore_bundle(key, img, dsse=dsse), img))
+    await set_policy(signed, enable_content_trust_cosign="true", content_trust_verify="true")
+    error = await refused(signed, "v1")
+    assert "no cosign-key trust anchor" in error["detail"]
+    await add_anchor(signed, "release", "cosign-key", public_pem(key))
     assert await pull_status(signed, "v1") == 200
 
 

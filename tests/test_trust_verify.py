@@ -3,14 +3,16 @@ signatures built as the specifications define them, and the ways they must fail.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import time
 
 import cbor2
+import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from regd.trust import cosign, notation
+from regd.trust import bundle, cosign, notation
 from regd.trust.anchors import Anchor, AnchorError, AnchorKind, AnchorSet, check
 from regd.trust.verdict import Verdict
 from tests.trust_support import (
@@ -28,6 +30,7 @@ from tests.trust_support import (
     pem,
     public_pem,
     rsa_key,
+    sigstore_bundle,
     simple_signing_payload,
 )
 
@@ -269,3 +272,44 @@ def test_anchor_kinds_are_checked() -> None:
     with pytest.raises(AnchorError):
         check(AnchorKind.COSIGN_KEY, public_pem(ec_key(ec.SECP521R1())))
     assert simple_signing_payload(IMAGE.digest)
+
+
+# -- sigstore bundles ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dsse", [True, False], ids=["dsse", "message"])
+def test_sigstore_bundle_key_mode(dsse: bool) -> None:
+    key = ec_key()
+    data = sigstore_bundle(key, IMAGE, dsse=dsse)
+    assert bundle.verify(data, IMAGE.digest, IMAGE.manifest, keys_anchor(key), time.time()).verified
+    other = bundle.verify(data, IMAGE.digest, IMAGE.manifest, keys_anchor(ec_key()), time.time())
+    assert not other.verified and other.reason == "the bundle's signature does not verify with its key"
+
+
+def test_sigstore_bundle_certificate_mode() -> None:
+    root = ca()
+    leaf = issue("keyless signer", ec_key(), root)
+    data = sigstore_bundle(leaf.key, IMAGE, certificate=leaf)
+    assert bundle.verify(data, IMAGE.digest, IMAGE.manifest, ca_anchor(root), time.time()).verified
+    verdict = bundle.verify(data, IMAGE.digest, IMAGE.manifest, ca_anchor(ca("Other")), time.time())
+    assert not verdict.verified and "leads to no trust anchor" in verdict.reason
+
+
+def test_sigstore_bundle_about_another_image_fails() -> None:
+    key = ec_key()
+    dsse = sigstore_bundle(key, IMAGE, about=OTHER.digest)
+    verdict = bundle.verify(dsse, IMAGE.digest, IMAGE.manifest, keys_anchor(key), time.time())
+    assert not verdict.verified and f"not about {IMAGE.digest}" in verdict.reason
+    message = sigstore_bundle(key, OTHER, dsse=False)
+    verdict = bundle.verify(message, IMAGE.digest, IMAGE.manifest, keys_anchor(key), time.time())
+    assert not verdict.verified and f"not about {IMAGE.digest}" in verdict.reason
+
+
+def test_sigstore_bundle_tampered_statement_fails() -> None:
+    key = ec_key()
+    data = orjson.loads(sigstore_bundle(key, IMAGE))
+    statement = orjson.loads(base64.b64decode(data["dsseEnvelope"]["payload"]))
+    statement["predicate"] = {"evil": True}
+    data["dsseEnvelope"]["payload"] = base64.b64encode(orjson.dumps(statement)).decode()
+    verdict = bundle.verify(orjson.dumps(data), IMAGE.digest, IMAGE.manifest, keys_anchor(key), time.time())
+    assert not verdict.verified and "does not verify" in verdict.reason

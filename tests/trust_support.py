@@ -384,3 +384,65 @@ def index(children: list[Artifact]) -> Artifact:
         ],
     }
     return Artifact(orjson.dumps(body), [], OCI_INDEX)
+
+
+# -- sigstore bundles (cosign 3) ----------------------------------------------------------------
+
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _pae(payload_type: str, payload: bytes) -> bytes:
+    return b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type.encode(), len(payload), payload)
+
+
+def sigstore_bundle(
+    key: PrivateKey,
+    subject: Artifact,
+    certificate: Issued | None = None,
+    dsse: bool = True,
+    about: str | None = None,
+) -> bytes:
+    """A bundle as cosign 3 attaches to an image: a DSSE-wrapped in-toto statement about
+    the image (or a message signature over its manifest), with a key hint or a certificate."""
+    material: dict[str, Any] = (
+        {"certificate": {"rawBytes": base64.b64encode(der(certificate.certificate)).decode()}}
+        if certificate
+        else {"publicKey": {"hint": "release"}}
+    )
+    bundle: dict[str, Any] = {"mediaType": SIGSTORE_BUNDLE, "verificationMaterial": material}
+    if dsse:
+        hex_digest = (about or subject.digest).removeprefix("sha256:")
+        statement = orjson.dumps(
+            {
+                "_type": "https://in-toto.io/Statement/v1",
+                "subject": [{"name": "registry.test/app", "digest": {"sha256": hex_digest}}],
+                "predicateType": "https://sigstore.dev/cosign/sign/v1",
+                "predicate": {},
+            }
+        )
+        payload_type = "application/vnd.in-toto+json"
+        bundle["dsseEnvelope"] = {
+            "payload": base64.b64encode(statement).decode(),
+            "payloadType": payload_type,
+            "signatures": [
+                {"sig": base64.b64encode(cosign_sign(key, _pae(payload_type, statement))).decode()}
+            ],
+        }
+    else:
+        bundle["messageSignature"] = {
+            "messageDigest": {
+                "algorithm": "SHA2_256",
+                "digest": base64.b64encode(hashlib.sha256(subject.manifest).digest()).decode(),
+            },
+            "signature": base64.b64encode(cosign_sign(key, subject.manifest)).decode(),
+        }
+    return orjson.dumps(bundle)
+
+
+def bundle_referrer(data: bytes, subject: Artifact) -> Artifact:
+    layer = {"mediaType": SIGSTORE_BUNDLE, "digest": sha256(data), "size": len(data)}
+    return referrer(SIGSTORE_BUNDLE, [layer], [data], subject)

@@ -40,7 +40,7 @@ from regd.metadata.signatures import SignatureRow
 from regd.names import project_of
 from regd.registry import Registry
 from regd.storage.blobstore import BlobStore
-from regd.trust import cosign, formats, notation
+from regd.trust import bundle, cosign, formats, notation
 from regd.trust.anchors import AnchorSet
 from regd.trust.formats import Kind
 from regd.trust.verdict import Verdict
@@ -213,7 +213,7 @@ class ContentTrust:
             return Verdict(False, "the signature manifest cannot be read", final=False)
         if signature.kind is Kind.COSIGN:
             if body.get("artifactType") == formats.SIGSTORE_BUNDLE:
-                return Verdict(False, "verification of sigstore bundles is not supported")
+                return await self._judge_bundle(repository, layers, subject, anchors, signature)
             signed = [
                 cosign.SignatureLayer(layer.get("annotations") or {}, payload)
                 for layer in layers
@@ -230,6 +230,23 @@ class ContentTrust:
         target = notation.Target(subject.media_type, subject.digest, subject.size)
         media_type = str(envelopes[0]["mediaType"])
         return await _off_loop(notation.verify, media_type, envelope, target, anchors, time.time())
+
+    async def _judge_bundle(
+        self,
+        repository: str,
+        layers: list[dict[str, Any]],
+        subject: ManifestRow,
+        anchors: AnchorSet,
+        signature: SignatureRow,
+    ) -> Verdict:
+        found = [layer for layer in layers if layer.get("mediaType") == formats.SIGSTORE_BUNDLE]
+        if len(found) != 1:
+            return Verdict(False, "a sigstore bundle signature has exactly one bundle layer")
+        data = await self._blob(found[0])
+        if data is None:
+            return Verdict(False, "the sigstore bundle cannot be read", final=False)
+        manifest = (await self.registry.get_manifest(repository, subject.digest)).data
+        return await _off_loop(bundle.verify, data, subject.digest, manifest, anchors, signature.pushed_at)
 
     async def _blob(self, descriptor: dict[str, object]) -> bytes | None:
         size, digest = descriptor.get("size"), descriptor.get("digest")
