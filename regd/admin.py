@@ -17,17 +17,21 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regd.auth import passwords
 from regd.auth.roles import Role
 from regd.config import Config
 from regd.errors import ErrorCode, RegistryError
-from regd.manage import Actor, Management, trust
-from regd.manage.projects import check_project_name
-from regd.manage.users import check_password, check_username
+from regd.numbers import parse_uint
 
-Command = Callable[[argparse.Namespace, Management, Actor], Awaitable[None]]
+if TYPE_CHECKING:
+    # Imported when a command runs, not when ``regd`` builds its parser: the services
+    # import regd.metrics, whose prometheus_client must be imported only after
+    # ``regd serve`` has chosen its multiprocess mode (regd/cli.py).
+    from regd.manage import Actor, Management
+
+Command = Callable[[argparse.Namespace, "Management", "Actor"], Awaitable[None]]
 
 
 class CommandError(Exception):
@@ -74,10 +78,14 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password from standard input (``--password-stdin``), else a generated one."""
     if not args.password_stdin:
         return passwords.generate_secret(20), True
+    from regd.manage.users import check_password
+
     return check_password(sys.stdin.readline().rstrip("\r\n")), False
 
 
 async def project_create(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage.projects import check_project_name
+
     name = check_project_name(args.name)
     with _conflict(f"project {name} already exists"):
         await manage.projects.create(operator, name, {"public": "true" if args.public else "false"})
@@ -85,6 +93,8 @@ async def project_create(args: argparse.Namespace, manage: Management, operator:
 
 
 async def user_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage.users import check_username
+
     name = check_username(args.name)
     password, generated = _password(args)
     with _conflict(f"user {name} already exists"):
@@ -106,7 +116,8 @@ async def user_passwd(args: argparse.Namespace, manage: Management, operator: Ac
 
 async def member_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     project = await manage.projects.find(args.project, by_name=True)
-    role = Role.parse(int(args.role) if args.role.isdigit() else args.role)
+    number = parse_uint(args.role)
+    role = Role.parse(number if number is not None else args.role)
     if role is None:
         names = ", ".join(r.harbor_name for r in Role)
         raise CommandError(f"unknown role {args.role!r}; one of {names} (or 1-5)")
@@ -129,6 +140,8 @@ async def robot_create(args: argparse.Namespace, manage: Management, operator: A
 
 async def trust_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     """A trust anchor from a PEM file (``-``: standard input)."""
+    from regd.manage import trust
+
     project = await manage.projects.find(args.project, by_name=True)
     try:
         pem = sys.stdin.read() if args.file == "-" else await asyncio.to_thread(Path(args.file).read_text)
@@ -140,6 +153,8 @@ async def trust_add(args: argparse.Namespace, manage: Management, operator: Acto
 
 
 async def trust_list(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage import trust
+
     project = await manage.projects.find(args.project, by_name=True)
     for row in await manage.trust.anchors(operator, project):
         anchor = row.anchor

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from regd.api import middleware, observe, routes
+from regd.api import connections, middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
@@ -18,8 +18,10 @@ from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
+from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
+from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.trust.service import ContentTrust
@@ -38,7 +40,13 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
     registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
-    uploads = UploadService(db, store, layout)
+    uploads = UploadService(
+        db,
+        store,
+        layout,
+        config.uploads.max_sessions_per_repository,
+        config.uploads.max_sessions_per_account,
+    )
     gc = GCService(config, db, store, uploads)
     trust = ContentTrust(db, registry, store)
     return Services(
@@ -53,6 +61,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         trust=trust,
         gc=gc,
         manage=Management.build(config, db, accounts, registry, gc, trust),
+        pulls=PullRecorder(db),
         role=role or Role(),
     )
 
@@ -75,22 +84,30 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="regd-io"))
     await services.store.prepare()
     await services.db.open()
+    await fsio.run(fsio.make_private_sync, services.layout.root)
     if services.role.startup_recovery:
         recovered = await services.uploads.recover()
         if recovered:
             log.info("%d upload sessions cut off by the last stop can resume", recovered)
     janitor = asyncio.create_task(_janitor(services)) if services.role.background else None
+    # Every process counts its own pulls and writes them (regd/pulls.py).
+    pulls = asyncio.create_task(services.pulls.run(services.config.server.pull_flush_interval))
     try:
         yield
     finally:
-        if janitor is not None:
-            janitor.cancel()
-            await asyncio.gather(janitor, return_exceptions=True)
+        for task in (janitor, pulls):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        try:
+            await services.pulls.flush()
+        except Exception:
+            log.exception("the last %d pulls were not written", services.pulls.pending)
         await services.db.close()
 
 
 def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
-    app = web.Application(middlewares=[observe.observe, middleware.errors])
+    app = web.Application(middlewares=[observe.observe, connections.body_timeout, middleware.errors])
     app[SERVICES] = services or build_services(config, role)
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)

@@ -14,6 +14,7 @@ from typing import Any
 
 from regd import __version__
 from regd.config import Config, ConfigError, load_config
+from regd.storage.fsio import PRIVATE_UMASK
 
 log = logging.getLogger("regd")
 
@@ -129,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # Every command works on the data directory, whose files hold password hashes,
+    # robot secret hashes and private layers: whatever the caller's umask, what regd
+    # creates is its user's only (0700 directories, 0600 files; SQLite's -wal and -shm
+    # take the database's mode).
+    os.umask(PRIVATE_UMASK)
     try:
         code = args.func(args)
     except (ConfigError, StartupError) as e:

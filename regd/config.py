@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from regd.numbers import parse_uint
+
 
 class ConfigError(Exception):
     """A configuration problem, described in one line."""
@@ -31,9 +33,13 @@ class ServerConfig:
     ca_cert: str = ""
     workers: int = 1
     shutdown_grace: float = 30.0
+    header_timeout: float = 60.0  # a request head must arrive within this (also keep-alive idle)
+    body_timeout: float = 60.0  # a request body may stall at most this long
+    max_connections_per_address: int = 256  # per worker process; 0: no limit
     access_log: bool = True
     log_format: str = "text"  # "text" or "json"
     log_level: str = "info"
+    pull_flush_interval: float = 5.0  # seconds between writes of counted pulls
 
     @property
     def host(self) -> str:
@@ -55,6 +61,8 @@ class UploadsConfig:
     expire_after: float = 24 * 3600.0
     janitor_interval: float = 600.0
     max_manifest_size: int = 4 * 1024 * 1024
+    max_sessions_per_repository: int = 200  # open upload sessions; 0: no limit
+    max_sessions_per_account: int = 1000
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,7 @@ def _merge(layers: list[tuple[str, Mapping[str, Mapping[str, Any]], bool]]) -> C
 
 def _validate(config: Config) -> None:
     listen = config.server.listen
-    if ":" not in listen or not listen.rsplit(":", 1)[1].isdigit():
+    if ":" not in listen or parse_uint(listen.rsplit(":", 1)[1], 65535) is None:
         raise ConfigError(f"[server] listen: expected HOST:PORT, got {listen!r}")
     if not 0 <= config.server.port <= 65535:
         raise ConfigError(f"[server] listen: port out of range in {listen!r}")
@@ -172,8 +180,16 @@ def _validate(config: Config) -> None:
         raise ConfigError("[server] tls_cert and tls_key must be set together")
     if config.server.workers < 1:
         raise ConfigError("[server] workers: must be at least 1")
+    if config.server.pull_flush_interval <= 0:
+        raise ConfigError("[server] pull_flush_interval: must be positive")
+    if config.server.header_timeout <= 0 or config.server.body_timeout <= 0:
+        raise ConfigError("[server] header_timeout and body_timeout: must be positive")
+    if config.server.max_connections_per_address < 0:
+        raise ConfigError("[server] max_connections_per_address: must not be negative (0: no limit)")
     if config.gc.grace_period < 0:
         raise ConfigError("[gc] grace_period: must not be negative")
+    if config.uploads.max_sessions_per_repository < 0 or config.uploads.max_sessions_per_account < 0:
+        raise ConfigError("[uploads] max_sessions_per_repository/account: must not be negative (0: no limit)")
     if config.uploads.expire_after <= 0:
         raise ConfigError("[uploads] expire_after: must be positive")
     _validate_auth(config.auth)

@@ -34,6 +34,7 @@ from aiohttp import web
 
 from regd import __version__, logs, tls
 from regd.api import observe
+from regd.api.connections import GuardedRunner
 from regd.app import create_app
 from regd.cli import StartupError
 from regd.config import Config, ConfigError
@@ -151,8 +152,9 @@ class Daemon:
         except tls.TLSError as e:
             raise StartupError(str(e)) from None
         self._app = create_app(config, role=self._role)
-        runner = web.AppRunner(
+        runner = GuardedRunner(
             self._app,
+            config.server,
             handle_signals=False,
             shutdown_timeout=CUT_OFF_TIMEOUT,  # the grace time is waited in _drain
             **observe.runner_options(),

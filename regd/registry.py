@@ -12,12 +12,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiosqlite
 
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
-from regd.manifests import Manifest, parse
+from regd.manifests import Manifest, image_config, image_details, parse
 from regd.metadata import blobs as blob_rows
 from regd.metadata import manifests as manifest_rows
 from regd.metadata import repositories
@@ -30,6 +31,15 @@ from regd.storage.blobstore import BlobStore
 
 # Tags one push by digest may set with ?tag= (spec: "SHOULD support at least 10").
 MAX_TAGS_PER_PUSH = 100
+
+
+def _refuse_missing(repository: str, missing: list[str]) -> None:
+    if missing:
+        raise RegistryError(
+            ErrorCode.MANIFEST_BLOB_UNKNOWN,
+            f"{repository} does not hold {missing[0]}",
+            detail={"digests": missing},
+        )
 
 
 @dataclass(frozen=True)
@@ -152,22 +162,26 @@ class Registry:
             manifest = replace(manifest, digest=wanted)
         else:
             tag = check_tag(reference)
+        # Check first, store after: a manifest whose references are missing leaves no
+        # bytes behind (the check inside the transaction below is the one that decides).
+        _refuse_missing(repository, await manifest_rows.missing_references_now(self.db, repository, manifest))
         tags = ([tag] if tag is not None else []) + list(dict.fromkeys(extra_tags))
+        extra_attrs = await self.image_details(manifest)
         tmp = await self.store.write_tmp(manifest.digest, data)
         try:
-            await self.store.place(tmp, manifest.digest)
+            made = await self.store.place(tmp, manifest.digest)
             async with self.db.transaction() as conn:
                 repository_id = await repositories.ensure(conn, repository)
                 missing = await manifest_rows.missing_references(conn, repository_id, manifest)
                 if missing:
-                    raise RegistryError(
-                        ErrorCode.MANIFEST_BLOB_UNKNOWN,
-                        f"{repository} does not hold {missing[0]}",
-                        detail={"digests": missing},
-                    )
+                    # A sweep took a reference since the first check. Under the write
+                    # lock, a file this call made and no row claims can go again.
+                    if made and not await blob_rows.exists(conn, str(manifest.digest)):
+                        await self.store.unlink(self.store.path(manifest.digest))
+                    _refuse_missing(repository, missing)
                 await self.store.confirm(tmp, manifest.digest)
                 await blob_rows.upsert(conn, str(manifest.digest), len(data))
-                manifest_id = await manifest_rows.insert(conn, repository_id, manifest)
+                manifest_id = await manifest_rows.insert(conn, repository_id, manifest, extra_attrs)
                 for name in tags:
                     await manifest_rows.set_tag(conn, repository_id, name, manifest_id)
                 await repositories.touch(conn, repository_id)
@@ -175,6 +189,19 @@ class Registry:
             await self.store.discard(tmp)
         self.cache.put(str(manifest.digest), data)
         return manifest
+
+    async def image_details(self, manifest: Manifest) -> dict[str, Any] | None:
+        """Harbor's ``extra_attrs`` of an artifact: for an image, read once from its config
+        blob (at push, so listings never read blobs); {} for anything else or a config
+        larger than a manifest may be; None while the config is not in the store."""
+        config = image_config(manifest)
+        if config is None:
+            return {}
+        try:
+            data = await self.store.read_small(config.digest, self.max_manifest_size)
+        except FileNotFoundError:
+            return None
+        return {} if data is None else image_details(data)
 
     async def resolve(self, repository: str, reference: str) -> ManifestRow:
         key = ("manifest", repository, reference)
@@ -201,6 +228,9 @@ class Registry:
 
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest:
         row = await self.resolve(repository, reference)
+        return StoredManifest(row, await self._manifest_bytes(row))
+
+    async def _manifest_bytes(self, row: ManifestRow) -> bytes:
         data = self.cache.get(row.digest)
         if data is None:
             try:
@@ -208,7 +238,15 @@ class Registry:
             except FileNotFoundError:
                 raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {row.digest} unknown") from None
             self.cache.put(row.digest, data)
-        return StoredManifest(row, data)
+        return data
+
+    async def parsed(self, row: ManifestRow) -> Manifest | None:
+        """A stored manifest read back and parsed; None if its bytes are gone or no
+        longer parse (stored under older rules)."""
+        try:
+            return parse(await self._manifest_bytes(row), row.media_type)
+        except RegistryError:
+            return None
 
     async def delete_manifest(self, repository: str, reference: str) -> None:
         """By digest: the manifest, its tags and its referrers (refused while an index of

@@ -12,6 +12,7 @@ from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
+from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
@@ -44,6 +45,7 @@ class Services:
     trust: ContentTrust
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
+    pulls: PullRecorder
     role: Role = field(default_factory=Role)
 
 

@@ -15,6 +15,7 @@ from tests.auth_support import (
     API,
     PASSWORD,
     Starter,
+    add_member,
     basic,
     create_project,
     create_robot,
@@ -607,12 +608,20 @@ async def test_only_admins_create_and_list_users(client: Client) -> None:
     assert [u["username"] for u in await body_of(admin_list)] == ["admin", "alice"]
 
 
-async def test_search_users_needs_login(client: Client) -> None:
+async def test_search_users_is_for_admins_and_project_admins(client: Client) -> None:
     await create_user(client, "alice")
+    await create_user(client, "bob")
+    await create_project(client, "demo")
+    await add_member(client, "demo", "alice", 1)
 
     found = await body_of(await client.get(f"{API}/users/search?username=ali", headers=basic("alice")))
+    by_admin = await body_of(await client.get(f"{API}/users/search?username=bo", headers=ADMIN))
 
     assert found == [{"user_id": 2, "username": "alice"}]
+    assert by_admin == [{"user_id": 3, "username": "bob"}]
+    await assert_error(
+        await client.get(f"{API}/users/search?username=ali", headers=basic("bob")), 403, "FORBIDDEN"
+    )
     await assert_error(await client.get(f"{API}/users/search?username=ali"), 401, "UNAUTHORIZED")
 
 

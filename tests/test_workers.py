@@ -6,6 +6,8 @@ import asyncio
 import hashlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +116,16 @@ def test_sighup_reaches_every_worker_and_systemd_hears_ready_again(regd: RegdPro
         time.sleep(0.1)
     assert regd.log().count("reloaded:") == 2
     assert regd.stop() == 0
+
+
+def test_building_the_command_line_imports_no_prometheus_client() -> None:
+    """``regd serve`` with workers chooses prometheus_client's multiprocess mode before
+    the first import of it; a subcommand whose module imports the services (and so
+    regd.metrics) while the parser is built would make every worker count in its own
+    memory, and /metrics would show one worker's share."""
+    probe = (
+        "import sys, regd.cli; regd.cli.build_parser(); "
+        "print(sorted(m for m in sys.modules if 'prometheus' in m))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

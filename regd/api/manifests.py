@@ -50,6 +50,8 @@ async def get_manifest(request: web.Request, s: Services, name: str, reference: 
         headers["Content-Length"] = str(row.size)
         headers["Content-Type"] = row.media_type
         return web.Response(status=200, headers=headers)
+    # A pull, as Harbor counts it: a GET that answers the manifest (regd/pulls.py).
+    s.pulls.record(row, None if Digest.is_digest(reference) else reference)
     return web.Response(body=stored.data, headers={**headers, "Content-Type": row.media_type})
 
 

@@ -131,10 +131,12 @@ def _if_cut_off(request: web.Request, task: asyncio.Task[Any], started: float) -
 
 def _config(request: BaseRequest) -> Config | None:
     # The live configuration (SIGHUP replaces it); a request aiohttp failed to parse has
-    # no application behind it.
+    # no application behind it (and ``request.app`` asserts a matched route).
+    if getattr(request, "_match_info", None) is None:
+        return None
     try:
         services: Services = request.app[SERVICES]  # type: ignore[attr-defined]
-    except (AttributeError, KeyError, RuntimeError):
+    except (AttributeError, KeyError, RuntimeError, AssertionError):
         return None
     return services.config
 

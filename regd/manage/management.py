@@ -46,7 +46,7 @@ class Management:
         gc: GCService,
         trust: ContentTrust,
     ) -> Management:
-        project_service = ProjectService(db, config)
+        project_service = ProjectService(db, config, gc.uploads)
         artifact_service = ArtifactService(db, registry)
         return cls(
             db=db,

@@ -32,3 +32,9 @@ async def last_seen(db: Database, digest: str) -> float | None:
 
 async def mark_seen(conn: aiosqlite.Connection, digest: str) -> None:
     await conn.execute("UPDATE blobs SET last_seen = ? WHERE digest = ?", (time.time(), digest))
+
+
+async def exists(conn: aiosqlite.Connection, digest: str) -> bool:
+    """Whether a blob row exists, inside a write transaction."""
+    async with conn.execute("SELECT 1 FROM blobs WHERE digest = ?", (digest,)) as cur:
+        return await cur.fetchone() is not None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 import orjson
 
-from regd.manifests import Manifest, referrer_artifact_type
+from regd.manifests import Descriptor, Manifest, referrer_artifact_type
 from regd.metadata.db import Database, Row, fetchall, fetchone
 
 
@@ -57,39 +59,54 @@ async def by_tag(db: Database, repository: str, tag: str) -> ManifestRow | None:
     return None if row is None else ManifestRow.of(row)
 
 
-async def _absent(conn: aiosqlite.Connection, sql: str, repository_id: int, digests: set[str]) -> list[str]:
+Fetch = Callable[[str, list[Any]], Awaitable[list[Row]]]
+_BLOBS_OF = "SELECT digest FROM repository_blobs WHERE repository_id = {} AND digest IN"
+_CHILDREN_OF = "SELECT digest FROM manifests WHERE repository_id = {} AND digest IN"
+
+
+async def _absent(fetch: Fetch, sql: str, repository: int | str, digests: set[str]) -> list[str]:
     """Which of ``digests`` the query (``... repository_id = ? AND digest IN (...)``) misses."""
     if not digests:
         return []
     wanted = sorted(digests)
-    rows = await fetchall(conn, f"{sql} ({','.join('?' * len(wanted))})", [repository_id, *wanted])
+    rows = await fetch(f"{sql} ({','.join('?' * len(wanted))})", [repository, *wanted])
     present = {r[0] for r in rows}
     return [d for d in wanted if d not in present]
+
+
+async def _missing(fetch: Fetch, repository: int | str, manifest: Manifest, by_id: str) -> list[str]:
+    blobs = {str(d.digest) for d in manifest.blobs if not d.is_foreign}
+    children = {str(d.digest) for d in manifest.children}
+    return [
+        *await _absent(fetch, _BLOBS_OF.format(by_id), repository, blobs),
+        *await _absent(fetch, _CHILDREN_OF.format(by_id), repository, children),
+    ]
 
 
 async def missing_references(conn: aiosqlite.Connection, repository_id: int, manifest: Manifest) -> list[str]:
     """Digests ``manifest`` needs that the repository does not hold, checked inside the
     write transaction that inserts it (so a concurrent sweep cannot slip in between)."""
-    blobs = {str(d.digest) for d in manifest.blobs if not d.is_foreign}
-    children = {str(d.digest) for d in manifest.children}
-    return [
-        *await _absent(
-            conn,
-            "SELECT digest FROM repository_blobs WHERE repository_id = ? AND digest IN",
-            repository_id,
-            blobs,
-        ),
-        *await _absent(
-            conn,
-            "SELECT digest FROM manifests WHERE repository_id = ? AND digest IN",
-            repository_id,
-            children,
-        ),
-    ]
+
+    async def fetch(sql: str, params: list[Any]) -> list[Row]:
+        return await fetchall(conn, sql, params)
+
+    return await _missing(fetch, repository_id, manifest, "?")
 
 
-async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manifest) -> int:
-    """Record ``manifest`` in the repository (idempotent); returns its id."""
+async def missing_references_now(db: Database, repository: str, manifest: Manifest) -> list[str]:
+    """The same, read outside any transaction: a first check before the manifest's bytes
+    are stored (one that fails stores nothing); the one inside the transaction decides."""
+    return await _missing(db.fetchall, repository, manifest, "(SELECT id FROM repositories WHERE name = ?)")
+
+
+async def insert(
+    conn: aiosqlite.Connection,
+    repository_id: int,
+    manifest: Manifest,
+    extra_attrs: dict[str, Any] | None = None,
+) -> int:
+    """Record ``manifest`` in the repository (idempotent); returns its id. ``extra_attrs``:
+    what the management API shows of an image's config (None: not known yet)."""
     digest = str(manifest.digest)
     row = await fetchone(
         conn, "SELECT id FROM manifests WHERE repository_id = ? AND digest = ?", (repository_id, digest)
@@ -98,7 +115,7 @@ async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manif
         return int(row[0])
     cur = await conn.execute(
         "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type, subject, "
-        "annotations, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "annotations, pushed_at, extra_attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             repository_id,
             digest,
@@ -108,6 +125,7 @@ async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manif
             str(manifest.subject.digest) if manifest.subject else None,
             orjson.dumps(manifest.annotations).decode() if manifest.annotations else None,
             time.time(),
+            None if extra_attrs is None else orjson.dumps(extra_attrs).decode(),
         ),
     )
     manifest_id = cur.lastrowid
@@ -118,10 +136,17 @@ async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manif
         [(manifest_id, str(d.digest), d.media_type, d.size, int(d.is_foreign)) for d in manifest.blobs],
     )
     await conn.executemany(
-        "INSERT OR IGNORE INTO manifest_children (parent_id, child_digest) VALUES (?, ?)",
-        [(manifest_id, str(d.digest)) for d in manifest.children],
+        "INSERT OR IGNORE INTO manifest_children (parent_id, child_digest, descriptor) VALUES (?, ?, ?)",
+        [(manifest_id, str(d.digest), child_descriptor(d)) for d in manifest.children],
     )
     return manifest_id
+
+
+def child_descriptor(child: Descriptor) -> str:
+    """What the management API lists of an index entry (Harbor's ``references``), as JSON."""
+    return orjson.dumps(
+        {"platform": child.platform, "annotations": child.annotations, "urls": list(child.urls) or None}
+    ).decode()
 
 
 async def set_tag(conn: aiosqlite.Connection, repository_id: int, tag: str, manifest_id: int) -> None:

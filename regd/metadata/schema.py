@@ -13,7 +13,12 @@ The tables and the edges a garbage collector walks:
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
-Content trust: projects --< trust_anchors (keys and certificates signatures must verify against).
+Artifact details (migration 4): manifests.extra_attrs (what Harbor shows of an image's
+config, JSON; NULL until known), manifest_children.descriptor (an index entry's platform,
+annotations and urls, JSON), tags.pulled_at (manifests.pulled_at and
+repositories.pull_count are from migration 1).
+Content trust (after those): projects --< trust_anchors (keys and certificates that
+signatures must verify against).
 """
 
 from __future__ import annotations
@@ -175,6 +180,41 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     );
+    """,
+    # Harbor's artifact details (issue 12 item 4): extra_attrs is written at manifest PUT
+    # (or, for manifests pushed before, the first time the API lists them); the pull
+    # columns by regd/pulls.py in batches.
+    """
+    ALTER TABLE manifests ADD COLUMN extra_attrs TEXT;
+    ALTER TABLE manifest_children ADD COLUMN descriptor TEXT;
+    ALTER TABLE tags ADD COLUMN pulled_at REAL;
+    """,
+    # Upload sessions name the account that opened them, so that open sessions can be
+    # capped per account and per repository (issue 15 item 9).
+    """
+    ALTER TABLE uploads ADD COLUMN account TEXT NOT NULL DEFAULT '';
+    CREATE INDEX uploads_repository ON uploads(repository);
+    CREATE INDEX uploads_account ON uploads(account);
+    """,
+    # The login throttle's failure counts and locks, and the addresses each account
+    # logged in from, shared by every worker process and kept across restarts.
+    """
+    CREATE TABLE login_failures (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        last_failure REAL NOT NULL,
+        locked_until REAL NOT NULL,
+        lockouts INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX login_failures_last ON login_failures(last_failure);
+
+    CREATE TABLE login_trusted (
+        username TEXT NOT NULL,
+        address TEXT NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (username, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX login_trusted_until ON login_trusted(until);
     """,
     # Content trust (issue 10): per-project trust anchors that signatures verify against.
     """

@@ -36,12 +36,22 @@ class UploadRow:
         )
 
 
-async def create(conn: aiosqlite.Connection, upload_id: str, repository: str) -> None:
+async def create(conn: aiosqlite.Connection, upload_id: str, repository: str, account: str = "") -> None:
     now = time.time()
     await conn.execute(
-        "INSERT INTO uploads (id, repository, state, size, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)",
-        (upload_id, repository, UploadState.ACTIVE.value, now, now),
+        "INSERT INTO uploads (id, repository, account, state, size, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, 0, ?, ?)",
+        (upload_id, repository, account, UploadState.ACTIVE.value, now, now),
     )
+
+
+async def open_count(conn: aiosqlite.Connection, column: str, value: str) -> int:
+    """Sessions open for one ``repository`` or ``account``, inside the write transaction
+    that would open one more (so two processes cannot both take the last place)."""
+    assert column in ("repository", "account")
+    async with conn.execute(f"SELECT count(*) FROM uploads WHERE {column} = ?", (value,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def get(db: Database, upload_id: str) -> UploadRow | None:

@@ -27,10 +27,11 @@ class BlobStore:
     async def size(self, digest: Digest) -> int | None:
         return await fsio.run(fsio.size_sync, self.path(digest))
 
-    async def place(self, src: Path, digest: Digest) -> None:
+    async def place(self, src: Path, digest: Digest) -> bool:
         """Publish a fully written file as ``digest`` (fsync, hard link, fsync dir);
-        ``src`` stays until the caller's metadata transaction is done with it."""
-        await fsio.run(fsio.link_sync, src, self.path(digest), self.fsync)
+        ``src`` stays until the caller's metadata transaction is done with it. Whether
+        the file is new (False: the blob's file was there already)."""
+        return await fsio.run(fsio.link_sync, src, self.path(digest), self.fsync)
 
     async def confirm(self, src: Path, digest: Digest) -> None:
         """Inside the transaction that records the blob: make sure the file is still
@@ -49,6 +50,10 @@ class BlobStore:
 
     async def read(self, digest: Digest) -> bytes:
         return await fsio.run(fsio.read_file_sync, self.path(digest))
+
+    async def read_small(self, digest: Digest, limit: int) -> bytes | None:
+        """A blob's bytes if it holds at most ``limit`` of them, else None."""
+        return await fsio.run(fsio.read_at_most_sync, self.path(digest), limit)
 
     async def move_to_trash(self, digest: Digest) -> Path | None:
         """Take a blob out of the store (atomic rename); None when it was not there."""

@@ -21,6 +21,8 @@ from typing import TypeVar
 T = TypeVar("T")
 
 READ_SIZE = 1 << 20
+# The data directory is its user's only: 0700 directories, 0600 files (``cli.main``).
+PRIVATE_UMASK = 0o077
 
 
 async def run(fn: Callable[..., T], *args: object) -> T:
@@ -37,7 +39,27 @@ def _fsync_dir(path: Path) -> None:
 
 def makedirs_sync(*paths: Path) -> None:
     for path in paths:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def make_private_sync(root: Path) -> None:
+    """The data directory 0700, and the files and directories at its top and in
+    ``auth/`` (the database, its -wal and -shm, keys) 0600/0700, whatever made them:
+    a data directory created by an older regd under umask 022 is closed at start. The
+    blob tree below needs no walk: nobody else can enter the directory."""
+    os.chmod(root, 0o700)
+    for directory in (root, root / "auth"):
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            try:
+                os.chmod(entry.path, 0o700 if entry.is_dir() else 0o600)
+            except FileNotFoundError:
+                continue
 
 
 def size_sync(path: Path) -> int | None:
@@ -100,6 +122,13 @@ def read_file_sync(path: Path) -> bytes:
         return f.read()
 
 
+def read_at_most_sync(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than ``limit``."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
 def truncate_sync(path: Path, size: int) -> None:
     os.truncate(path, size)
 
@@ -124,11 +153,12 @@ def rename_sync(src: Path, dest: Path) -> bool:
     return True
 
 
-def link_sync(src: Path, dest: Path, fsync: bool) -> None:
+def link_sync(src: Path, dest: Path, fsync: bool) -> bool:
     """Make ``dest`` a second name of the fully written ``src`` (kept): fsync the data,
     hard-link (atomic; an existing ``dest`` already holds the same content), fsync the
     directory. Used instead of rename so that the source survives until the metadata
-    transaction that publishes the blob has checked the link is still there."""
+    transaction that publishes the blob has checked the link is still there. Whether
+    this call made ``dest`` (False: it was there)."""
     if fsync:
         fd = os.open(src, os.O_RDONLY)
         try:
@@ -138,15 +168,16 @@ def link_sync(src: Path, dest: Path, fsync: bool) -> None:
     try:
         os.link(src, dest)
     except FileExistsError:
-        return
+        return False
     except FileNotFoundError:
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, dest)
         except FileExistsError:
-            return
+            return False
     if fsync:
         _fsync_dir(dest.parent)
+    return True
 
 
 def exists_sync(path: Path) -> bool:

@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiosqlite
 from aiohttp import StreamReader
 
 from regd.digest import Digest
@@ -48,10 +49,21 @@ class _RunningHash:
 
 
 class UploadService:
-    def __init__(self, db: Database, store: BlobStore, layout: Layout) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        layout: Layout,
+        max_per_repository: int = 0,
+        max_per_account: int = 0,
+    ) -> None:
         self.db = db
         self.store = store
         self.layout = layout
+        # Open sessions allowed per repository and per account (0: no limit). Each is a
+        # directory, a row and a running hash until it ends or expires.
+        self.max_per_repository = max_per_repository
+        self.max_per_account = max_per_account
         self._hashes: dict[str, _RunningHash] = {}
 
     # -- lookups ---------------------------------------------------------------
@@ -65,6 +77,19 @@ class UploadService:
         if row is None or row.repository != repository:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id[:64]!r} unknown")
         return row
+
+    async def _check_room(self, conn: aiosqlite.Connection, repository: str, account: str) -> None:
+        limits = [("repository", repository, self.max_per_repository)]
+        if account:
+            limits.append(("account", account, self.max_per_account))
+        for column, value, limit in limits:
+            if limit and await upload_rows.open_count(conn, column, value) >= limit:
+                raise RegistryError(
+                    ErrorCode.TOOMANYREQUESTS,
+                    f"too many open upload sessions for {column} {value} (at most {limit}): "
+                    "finish or cancel some, or wait until they expire",
+                    headers={"Retry-After": "60"},
+                )
 
     def range_headers(self, repository: str, upload_id: str, size: int) -> dict[str, str]:
         # Docker's Range is inclusive; an empty session reports 0-0 (spec, "Pushing a blob in chunks").
@@ -81,11 +106,18 @@ class UploadService:
 
     # -- transitions -----------------------------------------------------------
 
-    async def start(self, repository: str) -> UploadRow:
+    async def start(self, repository: str, account: str = "") -> UploadRow:
+        """A new session; TOOMANYREQUESTS when the repository or the account already has
+        as many open as allowed."""
         upload_id = secrets.token_hex(16)
         await fsio.run(fsio.makedirs_sync, self.layout.upload_dir(upload_id))
-        async with self.db.transaction(bump=False) as conn:
-            await upload_rows.create(conn, upload_id, repository)
+        try:
+            async with self.db.transaction(bump=False) as conn:
+                await self._check_room(conn, repository, account)
+                await upload_rows.create(conn, upload_id, repository, account)
+        except BaseException:
+            await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
+            raise
         self._hashes[upload_id] = _RunningHash(0, hashlib.sha256())
         return await self.get(repository, upload_id)
 
@@ -222,7 +254,9 @@ class UploadService:
                 await blob_rows.upsert(conn, str(digest), row.size)
                 repository_id = await repositories.ensure(conn, row.repository)
                 await repositories.link_blob(conn, repository_id, str(digest))
-                await upload_rows.transition(conn, row.id, UploadEvent.COMMITTED)
+                if await upload_rows.transition(conn, row.id, UploadEvent.COMMITTED) is None:
+                    # Removed meanwhile (its project was deleted): link nothing.
+                    raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {row.id} was removed")
                 await upload_rows.delete(conn, row.id)
         except RegistryError:
             raise
@@ -251,6 +285,11 @@ class UploadService:
     async def _remove_data(self, upload_id: str) -> None:
         self._hashes.pop(upload_id, None)
         await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
+
+    async def discard(self, upload_ids: list[str]) -> None:
+        """Delete the files of sessions whose rows are gone already."""
+        for upload_id in upload_ids:
+            await self._remove_data(upload_id)
 
     async def cancel(self, row: UploadRow) -> None:
         async with self.db.transaction(bump=False) as conn:
