@@ -282,16 +282,23 @@ def test_with_auth_on_a_revoked_admin_flag_is_seen_at_once_by_every_worker(tmp_p
         regd.close()
 
 
-def test_building_the_command_line_imports_no_prometheus_client() -> None:
+def test_serve_decides_the_worker_count_before_importing_prometheus_client(tmp_path: Path) -> None:
     """``regd serve`` with workers chooses prometheus_client's multiprocess mode before
-    the first import of it; a subcommand whose module imports the services (and so
-    regd.metrics) while the parser is built would make every worker count in its own
-    memory, and /metrics would show one worker's share."""
-    probe = (
-        "import sys, regd.cli; regd.cli.build_parser(); "
-        "print(sorted(m for m in sys.modules if 'prometheus' in m))"
+    the first import of it. Anything on the way there that imports regd.metrics (a
+    subcommand's module while the parser is built, a package imported to check a
+    setting) makes every worker count in its own memory, and /metrics shows one
+    worker's share. The probe walks that way with every scheduled setting set."""
+    config = tmp_path / "regd.toml"
+    config.write_text(
+        f'[server]\nworkers = 2\n[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[scrub]\nschedule = "0 0 3 * * *"\n'
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    probe = (
+        "import sys, regd.cli as c; a = c.build_parser().parse_args(['serve', '-c', sys.argv[1]]); "
+        "c.worker_count(c._config(a)); print(sorted(m for m in sys.modules if 'prometheus' in m))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
 
 
