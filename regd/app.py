@@ -12,14 +12,17 @@ from aiohttp import web
 
 from regd.api import connections, middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
+from regd.api.harbor import scrub as harbor_scrub
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
+from regd.datadir import check_database_present
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
 from regd.pulls import PullRecorder
 from regd.registry import Registry
+from regd.scrub import ScrubService
 from regd.services import SERVICES, Role, Services
 from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
@@ -61,6 +64,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         trust=trust,
         gc=gc,
         manage=Management.build(config, db, accounts, registry, gc, trust),
+        scrub=ScrubService(config, db, store),
         pulls=PullRecorder(db),
         role=role or Role(),
     )
@@ -83,22 +87,27 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="regd-io"))
     await services.store.prepare()
-    await services.db.open()
+    if services.role.startup_recovery:
+        await fsio.run(check_database_present, services.layout)
+    await services.db.open(check=services.role.startup_recovery)
     await fsio.run(fsio.make_private_sync, services.layout.root)
     if services.role.startup_recovery:
         recovered = await services.uploads.recover()
         if recovered:
             log.info("%d upload sessions cut off by the last stop can resume", recovered)
-    janitor = asyncio.create_task(_janitor(services)) if services.role.background else None
+    background = (
+        [asyncio.create_task(_janitor(services)), asyncio.create_task(services.scrub.scheduler())]
+        if services.role.background
+        else []
+    )
     # Every process counts its own pulls and writes them (regd/pulls.py).
-    pulls = asyncio.create_task(services.pulls.run(services.config.server.pull_flush_interval))
+    background.append(asyncio.create_task(services.pulls.run(services.config.server.pull_flush_interval)))
     try:
         yield
     finally:
-        for task in (janitor, pulls):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         try:
             await services.pulls.flush()
         except Exception:
@@ -115,4 +124,5 @@ def create_app(config: Config, services: Services | None = None, role: Role | No
     setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
     observe.setup(app)  # /metrics, /api/v2.0/health, X-Request-Id
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
+    harbor_scrub.setup(app)  # /api/v2.0/system/scrub
     return app

@@ -14,6 +14,7 @@ from regd.manage import Management
 from regd.metadata.db import Database
 from regd.pulls import PullRecorder
 from regd.registry import Registry
+from regd.scrub import ScrubService
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.trust.service import ContentTrust
@@ -26,7 +27,7 @@ class Role:
     ``[server] workers = 1`` the one process does everything. With more, the supervisor
     does the start-up recovery once before the workers exist (a worker that did it could
     reset an upload session a sibling is receiving), and only worker 0 runs the
-    background tasks (upload janitor, GC scheduler)."""
+    background tasks (upload janitor, GC and scrub schedulers)."""
 
     startup_recovery: bool = True
     background: bool = True
@@ -45,6 +46,7 @@ class Services:
     trust: ContentTrust
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
+    scrub: ScrubService
     pulls: PullRecorder
     role: Role = field(default_factory=Role)
 

@@ -16,9 +16,13 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
 
 READ_SIZE = 1 << 20
 # The data directory is its user's only: 0700 directories, 0600 files (``cli.main``).
@@ -88,7 +92,7 @@ SYNC_FILE_RANGE_WRITE = 2
 
 
 def write_and_hash_sync(
-    fd: int, hasher: hashlib._Hash | None, chunks: list[bytes], start_writeback: bool = False
+    fd: int, hasher: Hasher | None, chunks: list[bytes], start_writeback: bool = False
 ) -> None:
     """Append chunks to an open upload file (one writev) and feed them to the running hash;
     with ``start_writeback``, have the kernel start writing them to the disk now."""
@@ -109,12 +113,23 @@ def write_and_hash_sync(
 def hash_file_sync(path: Path, algorithm: str) -> str:
     """Hash a whole file from disk (the upload's hash state did not survive)."""
     hasher = hashlib.new(algorithm)
+    read_through_sync(path, hasher)
+    return hasher.hexdigest()
+
+
+def read_through_sync(path: Path, hasher: Hasher, pace: Callable[[int], None] | None = None) -> int:
+    """Feed a whole file to ``hasher`` in READ_SIZE pieces, calling ``pace(n)`` after
+    each (a scrub's rate limit); the bytes read. FileNotFoundError when it is gone."""
+    total = 0
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(READ_SIZE)
         view = memoryview(buf)
         while n := f.readinto(buf):
             hasher.update(view[:n])
-    return hasher.hexdigest()
+            total += n
+            if pace is not None:
+                pace(n)
+    return total
 
 
 def read_file_sync(path: Path) -> bytes:

@@ -9,7 +9,8 @@ missing or stale, the commit re-hashes the file (hashlib states cannot be saved)
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import logging
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import aiosqlite
 from aiohttp import StreamReader
 
-from regd.digest import Digest
+from regd.digest import ContentHash, Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import blobs as blob_rows
 from regd.metadata import repositories
@@ -32,6 +33,8 @@ from regd.uploads.state import UploadEvent, UploadState
 # Bytes gathered on the loop before one hand-off to a thread (write + hash). Two such
 # buffers per upload at most: one filling, one in the thread. Bounded memory per upload.
 BUFFER_SIZE = 256 * 1024
+log = logging.getLogger("regd")
+
 # writev takes at most IOV_MAX (1024) pieces; a client that trickles tiny chunks is
 # handed off sooner.
 MAX_CHUNKS = 512
@@ -45,7 +48,7 @@ class _Progress:
 @dataclass
 class _RunningHash:
     size: int
-    hasher: hashlib._Hash
+    hasher: ContentHash  # sha256 and xxh3-128, in the same pass
 
 
 class UploadService:
@@ -65,6 +68,8 @@ class UploadService:
         self.max_per_repository = max_per_repository
         self.max_per_account = max_per_account
         self._hashes: dict[str, _RunningHash] = {}
+        # Sessions a request of this process is writing or committing right now.
+        self._busy: set[str] = set()
 
     # -- lookups ---------------------------------------------------------------
 
@@ -118,7 +123,7 @@ class UploadService:
         except BaseException:
             await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
             raise
-        self._hashes[upload_id] = _RunningHash(0, hashlib.sha256())
+        self._hashes[upload_id] = _RunningHash(0, ContentHash())
         return await self.get(repository, upload_id)
 
     async def append(
@@ -140,9 +145,7 @@ class UploadService:
                     ErrorCode.SIZE_INVALID,
                     f"Content-Length {content_length} does not match range {start}-{end}",
                 )
-        async with self.db.transaction(bump=False) as conn:
-            began = await upload_rows.transition(conn, row.id, UploadEvent.BEGIN_WRITE, expect_size=row.size)
-        if began is None:
+        if not await self._take(row, UploadEvent.BEGIN_WRITE):
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request or has moved on")
         progress = _Progress()
@@ -151,7 +154,10 @@ class UploadService:
         finally:
             # Shielded: a client that went away cancels the handler, and the session must
             # still leave RECEIVING with the size of what reached the disk.
-            await asyncio.shield(self._end_write(row, expected, progress))
+            try:
+                await asyncio.shield(self._end_write(row, expected, progress))
+            finally:
+                self._busy.discard(row.id)
         if expected is not None and progress.written != expected:
             raise RegistryError(
                 ErrorCode.SIZE_INVALID, f"chunk of {progress.written} bytes, range said {expected}"
@@ -182,7 +188,7 @@ class UploadService:
         thread; ``progress.written`` counts the bytes on disk, also when this fails."""
         running = self._hashes.pop(row.id, None)
         if running is None and row.size == 0:
-            running = _RunningHash(0, hashlib.sha256())
+            running = _RunningHash(0, ContentHash())
         hasher = running.hasher if running is not None and running.size == row.size else None
         fd = await fsio.run(fsio.open_for_append_sync, self.layout.upload_data(row.id), row.size)
         loop = asyncio.get_running_loop()
@@ -215,7 +221,7 @@ class UploadService:
     async def _flush(
         self,
         fd: int,
-        hasher: hashlib._Hash | None,
+        hasher: ContentHash | None,
         pending: asyncio.Future[None] | None,
         pending_len: int,
         buf: list[bytes],
@@ -233,16 +239,49 @@ class UploadService:
         finally:
             await fsio.run(fsio.close_sync, fd)
 
+    async def _take(self, row: UploadRow, event: UploadEvent) -> bool:
+        """Move the session into RECEIVING or COMMITTING for this request (the row is the
+        lock). A session left held by a request that can no longer let go of it is
+        reclaimed first: one of this process whose release failed (a full disk refused
+        the write), or one of a process that is gone."""
+        for attempt in range(2):
+            async with self.db.transaction(bump=False) as conn:
+                state = await upload_rows.transition(conn, row.id, event, expect_size=row.size)
+            if state is not None:
+                self._busy.add(row.id)
+                return True
+            if attempt or not await self._reclaim(row.id):
+                return False
+        return False
+
+    async def _reclaim(self, upload_id: str) -> bool:
+        current = await upload_rows.get(self.db, upload_id)
+        if current is None or current.state not in upload_rows.HELD or current.writer_pid is None:
+            return False
+        pid = current.writer_pid
+        orphaned = upload_id not in self._busy if pid == os.getpid() else not _alive(pid)
+        if not orphaned:
+            return False
+        async with self.db.transaction(bump=False) as conn:
+            state = await upload_rows.transition(conn, upload_id, UploadEvent.RECOVER, expect_writer=pid)
+        if state is not None:
+            log.warning("upload %s: reclaimed from a writer that let go of it (pid %d)", upload_id, pid)
+        return state is not None
+
     async def commit(self, row: UploadRow, digest: Digest) -> int:
         """Check the bytes against ``digest`` and store them as a blob of the repository."""
-        async with self.db.transaction(bump=False) as conn:
-            state = await upload_rows.transition(conn, row.id, UploadEvent.COMMIT, expect_size=row.size)
-        if state is None:
+        if not await self._take(row, UploadEvent.COMMIT):
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request")
+        try:
+            return await self._commit(row, digest)
+        finally:
+            self._busy.discard(row.id)
+
+    async def _commit(self, row: UploadRow, digest: Digest) -> int:
         data = self.layout.upload_data(row.id)
         try:
-            actual = await self._digest_of(row, data, digest.algorithm)
+            actual, xxh3 = await self._digest_of(row, data, digest.algorithm)
             if actual != digest.hex:
                 await self._finish(row, UploadEvent.REJECT)
                 raise RegistryError(
@@ -251,7 +290,7 @@ class UploadService:
             await self.store.place(data, digest)
             async with self.db.transaction(bump=False) as conn:
                 await self.store.confirm(data, digest)
-                await blob_rows.upsert(conn, str(digest), row.size)
+                await blob_rows.upsert(conn, str(digest), row.size, xxh3)
                 repository_id = await repositories.ensure(conn, row.repository)
                 await repositories.link_blob(conn, repository_id, str(digest))
                 if await upload_rows.transition(conn, row.id, UploadEvent.COMMITTED) is None:
@@ -267,14 +306,17 @@ class UploadService:
         await self._remove_data(row.id)
         return row.size
 
-    async def _digest_of(self, row: UploadRow, data: Path, algorithm: str) -> str:
+    async def _digest_of(self, row: UploadRow, data: Path, algorithm: str) -> tuple[str, str]:
+        """The upload's digest in ``algorithm`` and its xxh3-128 checksum."""
         running = self._hashes.pop(row.id, None)
         if algorithm == "sha256" and running is not None and running.size == row.size:
-            return running.hasher.hexdigest()
+            return running.hasher.digest.hexdigest(), running.hasher.xxh3.hexdigest()
         size = await fsio.run(fsio.size_sync, data)
         if size is not None and size > row.size:
             await fsio.run(fsio.truncate_sync, data, row.size)
-        return await fsio.run(fsio.hash_file_sync, data, algorithm)
+        hasher = ContentHash(algorithm)
+        await fsio.run(fsio.read_through_sync, data, hasher)
+        return hasher.digest.hexdigest(), hasher.xxh3.hexdigest()
 
     async def _finish(self, row: UploadRow, event: UploadEvent) -> None:
         async with self.db.transaction(bump=False) as conn:
@@ -331,3 +373,14 @@ class UploadService:
             if mtime is not None and mtime < now - max_age:
                 await self._remove_data(name)
         return count
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
