@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.prerequisites import regd_only
 from tests.trust_support import Artifact, cosign_layer, cosign_tag_signature, ec_key, image, public_pem
 
 from .accounts import Api
@@ -34,7 +35,7 @@ REFUSED = "The image is not signed by cosign."
 @pytest.fixture(scope="module")
 def server(regd_server: ServerFactory, target: Target) -> RegistryServer:
     if target is not Target.REGD:
-        pytest.skip("content trust is regd's (and Harbor's), not distribution's")
+        regd_only("content trust is regd's (and Harbor's), not distribution's")
     return regd_server()
 
 
