@@ -15,7 +15,7 @@ import pytest
 from tests.regd_process import RegdProcess
 from tests.security_support import ADMIN, ADMIN_PASSWORD, Api, session_from, start_regd
 
-HEADER_TIMEOUT = 2.0
+HEADER_TIMEOUT = 5.0  # long enough that all 30 connections are open before the first is cut
 BODY_TIMEOUT = 2.0
 PER_ADDRESS = 20
 DEADLINE = 30.0  # polls give up after this; the limits above are what is asserted

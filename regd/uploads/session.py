@@ -38,6 +38,8 @@ log = logging.getLogger("regd")
 # writev takes at most IOV_MAX (1024) pieces; a client that trickles tiny chunks is
 # handed off sooner.
 MAX_CHUNKS = 512
+# Running hashes kept per process (each a few hundred bytes).
+MAX_RUNNING = 10_000
 
 
 @dataclass
@@ -96,6 +98,14 @@ class UploadService:
                     headers={"Retry-After": "60"},
                 )
 
+    def _keep_hash(self, upload_id: str, running: _RunningHash) -> None:
+        """Remember a session's running hash, forgetting the oldest beyond MAX_RUNNING:
+        sessions another worker expired never come back here, and a forgotten hash only
+        means the commit re-hashes the file."""
+        self._hashes[upload_id] = running
+        while len(self._hashes) > MAX_RUNNING:
+            del self._hashes[next(iter(self._hashes))]
+
     def range_headers(self, repository: str, upload_id: str, size: int) -> dict[str, str]:
         # Docker's Range is inclusive; an empty session reports 0-0 (spec, "Pushing a blob in chunks").
         return {
@@ -123,7 +133,7 @@ class UploadService:
         except BaseException:
             await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
             raise
-        self._hashes[upload_id] = _RunningHash(0, ContentHash())
+        self._keep_hash(upload_id, _RunningHash(0, ContentHash()))
         return await self.get(repository, upload_id)
 
     async def append(
@@ -216,7 +226,7 @@ class UploadService:
         finally:
             await asyncio.shield(self._flush(fd, hasher, pending, pending_len, buf, progress))
             if hasher is not None:
-                self._hashes[row.id] = _RunningHash(row.size + progress.written, hasher)
+                self._keep_hash(row.id, _RunningHash(row.size + progress.written, hasher))
 
     async def _flush(
         self,
