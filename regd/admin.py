@@ -1,5 +1,5 @@
 """``regd project create``, ``regd user add|passwd``, ``regd member add``, ``regd robot
-create``: everyday access administration without curl.
+create``, ``regd trust add|list|remove``: everyday administration without curl.
 
 They act on the data directory directly (the same configuration loading as ``serve``),
 through the management services the API calls (``regd.manage``), as a system
@@ -16,17 +16,22 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from regd.auth import passwords
 from regd.auth.roles import Role
 from regd.config import Config
 from regd.errors import ErrorCode, RegistryError
-from regd.manage import Actor, Management
-from regd.manage.projects import check_project_name
-from regd.manage.users import check_password, check_username
+from regd.numbers import parse_uint
 
-Command = Callable[[argparse.Namespace, Management, Actor], Awaitable[None]]
+if TYPE_CHECKING:
+    # Imported when a command runs, not when ``regd`` builds its parser: the services
+    # import regd.metrics, whose prometheus_client must be imported only after
+    # ``regd serve`` has chosen its multiprocess mode (regd/cli.py).
+    from regd.manage import Actor, Management
+
+Command = Callable[[argparse.Namespace, "Management", "Actor"], Awaitable[None]]
 
 
 class CommandError(Exception):
@@ -73,10 +78,14 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password from standard input (``--password-stdin``), else a generated one."""
     if not args.password_stdin:
         return passwords.generate_secret(20), True
+    from regd.manage.users import check_password
+
     return check_password(sys.stdin.readline().rstrip("\r\n")), False
 
 
 async def project_create(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage.projects import check_project_name
+
     name = check_project_name(args.name)
     with _conflict(f"project {name} already exists"):
         await manage.projects.create(operator, name, {"public": "true" if args.public else "false"})
@@ -84,6 +93,8 @@ async def project_create(args: argparse.Namespace, manage: Management, operator:
 
 
 async def user_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage.users import check_username
+
     name = check_username(args.name)
     password, generated = _password(args)
     with _conflict(f"user {name} already exists"):
@@ -105,7 +116,8 @@ async def user_passwd(args: argparse.Namespace, manage: Management, operator: Ac
 
 async def member_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     project = await manage.projects.find(args.project, by_name=True)
-    role = Role.parse(int(args.role) if args.role.isdigit() else args.role)
+    number = parse_uint(args.role)
+    role = Role.parse(number if number is not None else args.role)
     if role is None:
         names = ", ".join(r.harbor_name for r in Role)
         raise CommandError(f"unknown role {args.role!r}; one of {names} (or 1-5)")
@@ -126,12 +138,41 @@ async def robot_create(args: argparse.Namespace, manage: Management, operator: A
     print("expires: never" if robot.expires_at == -1 else f"expires: {expires}")
 
 
+async def trust_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    """A trust anchor from a PEM file (``-``: standard input)."""
+    from regd.manage import trust
+
+    project = await manage.projects.find(args.project, by_name=True)
+    try:
+        pem = sys.stdin.read() if args.file == "-" else await asyncio.to_thread(Path(args.file).read_text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read {args.file}: {e}") from None
+    anchor = trust.parse_anchor(args.name, args.kind, pem)
+    await manage.trust.add_anchor(operator, project, anchor)
+    print(f"added {anchor.kind.value} trust anchor {anchor.name} to {project.name}: {trust.describe(anchor)}")
+
+
+async def trust_list(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage import trust
+
+    project = await manage.projects.find(args.project, by_name=True)
+    for row in await manage.trust.anchors(operator, project):
+        anchor = row.anchor
+        print(f"{anchor.name}\t{anchor.kind.value}\t{trust.fingerprint(anchor)}\t{trust.describe(anchor)}")
+
+
+async def trust_remove(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
+    await manage.trust.remove_anchor(operator, project, args.name)
+    print(f"removed trust anchor {args.name} from {project.name}")
+
+
 def add_commands(
     sub: Any,
     common: Callable[[argparse.ArgumentParser], None],
     config_of: Callable[[argparse.Namespace], Config],
 ) -> None:
-    """Add ``project``, ``user``, ``member`` and ``robot`` to the ``regd`` parser."""
+    """Add ``project``, ``user``, ``member``, ``robot`` and ``trust`` to the ``regd`` parser."""
 
     def command(group: Any, name: str, help: str, run: Command) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = group.add_parser(name, help=help)
@@ -168,3 +209,15 @@ def add_commands(
     p.add_argument("--delete", action="store_true", help="may delete manifests")
     p.add_argument("--days", type=int, help="expires after this many days (default: never)")
     p.add_argument("--description", default="", help="a note on what the robot is for")
+
+    trust_group = group("trust", "manage a project's content-trust anchors")
+    p = command(trust_group, "add", "trust a cosign public key or an X.509 CA for a project", trust_add)
+    p.add_argument("project")
+    p.add_argument("name")
+    p.add_argument("file", help="PEM file ('-': standard input)")
+    p.add_argument("--kind", required=True, choices=("cosign-key", "x509-ca"))
+    p = command(trust_group, "list", "list a project's trust anchors", trust_list)
+    p.add_argument("project")
+    p = command(trust_group, "remove", "remove a trust anchor", trust_remove)
+    p.add_argument("project")
+    p.add_argument("name")

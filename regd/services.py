@@ -15,8 +15,10 @@ from regd.manage import Management
 from regd.metadata.db import Database
 from regd.pulls import PullRecorder
 from regd.registry import Registry
+from regd.scrub import ScrubService
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
+from regd.trust.service import ContentTrust
 from regd.uploads.session import UploadService
 
 
@@ -26,7 +28,7 @@ class Role:
     ``[server] workers = 1`` the one process does everything. With more, the supervisor
     does the start-up recovery once before the workers exist (a worker that did it could
     reset an upload session a sibling is receiving), and only worker 0 runs the
-    background tasks (upload janitor, GC scheduler)."""
+    background tasks (upload janitor, GC and scrub schedulers)."""
 
     startup_recovery: bool = True
     background: bool = True
@@ -42,9 +44,11 @@ class Services:
     uploads: UploadService
     authorizer: Authorizer
     accounts: Accounts
+    trust: ContentTrust
     sessions: Sessions  # browser sessions (web pages, and the API with a cookie)
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
+    scrub: ScrubService
     pulls: PullRecorder
     role: Role = field(default_factory=Role)
 
@@ -57,5 +61,6 @@ REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
 # Who made the request (the access log's user): set by whatever authenticates it, the
 # /v2 dispatcher or the /api/v2.0 handlers.
 USER: web.RequestKey[str] = web.RequestKey("user", str)
-# Who the /v2 dispatcher let through and what it was granted (a mount's source, say).
+# Who the /v2 dispatcher let through and what it was granted (a mount's source, say; for
+# content trust's signer exemption, all the caller holds on the repository).
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)

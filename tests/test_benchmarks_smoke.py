@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
-
-import pytest
 
 from benchmarks import procstat, report, run
 from benchmarks.workloads import Measurement
-
-needs_cargo = pytest.mark.skipif(
-    shutil.which("cargo") is None and os.environ.get("CI") != "true",
-    reason="cargo builds the load generator",
-)
+from tests.prerequisites import require_tool
 
 
-@needs_cargo
 def test_tiny_run_against_null_registry_writes_every_workload(tmp_path: Path) -> None:
+    require_tool("cargo")  # builds the load generator
     markdown = tmp_path / "RESULTS.md"
     status = run.main(
         [
@@ -107,3 +100,14 @@ def test_cpu_and_rss_of_this_process_are_read_from_proc() -> None:
     usage = monitor.stop()
     assert usage.cpu_seconds >= 0
     assert usage.peak_rss_bytes > 1 << 20
+
+
+def test_trust_bench_runs_with_the_policy_holding() -> None:
+    """benchmarks/trust_bench.py: its set-up checks that the trusted project refuses an
+    unsigned image and serves the signed one; a tiny run measures both projects."""
+    from benchmarks import trust_bench
+
+    require_tool("cargo")  # builds the load generator
+    text = trust_bench.main(["--rounds", "1", "--seconds", "0.3", "--concurrency", "2"])
+    rows = [line for line in text.splitlines() if line.startswith("| GET ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| GET by tag", "| GET by digest"]

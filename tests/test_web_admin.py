@@ -17,7 +17,7 @@ from tests.auth_support import (
     Starter,
     basic,
     create_user,
-    push_image,
+    push_image_as,
     starter,
 )
 from tests.conftest import Client
@@ -65,7 +65,7 @@ async def test_only_system_administrators_open_the_administration(start: Starter
 
 async def test_gc_now_frees_a_deleted_tag_and_shows_the_run_with_its_log(admin: tuple[Client, str]) -> None:
     client, csrf = admin
-    await push_image(client, "library/app", "v1", ADMIN)
+    await push_image_as(client, "library/app", "v1", ADMIN)
     resp = await client.delete(f"{API}/projects/library/repositories/app", headers=ADMIN)
     assert resp.status == 200
 
@@ -87,7 +87,7 @@ async def test_dry_run_is_recorded_as_such_and_frees_nothing(
     admin: tuple[Client, str], data_dir: Path
 ) -> None:
     client, csrf = admin
-    await push_image(client, "library/app", "v1", ADMIN)
+    await push_image_as(client, "library/app", "v1", ADMIN)
     await client.delete(f"{API}/projects/library/repositories/app", headers=ADMIN)
     blobs_before = sorted(p.name for p in (data_dir / "blobs").rglob("*") if p.is_file())
 

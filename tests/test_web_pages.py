@@ -19,7 +19,7 @@ from tests.auth_support import (
     basic,
     create_project,
     create_user,
-    push_image,
+    push_image_as,
     setup_roles,
     starter,
 )
@@ -133,7 +133,7 @@ async def test_projects_are_searched_and_paged(start: Starter) -> None:
 
 
 async def test_a_projects_repositories_with_counts_and_push_hint(demo: Client) -> None:
-    await push_image(demo, "demo/app", "v2", ADMIN)
+    await push_image_as(demo, "demo/app", "v2", ADMIN)
     await sign_in(demo, "gu", PASSWORD)
 
     html = await page(demo, "/projects/demo")
@@ -156,7 +156,7 @@ async def test_an_empty_project_says_how_to_push(demo: Client) -> None:
 
 async def test_repositories_are_searched_and_paged(demo: Client) -> None:
     for i in range(16):
-        await push_image(demo, f"demo/svc{i:02d}", "v1", ADMIN)
+        await push_image_as(demo, f"demo/svc{i:02d}", "v1", ADMIN)
     await sign_in(demo, "gu", PASSWORD)
 
     first = await page(demo, "/projects/demo")
@@ -422,7 +422,7 @@ async def test_edit_is_offered_to_developers_and_up_and_enforced(
 
 
 async def test_deleting_a_tag_asks_first_and_naming_what_goes(demo: Client) -> None:
-    await push_image(demo, "demo/app", "v2", ADMIN)
+    await push_image_as(demo, "demo/app", "v2", ADMIN)
     csrf = await sign_in(demo, "ma", PASSWORD)
 
     confirm = await page(demo, REPO + "?confirm=delete-tag&tag=v1")
@@ -453,7 +453,7 @@ async def test_a_developer_cannot_delete_an_artifact_or_the_repository(demo: Cli
 
 
 async def test_deleting_an_artifact_removes_it_with_its_tags(demo: Client) -> None:
-    await push_image(demo, "demo/app", "v2", ADMIN)
+    await push_image_as(demo, "demo/app", "v2", ADMIN)
     digest = (await demo.get("/v2/demo/app/manifests/v1", headers=ADMIN)).headers["Docker-Content-Digest"]
     csrf = await sign_in(demo, "ma", PASSWORD)
 
@@ -478,7 +478,7 @@ async def test_deleting_the_repository_goes_back_to_the_project(demo: Client) ->
 
 async def test_artifacts_are_paged_newest_first(demo: Client) -> None:
     for i in range(16):
-        await push_image(demo, "demo/app", f"t{i:02d}", ADMIN)
+        await push_image_as(demo, "demo/app", f"t{i:02d}", ADMIN)
     await sign_in(demo, "gu", PASSWORD)
 
     first = await page(demo, REPO)
@@ -503,6 +503,23 @@ async def test_an_artifacts_many_tags_are_shown_twenty_then_a_hundred_a_page(dem
     assert first.count('class="tag"') == 100 and shown(1, 100, 121) in first
     assert second.count('class="tag"') == 21 and "Previous tags" in second and "Next tags" not in second
     assert 'data-tag="x119"' in second and 'data-tag="x119"' not in first
+
+
+async def test_hostile_numbers_in_queries_and_forms_are_no_server_errors(demo: Client) -> None:
+    csrf = await sign_in(demo, "pa", PASSWORD)
+    huge = "9" * 30
+
+    for path in (f"/?page={huge}", f"{REPO}?page={huge}&page_size={huge}", f"{REPO}?digest=x&tags={huge}"):
+        await page(demo, path)
+    await page(demo, "/?page=\u00b2")  # a Unicode digit is no number
+    _, body = await post_form(
+        demo, "/projects/demo/members", {"action": "remove", "member": huge}, csrf, status=400
+    )
+    _, robot = await post_form(
+        demo, "/projects/demo/robots", {"name": "x", "actions": "pull", "days": huge}, csrf, status=400
+    )
+
+    assert "choose a user and a role" in body and "expires after" in robot
 
 
 async def test_unknown_repository_and_project_are_shown_as_errors_in_the_page(demo: Client) -> None:

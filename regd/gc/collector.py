@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from regd.digest import Digest
+from regd.metadata import signatures
 from regd.metadata import uploads as upload_rows
 from regd.metadata.db import Database, fetchall
 from regd.storage import fsio
@@ -118,11 +119,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _take(iterator: Iterator[Any], n: int) -> list[Any]:
     return list(itertools.islice(iterator, n))
-
-
-def _unlink_all_sync(paths: list[Path]) -> None:
-    for path in paths:
-        fsio.unlink_sync(path)
 
 
 # -- the mark ------------------------------------------------------------------------
@@ -330,6 +326,9 @@ class Collector:
             )
             gone = [int(r[0]) for r in rows]
             if gone:
+                # cosign's tag-scheme signatures go with their image: untagged here, the
+                # next pass deletes them (a referrer needs nothing: its subject is gone).
+                await signatures.untag_signatures_of(conn, gone)
                 await conn.execute(f"DELETE FROM manifests WHERE id IN ({_marks(len(gone))})", gone)
         for row in rows:
             self._item(f"manifest deleted: {row[1]}")
@@ -391,7 +390,7 @@ class Collector:
         self.report.blobs_purged += len(rows)
         if self._slowdown:
             await asyncio.sleep(self._slowdown * len(moved))
-        await fsio.run(_unlink_all_sync, [t for t, _, _ in moved])
+        await fsio.run(self.store.remove_sync, [t for t, _, _ in moved])
         self.report.bytes_freed += sum(size for _, _, size in moved)
 
     async def _count_freed_by(self, dead: list[int]) -> None:
@@ -493,7 +492,7 @@ class Collector:
             for trashed, _, key in moved:
                 await self.store.restore_from_trash(trashed, named[key][0])
             raise
-        await fsio.run(_unlink_all_sync, [t for t, _, _ in moved])
+        await fsio.run(self.store.remove_sync, [t for t, _, _ in moved])
         for _, size, key in moved:
             self._item(f"orphan blob file deleted: {key}")
             self.report.orphans_purged += 1

@@ -16,10 +16,12 @@ from regd.manage.members import MemberService
 from regd.manage.projects import ProjectService
 from regd.manage.repositories import RepositoryService
 from regd.manage.robots import RobotService
+from regd.manage.trust import TrustService
 from regd.manage.users import UserService
 from regd.metadata import projects
 from regd.metadata.db import Database
 from regd.registry import Registry
+from regd.trust.service import ContentTrust
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class Management:
     repositories: RepositoryService
     artifacts: ArtifactService
     gc: GCRunService
+    trust: TrustService
 
     @classmethod
     def build(
@@ -43,8 +46,10 @@ class Management:
         sessions: Sessions,
         registry: Registry,
         gc: GCService,
+        trust: ContentTrust,
     ) -> Management:
-        project_service = ProjectService(db, config)
+        project_service = ProjectService(db, config, gc.uploads)
+        artifact_service = ArtifactService(db, registry)
         return cls(
             db=db,
             accounts=accounts,
@@ -53,8 +58,9 @@ class Management:
             users=UserService(db, accounts, sessions),
             robots=RobotService(db),
             repositories=RepositoryService(db, registry, project_service),
-            artifacts=ArtifactService(db, registry),
+            artifacts=artifact_service,
             gc=GCRunService(gc),
+            trust=TrustService(db, trust, project_service, artifact_service),
         )
 
     async def actor(self, account: Account) -> Actor:

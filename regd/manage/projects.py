@@ -2,7 +2,9 @@
 
 Harbor's rules (``handler/project.go``): names match ``^[a-z0-9]+(?:[._-][a-z0-9]+)*$``
 (1-255 characters); ``metadata.public`` is the string "true" or "false" (missing:
-"false"); duplicates get 409; a project that holds repositories cannot be deleted (412).
+"false"); duplicates get 409; a project that holds repositories cannot be deleted (412),
+and deleting one removes its empty repositories, their blob links and its upload
+sessions with it.
 The creator becomes the project's project admin; robots never create projects, and with
 ``[auth] project_creation_restriction = "adminonly"`` only system administrators do.
 """
@@ -21,14 +23,20 @@ from regd.manage.paging import Listing, Page
 from regd.metadata import projects
 from regd.metadata.db import Database
 from regd.metadata.projects import Project
+from regd.numbers import parse_uint
+from regd.trust.service import POLICY_KEYS
+from regd.uploads.session import UploadService
 
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-# Metadata keys kept as given (strings); regd enforces only ``public``.
+# Metadata keys kept as given (strings); regd enforces ``public`` and content trust
+# (``enable_content_trust``, ``enable_content_trust_cosign``, ``content_trust_verify``:
+# regd/trust/service.py), whose values must be "true" or "false" as ``public``'s.
 METADATA_KEYS = frozenset(
     {
         "public",
         "enable_content_trust",
         "enable_content_trust_cosign",
+        "content_trust_verify",
         "prevent_vul",
         "severity",
         "auto_scan",
@@ -54,7 +62,9 @@ def merge_metadata(raw: Mapping[str, object], current: Mapping[str, str]) -> tup
             continue
         if not isinstance(value, str):
             raise RegistryError(ErrorCode.BAD_REQUEST, f"metadata.{key} must be a string")
-        metadata[key] = value
+        if key in POLICY_KEYS and value.lower() not in ("true", "false"):
+            raise RegistryError(ErrorCode.BAD_REQUEST, f'metadata.{key} must be "true" or "false"')
+        metadata[key] = value.lower() if key in POLICY_KEYS else value
     public = metadata.setdefault("public", "false").lower()
     if public not in ("true", "false"):
         raise RegistryError(ErrorCode.BAD_REQUEST, 'metadata.public must be "true" or "false"')
@@ -70,14 +80,16 @@ class ProjectView:
 
 
 class ProjectService:
-    def __init__(self, db: Database, config: Config) -> None:
+    def __init__(self, db: Database, config: Config, uploads: UploadService) -> None:
         self.db = db
         self.config = config
+        self.uploads = uploads
 
     async def find(self, name_or_id: str, by_name: bool = False) -> Project:
         """A project by name, or by id when ``name_or_id`` is a number and not ``by_name``."""
-        if name_or_id.isdigit() and not by_name:
-            project = await projects.by_id(self.db, int(name_or_id))
+        project_id = None if by_name else parse_uint(name_or_id)
+        if project_id is not None:
+            project = await projects.by_id(self.db, project_id)
         else:
             project = await projects.by_name(self.db, name_or_id)
         if project is None:
@@ -106,6 +118,7 @@ class ProjectService:
         total, rows = await projects.page(
             self.db,
             visible_to=actor.account.id if actor.is_user else None,
+            robot_project=actor.account.robot_project_id if actor.is_robot else None,
             all_projects=actor.is_admin,
             name=name,
             exact_name=exact,
@@ -158,11 +171,18 @@ class ProjectService:
         return "the project contains repositories, can not be deleted" if count else None
 
     async def delete(self, actor: Actor, project: Project) -> None:
+        """The project and everything under its name (``metadata.projects.delete``):
+        whoever creates a project of the same name later finds nothing of it."""
         problem = await self.deletable(actor, project)
         if problem is not None:
             raise RegistryError(ErrorCode.PRECONDITION, problem)
         async with self.db.transaction() as conn:
-            await projects.delete(conn, project.id)
+            removed = await projects.delete(conn, project)
+        if removed is None:  # a push landed since the check above
+            raise RegistryError(
+                ErrorCode.PRECONDITION, "the project contains repositories, can not be deleted"
+            )
+        await self.uploads.discard(removed)
 
     async def role_counts(self, actor: Actor, project: Project) -> dict[Role, int] | None:
         """Members per role, for actors who may read the members (else None)."""

@@ -11,6 +11,7 @@ from regd.auth.roles import ROBOT_ACTIONS, Permission, Role
 from regd.errors import ErrorCode, RegistryError
 from regd.manage import Listing, Page, ProjectAccess
 from regd.manage.robots import CreatedRobot
+from regd.numbers import parse_uint
 from regd.web.render import (
     current,
     form,
@@ -22,6 +23,8 @@ from regd.web.render import (
     render,
     see_other,
 )
+
+MAX_DAYS = 36500  # a robot account expires within a hundred years, or never
 
 
 async def projects_page(
@@ -119,17 +122,17 @@ async def members_post(request: web.Request) -> web.StreamResponse:
     fields = await form(request)
     members = manage_of(request).members
     raw_role = fields.get("role", "")
-    role = Role.parse(int(raw_role) if raw_role.isdigit() else raw_role)
-    member = fields.get("member", "")
+    role = Role.parse(parse_uint(raw_role) or raw_role)
+    member = parse_uint(fields.get("member", ""))
 
     async def change() -> web.StreamResponse:
         action = fields.get("action", "add")
         if action == "add" and role is not None:
             await members.add(access.actor, access.project, role, username=fields.get("username", "").strip())
-        elif action == "role" and role is not None and member.isdigit():
-            await members.set_role(access.actor, access.project, int(member), role)
-        elif action == "remove" and member.isdigit():
-            await members.remove(access.actor, access.project, int(member))
+        elif action == "role" and role is not None and member is not None:
+            await members.set_role(access.actor, access.project, member, role)
+        elif action == "remove" and member is not None:
+            await members.remove(access.actor, access.project, member)
         else:
             raise RegistryError(ErrorCode.BAD_REQUEST, "choose a user and a role")
         return see_other(f"/projects/{access.project.name}/members")
@@ -165,8 +168,10 @@ async def robots_post(request: web.Request) -> web.StreamResponse:
     days = fields.get("days", "").strip()
 
     async def create() -> web.StreamResponse:
-        if days and not days.isdigit():
-            raise RegistryError(ErrorCode.BAD_REQUEST, "expires after: a number of days, or empty for never")
+        if days and parse_uint(days, MAX_DAYS, 1) is None:
+            raise RegistryError(
+                ErrorCode.BAD_REQUEST, f"expires after: 1 to {MAX_DAYS} days, or empty for never"
+            )
         created = await robots.create(
             access.actor,
             access.project,

@@ -20,10 +20,12 @@ from regd.api.caller import actor
 from regd.api.session import SAFE_METHODS, check_page_csrf, csrf_token, set_new_cookies
 from regd.errors import ErrorCode, RegistryError, code_for_status
 from regd.manage import Actor, Management, Page
+from regd.numbers import parse_uint
 from regd.services import SERVICES, Services
 
 PAGE_SIZE = 15
 MAX_PAGE_SIZE = 100
+MAX_PAGE = 10**9  # (page - 1) * size stays far inside SQLite's 64-bit OFFSET
 
 # No inline script or style anywhere: everything the pages run is under /static.
 CSP = (
@@ -179,11 +181,8 @@ class Pager:
 
 
 def page_of(request: web.Request, name: str = "page") -> Page:
-    def number(raw: str | None, default: int) -> int:
-        return int(raw) if raw is not None and raw.isdigit() and int(raw) >= 1 else default
-
-    size = min(number(request.query.get("page_size"), PAGE_SIZE), MAX_PAGE_SIZE)
-    return Page(number(request.query.get(name), 1), size)
+    size = parse_uint(request.query.get("page_size"), MAX_PAGE_SIZE, 1) or PAGE_SIZE
+    return Page(parse_uint(request.query.get(name), MAX_PAGE, 1) or 1, size)
 
 
 def pager(request: web.Request, page: Page, total: int) -> Pager:

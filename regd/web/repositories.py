@@ -18,6 +18,7 @@ from regd.auth.roles import Permission
 from regd.errors import ErrorCode, RegistryError
 from regd.manage import ProjectAccess, descriptions
 from regd.metadata.artifacts import RepositoryView
+from regd.numbers import parse_uint
 from regd.web.markdown import render as render_markdown
 from regd.web.render import current, form, manage_of, page, page_of, pager, render, see_other
 
@@ -29,8 +30,8 @@ def _tag_page(request: web.Request, digest: str, count: int) -> dict[str, Any]:
     """Which of an artifact's tags the list shows: the first TAGS_SHOWN, or (for the
     artifact named by ``?digest=``) page ``?tags=N`` of TAG_PAGE, with links to more."""
     query = {k: v for k, v in request.query.items() if k not in ("digest", "tags")}
-    raw = request.query.get("tags", "")
-    if request.query.get("digest") != digest or not raw.isdigit() or int(raw) < 1:
+    number = parse_uint(request.query.get("tags"), 10**6, 1)
+    if request.query.get("digest") != digest or number is None:
         more = {**query, "digest": digest, "tags": "1"} if count > TAGS_SHOWN else None
         return {
             "start": 0,
@@ -39,7 +40,6 @@ def _tag_page(request: web.Request, digest: str, count: int) -> dict[str, Any]:
             "prev": "",
             "next": "",
         }
-    number = int(raw)
     start, end = (number - 1) * TAG_PAGE, number * TAG_PAGE
 
     def link(page: int) -> str:

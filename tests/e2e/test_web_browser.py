@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.certs import PrivateCA
+from tests.prerequisites import regd_only
 from tests.regd_process import RegdProcess
 
 from .browser import Browser
@@ -37,7 +38,7 @@ def regd(tmp_path_factory: pytest.TempPathFactory, target: Target) -> Iterator[R
     """``regd serve`` with access control on, and a GC grace period of 0 so that a
     collection frees at once what a deletion let go."""
     if target is not Target.REGD:
-        pytest.skip("regd's web interface: a regd-only test")
+        regd_only("the web interface")
     server = RegdProcess(
         tmp_path_factory.mktemp("web"),
         {"auth": {"enabled": True}, "gc": {"grace_period": 0}},
@@ -202,7 +203,7 @@ def https_regd(
     tmp_path_factory: pytest.TempPathFactory, target: Target
 ) -> Iterator[tuple[RegdProcess, PrivateCA]]:
     if target is not Target.REGD:
-        pytest.skip("regd's web interface: a regd-only test")
+        regd_only("the web interface")
     root = tmp_path_factory.mktemp("web-https")
     ca = PrivateCA(root / "pki", "regd web")
     cert = ca.issue("server", ["127.0.0.1"])
