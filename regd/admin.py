@@ -1,5 +1,6 @@
-"""``regd project create``, ``regd user add|passwd``, ``regd member add``, ``regd robot
-create``: everyday access administration without curl.
+"""``regd project create [--proxy R]``, ``regd registry add|list``, ``regd user
+add|passwd``, ``regd member add``, ``regd robot create``: everyday access
+administration without curl.
 
 They act on the data directory directly (the same configuration loading as ``serve``),
 also while the daemon runs: SQLite in WAL mode takes their writes as transactions beside
@@ -22,7 +23,10 @@ from regd.auth.robots import create_robot
 from regd.auth.roles import Role
 from regd.config import Config
 from regd.errors import RegistryError
+from regd.manage import registries
+from regd.manage.registries import TYPES
 from regd.metadata import projects, users
+from regd.metadata import registries as registry_rows
 from regd.metadata.db import Database
 from regd.storage.layout import Layout
 
@@ -79,12 +83,38 @@ async def project_create(args: argparse.Namespace, db: Database, accounts: Accou
 
     name = check_project_name(args.name)
     admin = await users.by_name(db, "admin")
+    endpoint = await registries.find(db, args.proxy) if args.proxy else None
     async with db.transaction() as conn:
         if await projects.exists(conn, name):
             raise CommandError(f"project {name} already exists")
         metadata = {"public": "true" if args.public else "false"}
-        await projects.insert(conn, name, admin.id if admin else None, args.public, metadata)
-    print(f"created {'public' if args.public else 'private'} project {name}")
+        registry_id = endpoint.id if endpoint else None
+        await projects.insert(conn, name, admin.id if admin else None, args.public, metadata, registry_id)
+    kind = f"proxy-cache project of {endpoint.name} ({endpoint.url})" if endpoint else "project"
+    print(f"created {'public' if args.public else 'private'} {kind} {name}")
+
+
+async def registry_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
+    """An upstream endpoint for proxy-cache projects; the password from standard input."""
+    body: dict[str, Any] = {
+        "name": args.name,
+        "type": args.type,
+        "url": args.url,
+        "insecure": args.insecure,
+        "description": args.description,
+    }
+    if args.username:
+        secret = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else ""
+        body["credential"] = {"type": "basic", "access_key": args.username, "access_secret": secret}
+    registry_id = await registries.create(db, registries.fields_of(body))
+    print(f"added registry {args.name} (id {registry_id}): {args.type} {args.url}")
+
+
+async def registry_list(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
+    _total, found = await registry_rows.page(db, "", 0, 1_000_000)
+    for e in found:
+        who = e.access_key or "anonymous"
+        print(f"{e.id}\t{e.name}\t{e.type}\t{e.url}\t{who}\t{e.status}")
 
 
 async def user_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
@@ -163,6 +193,20 @@ def add_commands(
     p = command(group("project", "manage projects"), "create", "create a project", project_create)
     p.add_argument("name")
     p.add_argument("--public", action="store_true", help="anyone may pull, anonymously too")
+    p.add_argument("--proxy", metavar="REGISTRY", help="a proxy-cache project of this registry (name or id)")
+
+    registry = group("registry", "manage upstream registries of proxy-cache projects")
+    p = command(registry, "add", "add an upstream registry endpoint", registry_add)
+    p.add_argument("name")
+    p.add_argument("--type", default="docker-registry", choices=sorted(TYPES))
+    p.add_argument("--url", required=True, help="e.g. https://registry-1.docker.io")
+    p.add_argument("--username", help="log in to the upstream as this user")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the upstream password from standard input"
+    )
+    p.add_argument("--insecure", action="store_true", help="do not verify the upstream's TLS certificate")
+    p.add_argument("--description", default="")
+    command(registry, "list", "list the upstream registry endpoints", registry_list)
 
     user = group("user", "manage users")
     p = command(user, "add", "add a user (prints a generated password)", user_add)

@@ -15,7 +15,10 @@ from regd.api.harbor import gc as harbor_gc
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
+from regd.gc import GCBusyError, Parameters
 from regd.metadata.db import Database
+from regd.proxy import retention
+from regd.proxy.service import ProxyService
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
 from regd.storage.blobstore import BlobStore
@@ -34,15 +37,18 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     db = Database(layout.database)
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
+    registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
+    uploads = UploadService(db, store, layout)
     return Services(
         config=config,
         layout=layout,
         db=db,
         store=store,
-        registry=Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size),
-        uploads=UploadService(db, store, layout),
+        registry=registry,
+        uploads=uploads,
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
+        proxy=ProxyService(config, db, registry, uploads, layout),
         role=role or Role(),
     )
 
@@ -76,7 +82,34 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         if janitor is not None:
             janitor.cancel()
             await asyncio.gather(janitor, return_exceptions=True)
+        await services.proxy.close()
         await services.db.close()
+
+
+async def _proxy_retention(app: web.Application) -> AsyncIterator[None]:
+    """The nightly removal of proxy-cache artifacts nobody pulls, then a collection."""
+    services = app[SERVICES]
+    proxy = services.config.proxy
+    task = None
+    if services.role.background and proxy.retention_schedule:
+
+        async def collect() -> None:
+            try:
+                await app[harbor_gc.GC].start(Parameters(), kind="SCHEDULE", schedule_type="Proxy retention")
+            except GCBusyError:
+                log.info("a collection is running; it or the next frees what retention removed")
+
+        task = asyncio.create_task(
+            retention.run_nightly(
+                services.db, services.registry, proxy.retention_days, proxy.retention_schedule, collect
+            )
+        )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
@@ -88,4 +121,5 @@ def create_app(config: Config, services: Services | None = None, role: Role | No
     setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
     observe.setup(app)  # /metrics, /api/v2.0/health, X-Request-Id
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
+    app.cleanup_ctx.append(_proxy_retention)
     return app

@@ -76,12 +76,22 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class ProxyConfig:
+    connect_timeout: float = 3.0  # seconds to reach an upstream before it counts as down
+    read_timeout: float = 30.0  # seconds an upstream may stay silent mid-answer
+    probe_interval: float = 30.0  # seconds between background checks of a down upstream
+    retention_days: int = 7  # proxy-cache artifacts not pulled this long are removed
+    retention_schedule: str = "0 0 3 * * *"  # when (6-field UTC cron, as [gc]); "" = never
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     gc: GCConfig = field(default_factory=GCConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -177,6 +187,21 @@ def _validate(config: Config) -> None:
     if config.uploads.expire_after <= 0:
         raise ConfigError("[uploads] expire_after: must be positive")
     _validate_auth(config.auth)
+    _validate_proxy(config.proxy)
+
+
+def _validate_proxy(proxy: ProxyConfig) -> None:
+    if min(proxy.connect_timeout, proxy.read_timeout, proxy.probe_interval) <= 0:
+        raise ConfigError("[proxy] connect_timeout, read_timeout and probe_interval must be positive")
+    if proxy.retention_days < 1:
+        raise ConfigError("[proxy] retention_days: must be at least 1")
+    if proxy.retention_schedule:
+        from regd.gc.cron import Cron, CronError
+
+        try:
+            Cron.parse(proxy.retention_schedule)
+        except CronError as e:
+            raise ConfigError(f"[proxy] retention_schedule: {e}") from None
 
 
 def _validate_auth(auth: AuthConfig) -> None:

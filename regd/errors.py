@@ -48,6 +48,7 @@ class ErrorCode(enum.Enum):
     CONFLICT = _Code(409, "conflict")
     METHOD_NOT_ALLOWED = _Code(405, "method not allowed")
     PRECONDITION = _Code(412, "precondition failed")
+    TOO_MANY_REQUEST = _Code(429, "too many requests to upstream registry")  # proxy cache
     VIOLATE_FOREIGN_KEY_CONSTRAINT = _Code(412, "the deleting artifact is referenced by others")
     REQUEST_ENTITY_TOO_LARGE = _Code(413, "request entity too large")
     UNKNOWN = _Code(500, "internal server error")
@@ -86,6 +87,11 @@ class RegistryError(Exception):
         if self.detail is not None:
             entry["detail"] = self.detail
         return {"errors": [entry]}
+
+
+def proxy_push_denied(project: str) -> RegistryError:
+    """Harbor's refusal of a push, a tag creation or a copy into a proxy-cache project."""
+    return RegistryError(ErrorCode.DENIED, f"denied: can not push artifact to a proxy project: {project}")
 
 
 # HTTP statuses that aiohttp raises on its own (unknown route, wrong method, body too

@@ -116,8 +116,16 @@ class Registry:
     # -- manifests ---------------------------------------------------------------
 
     async def put_manifest(
-        self, repository: str, reference: str, data: bytes, content_type: str | None
+        self,
+        repository: str,
+        reference: str,
+        data: bytes,
+        content_type: str | None,
+        require_references: bool = True,
     ) -> Manifest:
+        """Store a manifest (by tag: and point the tag at it). ``require_references``
+        False is the proxy cache's: a manifest fetched from the upstream is recorded
+        before its blobs, which are fetched when a client asks for them."""
         if len(data) > self.max_manifest_size:
             raise RegistryError(
                 ErrorCode.REQUEST_ENTITY_TOO_LARGE,
@@ -137,7 +145,11 @@ class Registry:
             await self.store.place(tmp, manifest.digest)
             async with self.db.transaction() as conn:
                 repository_id = await repositories.ensure(conn, repository)
-                missing = await manifest_rows.missing_references(conn, repository_id, manifest)
+                missing = (
+                    await manifest_rows.missing_references(conn, repository_id, manifest)
+                    if require_references
+                    else []
+                )
                 if missing:
                     raise RegistryError(
                         ErrorCode.MANIFEST_BLOB_UNKNOWN,

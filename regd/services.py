@@ -10,6 +10,7 @@ from regd.auth import Authorizer
 from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.metadata.db import Database
+from regd.proxy.service import ProxyService
 from regd.registry import Registry
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
@@ -38,6 +39,7 @@ class Services:
     uploads: UploadService
     authorizer: Authorizer
     accounts: Accounts
+    proxy: ProxyService
     role: Role = field(default_factory=Role)
 
 
@@ -49,3 +51,5 @@ REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
 # Who made the request (the access log's user): set by whatever authenticates it, the
 # /v2 dispatcher or the /api/v2.0 handlers.
 USER: web.RequestKey[str] = web.RequestKey("user", str)
+# "hit" or "miss": how a proxy-cache project answered (the access log's cache=).
+PROXY_CACHE: web.RequestKey[str] = web.RequestKey("proxy_cache", str)

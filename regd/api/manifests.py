@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from regd.errors import ErrorCode, RegistryError
+from regd.registry import StoredManifest
 from regd.services import Services
 
 _ANY = {"*/*", "application/*", "application/json"}
@@ -13,17 +14,25 @@ _ANY = {"*/*", "application/*", "application/json"}
 
 def _accepts(request: web.Request, media_type: str) -> bool:
     """Does the request's Accept list (if any) admit ``media_type``?"""
-    offered = [
-        part.split(";", 1)[0].strip().lower()
-        for header in request.headers.getall("Accept", [])
-        for part in header.split(",")
-        if part.strip()
-    ]
+    offered = [media_type.lower() for media_type in accepted(request)]
     return not offered or media_type in offered or any(o in _ANY for o in offered)
 
 
 async def get_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
-    stored = await s.registry.get_manifest(name, reference)
+    return manifest_response(request, await s.registry.get_manifest(name, reference))
+
+
+def accepted(request: web.Request) -> list[str]:
+    """The media types of the request's Accept headers, as given."""
+    return [
+        part.split(";", 1)[0].strip()
+        for header in request.headers.getall("Accept", [])
+        for part in header.split(",")
+        if part.strip()
+    ]
+
+
+def manifest_response(request: web.Request, stored: StoredManifest) -> web.StreamResponse:
     row = stored.row
     if not _accepts(request, row.media_type):
         raise RegistryError(

@@ -13,6 +13,7 @@ The tables and the edges a garbage collector walks:
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
+Proxy cache (issue 11): registries (upstream endpoints) --< projects.registry_id.
 """
 
 from __future__ import annotations
@@ -174,6 +175,27 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     );
+    """,
+    # Proxy-cache projects (issue 11): upstream registry endpoints (Harbor's
+    # /registries); a project with a registry_id mirrors that endpoint. A proxy
+    # project's manifests.pulled_at drives the removal of artifacts nobody pulls.
+    """
+    CREATE TABLE registries (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        url TEXT NOT NULL,
+        credential_type TEXT NOT NULL DEFAULT '',
+        access_key TEXT NOT NULL DEFAULT '',
+        access_secret TEXT NOT NULL DEFAULT '',
+        insecure INTEGER NOT NULL DEFAULT 0,
+        description TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'unknown',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE projects ADD COLUMN registry_id INTEGER REFERENCES registries(id);
+    CREATE INDEX projects_registry ON projects(registry_id) WHERE registry_id IS NOT NULL;
     """,
 ]
 

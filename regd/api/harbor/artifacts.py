@@ -27,7 +27,7 @@ from regd.api.harbor.common import (
 from regd.api.harbor.repositories import find_repository
 from regd.api.http import json_response
 from regd.auth.roles import Permission
-from regd.errors import ErrorCode, RegistryError
+from regd.errors import ErrorCode, RegistryError, proxy_push_denied
 from regd.metadata import artifacts
 from regd.metadata import manifests as manifest_rows
 from regd.metadata.artifacts import RepositoryView, TagView
@@ -147,6 +147,8 @@ async def list_tags(request: web.Request) -> web.Response:
 
 async def create_tag(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.TAG_CREATE)
+    if access.project.registry_id is not None:
+        raise proxy_push_denied(access.project.name)
     view = await find_repository(request, access.project.name)
     row = await _artifact(request, view)
     name = (await json_body(request)).get("name")

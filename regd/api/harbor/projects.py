@@ -33,7 +33,9 @@ from regd.api.http import json_response
 from regd.auth.accounts import Account, Kind
 from regd.auth.roles import Permission, Role
 from regd.errors import ErrorCode, RegistryError
+from regd.manage import registries
 from regd.metadata import projects
+from regd.metadata import registries as registry_rows
 from regd.metadata.projects import Project
 
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
@@ -58,7 +60,7 @@ def project_json(project: Project, repo_count: int, role: Role | None) -> dict[s
         "owner_id": project.owner_id or 0,
         "owner_name": project.owner_name,
         "name": project.name,
-        "registry_id": 0,
+        "registry_id": project.registry_id or 0,
         "creation_time": timestamp(project.created_at),
         "update_time": timestamp(project.updated_at),
         "deleted": False,
@@ -144,15 +146,30 @@ async def create_project(request: web.Request) -> web.Response:
         raise RegistryError(ErrorCode.FORBIDDEN, "Only system admin can create project")
     body = await json_body(request)
     name = check_project_name(body.get("project_name"))
-    if body.get("registry_id"):
-        raise RegistryError(ErrorCode.BAD_REQUEST, "proxy cache projects are not supported")
     public, metadata = _metadata(body, {})
+    registry_id = await _proxy_registry(request, account, body.get("registry_id"))
+    if registry_id is not None:
+        metadata = registries.proxy_metadata(metadata, body.get("metadata") or {})
     async with services.db.transaction() as conn:
         if await projects.exists(conn, name):
             raise RegistryError(ErrorCode.CONFLICT, f"The project named {name} already exists")
-        project_id = await projects.insert(conn, name, account.id or None, public, metadata)
+        project_id = await projects.insert(conn, name, account.id or None, public, metadata, registry_id)
     by_name = request.headers.get("X-Resource-Name-In-Location", "").lower() == "true"
     return created(f"{PREFIX}/projects/{name if by_name else project_id}")
+
+
+async def _proxy_registry(request: web.Request, account: Account, raw: object) -> int | None:
+    """The endpoint a new project is a proxy cache of (None: a normal project)."""
+    if raw is None or raw == 0:
+        return None
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+        raise RegistryError(ErrorCode.BAD_REQUEST, "registry_id must be a positive integer")
+    if not account.is_admin:
+        raise RegistryError(ErrorCode.FORBIDDEN, "Only system admin can create proxy cache project")
+    endpoint = await registry_rows.by_id(services_of(request).db, raw)
+    if endpoint is None:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"registry {raw} not found")
+    return endpoint.id
 
 
 async def get_project(request: web.Request) -> web.Response:
@@ -164,6 +181,8 @@ async def update_project(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.PROJECT_UPDATE)
     body = await json_body(request)
     public, metadata = _metadata(body, access.project.metadata)
+    if access.project.registry_id is not None:
+        metadata = registries.proxy_metadata(metadata, body.get("metadata") or {})
     async with services_of(request).db.transaction() as conn:
         await projects.update(conn, access.project.id, public, metadata)
     return ok()
