@@ -432,7 +432,10 @@ class ProxyService:
 
 
 def _accept(accept: list[str]) -> dict[str, str]:
-    return {"Accept": ", ".join(accept or sorted(MANIFEST_TYPES))}
+    """The client's manifest types, passed on; all of them when it named none (``*/*``:
+    distribution answers 404 for an OCI manifest to a client that did not name OCI)."""
+    named = [t for t in accept if t in MANIFEST_TYPES]
+    return {"Accept": ", ".join(named or sorted(MANIFEST_TYPES))}
 
 
 def _next_page(link: str | None) -> str | None:

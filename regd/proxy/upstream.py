@@ -182,7 +182,9 @@ class Upstream:
                 raise UpstreamError(Failure.REFUSED, f"{self.endpoint.name} requires credentials regd lacks")
             if resp.status >= 400:
                 resp.release()
-                raise UpstreamError(classify(resp.status), f"{self.endpoint.name} answered {resp.status}")
+                raise UpstreamError(
+                    classify(resp.status), f"{self.endpoint.name} answered {resp.status} to {method} {url}"
+                )
             return resp
         raise UpstreamError(Failure.REFUSED, f"{self.endpoint.name} refused the credentials")
 

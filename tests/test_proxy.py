@@ -1,0 +1,477 @@
+"""Proxy-cache projects (issue 11): regd in front of a real upstream regd (token auth, its
+realm on another loopback address) through the fault-injecting proxy, and in front of
+CNCF distribution with Basic auth."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp.test_utils import TestServer
+
+from regd.api import observe
+from regd.api.harbor.gc import GC
+from regd.app import create_app
+from regd.digest import Digest
+from regd.gc import Parameters
+from regd.proxy import retention
+from regd.proxy.limits import Pacer
+from regd.services import SERVICES
+from tests.conftest import Client, assert_error, make_config, sha256
+from tests.proxy_support import (
+    FaultProxy,
+    Mode,
+    Upstream,
+    push,
+    random_image,
+    upstream_distribution,
+    upstream_regd,
+)
+from tests.regd_process import RegdProcess
+
+API = "/api/v2.0"
+PROXY_SETTINGS = {"connect_timeout": 1.0, "read_timeout": 2.0, "probe_interval": 0.3}
+
+
+@pytest.fixture(scope="module")
+def upstream_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Upstream, RegdProcess]]:
+    with upstream_regd(tmp_path_factory.mktemp("upstream")) as found:
+        yield found
+
+
+@pytest.fixture
+def upstream(upstream_process: tuple[Upstream, RegdProcess]) -> Upstream:
+    return upstream_process[0]
+
+
+@pytest.fixture
+async def fault(upstream: Upstream) -> AsyncIterator[FaultProxy]:
+    host, port = upstream.url.removeprefix("http://").rsplit(":", 1)
+    proxy = FaultProxy(host, int(port))
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
+
+
+async def add_proxy_project(
+    client: Client, url: str, upstream: Upstream, project: str = "hub", **metadata: str
+) -> int:
+    resp = await client.post(
+        f"{API}/registries",
+        json={
+            "name": f"up-{project}",
+            "type": "docker-registry",
+            "url": url,
+            "credential": {
+                "type": "basic",
+                "access_key": upstream.username,
+                "access_secret": upstream.password,
+            },
+        },
+    )
+    assert resp.status == 201, await resp.text()
+    registry_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    resp = await client.post(
+        f"{API}/projects",
+        json={
+            "project_name": project,
+            "registry_id": registry_id,
+            "metadata": {"public": "true", **metadata},
+        },
+    )
+    assert resp.status == 201, await resp.text()
+    return registry_id
+
+
+async def start(aiohttp_client: Callable[..., Awaitable[Client]], data_dir: Path) -> Client:
+    """The app as ``regd serve`` runs it: with its access logger (hit or miss)."""
+    server = TestServer(create_app(make_config(data_dir, proxy=PROXY_SETTINGS)))
+    await server.start_server(**observe.runner_options())
+    return await aiohttp_client(server)
+
+
+@pytest.fixture
+async def regd(
+    aiohttp_client: Callable[..., Awaitable[Client]], data_dir: Path, fault: FaultProxy, upstream: Upstream
+) -> Client:
+    client = await start(aiohttp_client, data_dir)
+    await add_proxy_project(client, fault.url, upstream)
+    return client
+
+
+def unique(name: str) -> str:
+    return f"library/{name}-{os.urandom(4).hex()}"
+
+
+async def get_body(client: Client, path: str, **kw: Any) -> tuple[int, bytes, Any]:
+    resp = await client.get(path, **kw)
+    return resp.status, await resp.read(), resp.headers
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+# -- registry endpoints ------------------------------------------------------------------
+
+
+async def test_registry_secret_is_never_returned_and_the_database_is_private(
+    regd: Client, data_dir: Path
+) -> None:
+    listed = await (await regd.get(f"{API}/registries")).json()
+    assert listed[0]["credential"] == {"type": "basic", "access_key": "admin", "access_secret": "*****"}
+    one = await (await regd.get(f"{API}/registries/{listed[0]['id']}")).json()
+    assert one["credential"]["access_secret"] == "*****"
+    assert stat.S_IMODE((data_dir / "regd.db").stat().st_mode) == 0o600
+    # A PUT that sends the mask back keeps the stored secret: the ping still logs in.
+    resp = await regd.put(
+        f"{API}/registries/{one['id']}", json={"description": "x", "credential": {"access_secret": "*****"}}
+    )
+    assert resp.status == 200, await resp.text()
+    resp = await regd.post(f"{API}/registries/ping", json={"id": one["id"]})
+    assert resp.status == 200, await resp.text()
+
+
+async def test_ping_with_a_wrong_password_fails_and_a_used_registry_cannot_be_deleted(
+    regd: Client, fault: FaultProxy
+) -> None:
+    resp = await regd.post(
+        f"{API}/registries/ping",
+        json={
+            "type": "docker-registry",
+            "url": fault.url,
+            "credential": {"type": "basic", "access_key": "admin", "access_secret": "wrong"},
+        },
+    )
+    await assert_error(resp, 400, "BAD_REQUEST")
+    registry_id = (await (await regd.get(f"{API}/registries")).json())[0]["id"]
+    await assert_error(await regd.delete(f"{API}/registries/{registry_id}"), 412, "PRECONDITION")
+    project = await (await regd.get(f"{API}/projects/hub", headers={"X-Is-Resource-Name": "true"})).json()
+    assert project["registry_id"] == registry_id
+
+
+async def test_bad_registry_bodies_are_refused(regd: Client) -> None:
+    for body in (
+        {"name": "a", "type": "nope", "url": "http://x"},
+        {"name": "b", "type": "harbor", "url": "ftp://x"},
+    ):
+        await assert_error(await regd.post(f"{API}/registries", json=body), 400, "BAD_REQUEST")
+    resp = await regd.post(f"{API}/registries", json={"name": "up-hub", "type": "harbor", "url": "http://x"})
+    await assert_error(resp, 409, "CONFLICT")
+    resp = await regd.post(f"{API}/projects", json={"project_name": "p2", "registry_id": 999})
+    await assert_error(resp, 400, "BAD_REQUEST")
+
+
+# -- pulling through ---------------------------------------------------------------------
+
+
+async def test_pull_through_then_everything_cached_is_served_while_the_upstream_refuses(
+    regd: Client, upstream: Upstream, fault: FaultProxy
+) -> None:
+    name = unique("app")
+    blobs = random_image()
+    digest, manifest = await push(upstream, name, "v1", blobs)
+    status, body, headers = await get_body(regd, f"/v2/hub/{name}/manifests/v1")
+    assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == digest
+    for blob in blobs:
+        status, body, _ = await get_body(regd, f"/v2/hub/{name}/blobs/{sha256(blob)}")
+        assert status == 200 and body == blob
+    assert (await (await regd.get(f"/v2/hub/{name}/tags/list")).json())["tags"] == ["v1"]
+
+    fault.mode = Mode.REFUSE
+    status, body, headers = await get_body(regd, f"/v2/hub/{name}/manifests/v1")
+    assert status == 200 and body == manifest
+    resp = await regd.head(f"/v2/hub/{name}/manifests/v1")
+    assert resp.status == 200 and resp.headers["Docker-Content-Digest"] == digest
+    for blob in blobs:
+        status, body, _ = await get_body(regd, f"/v2/hub/{name}/blobs/{sha256(blob)}")
+        assert status == 200 and body == blob
+    assert (await (await regd.get(f"/v2/hub/{name}/tags/list")).json())["tags"] == ["v1"]
+    # What the cache lacks cannot be served: a clear 503, not a hang or a traceback.
+    await assert_error(await regd.get(f"/v2/hub/{name}/manifests/v2"), 503, "UNAVAILABLE")
+
+    metrics = await (await regd.get("/metrics")).text()
+    assert 'regd_proxy_cache_hits_total{kind="blob"}' in metrics
+    assert 'regd_proxy_cache_misses_total{kind="manifest"}' in metrics
+    assert "regd_proxy_upstream_received_bytes_total" in metrics
+
+
+async def test_a_dead_upstream_is_not_asked_again_until_a_probe_finds_it_back(
+    regd: Client, upstream: Upstream, fault: FaultProxy, data_dir: Path
+) -> None:
+    name = unique("dead")
+    await push(upstream, name, "v1", random_image(1000))
+    assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200
+    await fault.stop()  # connections refused
+    assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200  # finds it dead
+
+    async def status(wanted: str) -> bool:
+        found = await (await regd.get(f"{API}/registries")).json()
+        return bool(found[0]["status"] == wanted)
+
+    await until(lambda: status("unhealthy"))
+    fault.mode = Mode.REFUSE
+    await fault.start()  # listening again, but every connection is dropped
+    before = fault.connections
+    for _ in range(5):
+        assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200
+    # Requests did not go upstream (only background probes may have, on their own clock).
+    fault.mode = Mode.PASS
+    await until(lambda: status("healthy"))
+    assert fault.connections - before <= 1 + int(20 / PROXY_SETTINGS["probe_interval"])
+
+
+async def test_a_tag_moved_upstream_is_pulled_with_its_new_digest(regd: Client, upstream: Upstream) -> None:
+    name = unique("moving")
+    first, _ = await push(upstream, name, "latest", random_image(1000))
+    resp = await regd.get(f"/v2/hub/{name}/manifests/latest")
+    assert resp.headers["Docker-Content-Digest"] == first
+    second, manifest = await push(upstream, name, "latest", random_image(1000))
+    assert second != first
+    status, body, headers = await get_body(regd, f"/v2/hub/{name}/manifests/latest")
+    assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == second
+    # The old content stays pullable by digest from the cache.
+    assert (await regd.get(f"/v2/hub/{name}/manifests/{first}")).status == 200
+
+
+async def test_head_by_tag_records_the_tag_and_get_by_digest_is_a_hit(
+    regd: Client, upstream: Upstream, fault: FaultProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = unique("docker")
+    digest, manifest = await push(upstream, name, "v1", random_image(1000))
+    caplog.set_level(logging.INFO, logger="regd.access")
+    resp = await regd.head(f"/v2/hub/{name}/manifests/v1")
+    assert resp.status == 200 and resp.headers["Docker-Content-Digest"] == digest
+    status, body, _ = await get_body(regd, f"/v2/hub/{name}/manifests/{digest}")
+    assert status == 200 and body == manifest
+    fault.mode = Mode.REFUSE
+    assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200  # the tag was recorded
+    lines = [r.getMessage() for r in caplog.records if f"/v2/hub/{name}/manifests" in r.getMessage()]
+    assert any("cache=miss" in line for line in lines) and any("cache=hit" in line for line in lines), lines
+
+
+async def test_upstream_404_is_404_unless_local_on_not_found(
+    aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, upstream: Upstream, fault: FaultProxy
+) -> None:
+    client = await start(aiohttp_client, tmp_path / "d")
+    await add_proxy_project(client, fault.url, upstream, "strict")
+    await add_proxy_project(client, fault.url, upstream, "lenient", proxy_cache_local_on_not_found="true")
+    name = unique("gone")
+    await push(upstream, name, "v1", random_image(1000))
+    for project in ("strict", "lenient"):
+        assert (await client.get(f"/v2/{project}/{name}/manifests/v1")).status == 200
+    async with aiohttp.ClientSession(headers=upstream.auth()) as session:
+        resp = await session.delete(f"{upstream.url}/api/v2.0/projects/library/repositories/{name[8:]}")
+        assert resp.status == 200, await resp.text()
+    await assert_error(await client.get(f"/v2/strict/{name}/manifests/v1"), 404, "MANIFEST_UNKNOWN")
+    assert (await client.get(f"/v2/lenient/{name}/manifests/v1")).status == 200
+
+
+async def test_tag_lists_merge_the_upstream_and_the_cache(
+    regd: Client, upstream: Upstream, fault: FaultProxy
+) -> None:
+    name = unique("tags")
+    await push(upstream, name, "a", random_image(1000))
+    assert (await regd.get(f"/v2/hub/{name}/manifests/a")).status == 200
+    await push(upstream, name, "b", random_image(1000))
+    assert (await (await regd.get(f"/v2/hub/{name}/tags/list")).json())["tags"] == ["a", "b"]
+    fault.mode = Mode.REFUSE
+    assert (await (await regd.get(f"/v2/hub/{name}/tags/list")).json())["tags"] == ["a"]
+
+
+async def test_head_of_a_blob_not_cached_is_answered_from_the_upstream(
+    regd: Client, upstream: Upstream
+) -> None:
+    name = unique("head")
+    blobs = random_image(4321)
+    await push(upstream, name, "v1", blobs)
+    resp = await regd.head(f"/v2/hub/{name}/blobs/{sha256(blobs[1])}")
+    assert resp.status == 200 and resp.headers["Content-Length"] == "4321"
+    services = regd.server.app[SERVICES]
+    assert await services.db.fetchval("SELECT count(*) FROM blobs WHERE digest = ?", (sha256(blobs[1]),)) == 0
+
+
+# -- the blob download ------------------------------------------------------------------
+
+
+async def _hash_of(client: Client, path: str) -> tuple[int, int, str]:
+    resp = await client.get(path)
+    hasher = hashlib.sha256()
+    total = 0
+    async for chunk in resp.content.iter_chunked(1 << 20):
+        hasher.update(chunk)
+        total += len(chunk)
+    return resp.status, total, "sha256:" + hasher.hexdigest()
+
+
+async def test_eight_concurrent_cold_pulls_of_a_256_mib_blob_download_it_once(
+    regd: Client, upstream: Upstream, fault: FaultProxy
+) -> None:
+    name = unique("big")
+    size = 256 * 1024 * 1024
+    big = os.urandom(size)
+    blobs = [os.urandom(100), big]
+    await push(upstream, name, "v1", blobs)
+    digest = sha256(big)
+    del blobs, big
+    before = fault.forwarded
+    results = await asyncio.gather(*[_hash_of(regd, f"/v2/hub/{name}/blobs/{digest}") for _ in range(8)])
+    assert results == [(200, size, digest)] * 8
+    served = fault.forwarded - before
+    assert size <= served < size + 1024 * 1024, f"upstream sent {served} bytes for one {size}-byte blob"
+    status, total, got = await _hash_of(regd, f"/v2/hub/{name}/blobs/{digest}")
+    assert (status, total, got) == (200, size, digest)
+    assert fault.forwarded - before == served  # the cache answered
+
+
+async def _pull_fails_and_nothing_is_cached(regd: Client, name: str, blob: bytes) -> None:
+    digest = sha256(blob)
+    path = f"/v2/hub/{name}/blobs/{digest}"
+    try:
+        resp = await regd.get(path)
+        body = await resp.read()
+    except aiohttp.ClientPayloadError:
+        pass  # cut short: what a client sees of a failed download
+    else:
+        assert not (resp.status == 200 and len(body) == len(blob)), "a complete 200 with wrong bytes"
+    services = regd.server.app[SERVICES]
+    assert await services.db.fetchval("SELECT count(*) FROM blobs WHERE digest = ?", (digest,)) == 0
+    assert not services.store.path(Digest.parse(digest)).exists()
+
+
+@pytest.mark.parametrize("mode", [Mode.FLIP, Mode.CUT, Mode.STALL])
+async def test_a_corrupt_truncated_or_stalled_upstream_blob_is_cut_short_and_never_cached(
+    regd: Client, upstream: Upstream, fault: FaultProxy, mode: Mode
+) -> None:
+    name = unique(mode.value)
+    blobs = random_image(3_000_000, layers=1)
+    await push(upstream, name, "v1", blobs)
+    assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200
+    fault.mode, fault.fault_at = mode, 1_500_000
+    await _pull_fails_and_nothing_is_cached(regd, name, blobs[1])
+    fault.mode = Mode.PASS
+    await asyncio.sleep(0)  # (no synchronisation: the next pull starts a new download)
+
+    async def pulls() -> bool:
+        status, body, _ = await get_body(regd, f"/v2/hub/{name}/blobs/{sha256(blobs[1])}")
+        return status == 200 and body == blobs[1]
+
+    await until(pulls)
+
+
+async def test_max_upstream_conn_refuses_more_transfers_with_429(
+    aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, upstream: Upstream, fault: FaultProxy
+) -> None:
+    client = await start(aiohttp_client, tmp_path / "d")
+    await add_proxy_project(client, fault.url, upstream, "capped", max_upstream_conn="1")
+    name = unique("capped")
+    blobs = random_image(2_000_000)
+    await push(upstream, name, "v1", blobs)
+    fault.mode, fault.rate = Mode.THROTTLE, 1_000_000
+    first = asyncio.create_task(_hash_of(client, f"/v2/capped/{name}/blobs/{sha256(blobs[1])}"))
+    services = client.server.app[SERVICES]
+    await until(lambda: _true(not services.proxy.cap.available("capped", 1)))
+    body = await assert_error(
+        await client.get(f"/v2/capped/{name}/blobs/{sha256(blobs[2])}"), 429, "TOO_MANY_REQUEST"
+    )
+    assert body["errors"][0]["message"] == "too many requests to upstream registry"
+    assert (await first)[0] == 200
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+async def test_pacer_sleeps_to_keep_under_proxy_speed_kb(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    pacer = Pacer(100)  # KiB/s
+    await pacer.pace(200 * 1024)
+    assert slept and 1.5 < slept[0] <= 2.0
+    unlimited = Pacer(-1)
+    slept.clear()
+    await unlimited.pace(10**9)
+    assert slept == []
+
+
+# -- pushes are refused -------------------------------------------------------------------
+
+
+async def test_push_tag_creation_into_a_proxy_project_are_denied(regd: Client, upstream: Upstream) -> None:
+    message = "denied: can not push artifact to a proxy project: hub"
+    body = await assert_error(await regd.post("/v2/hub/x/blobs/uploads/"), 403, "DENIED")
+    assert body["errors"][0]["message"] == message
+    resp = await regd.put("/v2/hub/x/manifests/v1", data=b"{}", headers={"Content-Type": "application/json"})
+    assert (await assert_error(resp, 403, "DENIED"))["errors"][0]["message"] == message
+    name = unique("tagme")
+    digest, _ = await push(upstream, name, "v1", random_image(1000))
+    assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200
+    repo = name.replace("/", "%252F")
+    resp = await regd.post(
+        f"{API}/projects/hub/repositories/{repo}/artifacts/{digest}/tags", json={"name": "new"}
+    )
+    assert (await assert_error(resp, 403, "DENIED"))["errors"][0]["message"] == message
+
+
+# -- retention ---------------------------------------------------------------------------
+
+
+async def test_artifacts_not_pulled_for_the_retention_days_are_removed_then_collected(
+    regd: Client, upstream: Upstream
+) -> None:
+    name = unique("old")
+    blobs = random_image(1000)
+    _digest, _ = await push(upstream, name, "v1", blobs)
+    assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200
+    assert (await regd.get(f"/v2/hub/{name}/blobs/{sha256(blobs[1])}")).status == 200
+    services = regd.server.app[SERVICES]
+    now = time.time()
+    assert await retention.remove_unpulled(services.db, services.registry, 7, now=now) == 0
+    removed = await retention.remove_unpulled(services.db, services.registry, 7, now=now + 8 * 86400)
+    assert removed >= 1
+    count = "SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ?"
+    assert await services.db.fetchval(count, (f"hub/{name}",)) == 0
+    _run_id, report = await regd.server.app[GC].run(Parameters(), grace_period=0.0)
+    layer = Digest.parse(sha256(blobs[1]))
+    assert not services.store.path(layer).exists(), report.summary()
+
+
+# -- distribution upstream with Basic auth ------------------------------------------------
+
+
+async def test_pull_through_from_distribution_with_basic_auth(
+    aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path
+) -> None:
+    with upstream_distribution(tmp_path / "distribution") as dist:
+        name = "team/app"
+        blobs = random_image(50_000)
+        digest, manifest = await push(dist, name, "v1", blobs)
+        client = await start(aiohttp_client, tmp_path / "d")
+        await add_proxy_project(client, dist.url, dist, "dist")
+        status, body, headers = await get_body(client, f"/v2/dist/{name}/manifests/v1")
+        assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == digest, body
+        for blob in blobs:
+            status, body, _ = await get_body(client, f"/v2/dist/{name}/blobs/{sha256(blob)}")
+            assert status == 200 and body == blob
+    # distribution is stopped: the cache still answers, by tag too.
+    status, body, _ = await get_body(client, f"/v2/dist/{name}/manifests/v1")
+    assert status == 200 and body == manifest
+    assert (await get_body(client, f"/v2/dist/{name}/blobs/{sha256(blobs[1])}"))[1] == blobs[1]
+    assert orjson.loads((await get_body(client, f"/v2/dist/{name}/tags/list"))[1])["tags"] == ["v1"]
