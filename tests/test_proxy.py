@@ -64,7 +64,11 @@ async def fault(upstream: Upstream) -> AsyncIterator[FaultProxy]:
 
 
 async def add_proxy_project(
-    client: Client, url: str, upstream: Upstream, project: str = "hub", **metadata: str
+    client: Client | aiohttp.ClientSession,
+    url: str,
+    upstream: Upstream,
+    project: str = "hub",
+    **metadata: str,
 ) -> int:
     resp = await client.post(
         f"{API}/registries",
@@ -307,7 +311,7 @@ async def test_head_of_a_blob_not_cached_is_answered_from_the_upstream(
 # -- the blob download ------------------------------------------------------------------
 
 
-async def _hash_of(client: Client, path: str) -> tuple[int, int, str]:
+async def _hash_of(client: Client | aiohttp.ClientSession, path: str) -> tuple[int, int, str]:
     resp = await client.get(path)
     hasher = hashlib.sha256()
     total = 0
@@ -317,9 +321,17 @@ async def _hash_of(client: Client, path: str) -> tuple[int, int, str]:
     return resp.status, total, "sha256:" + hasher.hexdigest()
 
 
-async def test_eight_concurrent_cold_pulls_of_a_256_mib_blob_download_it_once(
-    regd: Client, upstream: Upstream, fault: FaultProxy
+def _memory_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for {pid}")
+
+
+async def test_eight_concurrent_cold_pulls_of_a_256_mib_blob_download_it_once_in_bounded_memory(
+    upstream: Upstream, fault: FaultProxy, tmp_path: Path
 ) -> None:
+    """The proxy runs as ``regd serve`` here, so that its peak memory is its own."""
     name = unique("big")
     size = 256 * 1024 * 1024
     big = os.urandom(size)
@@ -327,14 +339,27 @@ async def test_eight_concurrent_cold_pulls_of_a_256_mib_blob_download_it_once(
     await push(upstream, name, "v1", blobs)
     digest = sha256(big)
     del blobs, big
-    before = fault.forwarded
-    results = await asyncio.gather(*[_hash_of(regd, f"/v2/hub/{name}/blobs/{digest}") for _ in range(8)])
-    assert results == [(200, size, digest)] * 8
-    served = fault.forwarded - before
-    assert size <= served < size + 1024 * 1024, f"upstream sent {served} bytes for one {size}-byte blob"
-    status, total, got = await _hash_of(regd, f"/v2/hub/{name}/blobs/{digest}")
-    assert (status, total, got) == (200, size, digest)
-    assert fault.forwarded - before == served  # the cache answered
+    (tmp_path / "proxy").mkdir()
+    daemon = RegdProcess(tmp_path / "proxy", {"proxy": PROXY_SETTINGS})
+    daemon.start()
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{daemon.port}") as client:
+            await add_proxy_project(client, fault.url, upstream)
+            before = fault.forwarded
+            resting = _memory_kib(daemon.pid, "VmRSS")
+            path = f"/v2/hub/{name}/blobs/{digest}"
+            results = await asyncio.gather(*[_hash_of(client, path) for _ in range(8)])
+            assert results == [(200, size, digest)] * 8
+            served = fault.forwarded - before
+            assert size <= served < size + 1024 * 1024, (
+                f"upstream sent {served} bytes for one {size}-byte blob"
+            )
+            peak = _memory_kib(daemon.pid, "VmHWM")
+            assert peak - resting < 32 * 1024, f"regd grew from {resting} KiB to a peak of {peak} KiB"
+            assert await _hash_of(client, path) == (200, size, digest)
+            assert fault.forwarded - before == served  # the cache answered
+    finally:
+        daemon.close()
 
 
 async def _pull_fails_and_nothing_is_cached(regd: Client, name: str, blob: bytes) -> None:
