@@ -3,9 +3,10 @@ add|passwd``, ``regd member add``, ``regd robot create``: everyday access
 administration without curl.
 
 They act on the data directory directly (the same configuration loading as ``serve``),
-also while the daemon runs: SQLite in WAL mode takes their writes as transactions beside
-the daemon's. The first command on a new data directory creates ``admin`` and
-``library`` as the daemon's first start would.
+through the management services the API calls (``regd.manage``), as a system
+administrator (``Management.operator``), also while the daemon runs: SQLite in WAL mode
+takes their writes as transactions beside the daemon's. The first command on a new data
+directory creates ``admin`` and ``library`` as the daemon's first start would.
 """
 
 from __future__ import annotations
@@ -14,23 +15,21 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from regd.auth import passwords
-from regd.auth.accounts import Accounts
-from regd.auth.robots import create_robot
 from regd.auth.roles import Role
 from regd.config import Config
-from regd.errors import RegistryError
-from regd.manage import registries
+from regd.errors import ErrorCode, RegistryError
+from regd.manage import Actor, Management, Page
+from regd.manage.projects import check_project_name
 from regd.manage.registries import TYPES
-from regd.metadata import projects, users
-from regd.metadata import registries as registry_rows
-from regd.metadata.db import Database
-from regd.storage.layout import Layout
+from regd.manage.users import check_password, check_username
+from regd.metadata.registries import EndpointFields
 
-Command = Callable[[argparse.Namespace, Database, Accounts], Awaitable[None]]
+Command = Callable[[argparse.Namespace, Management, Actor], Awaitable[None]]
 
 
 class CommandError(Exception):
@@ -38,16 +37,16 @@ class CommandError(Exception):
 
 
 async def _open_and_run(config: Config, args: argparse.Namespace, command: Command) -> None:
-    layout = Layout(config.data_dir)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    db = Database(layout.database)
-    await db.open()
+    from regd.app import build_services
+
+    services = build_services(config)
+    services.layout.root.mkdir(parents=True, exist_ok=True)
+    await services.db.open()
     try:
-        accounts = Accounts(db, layout, config)
-        await accounts.start()
-        await command(args, db, accounts)
+        await services.accounts.start()
+        await command(args, services.manage, await services.manage.operator())
     finally:
-        await db.close()
+        await services.db.close()
 
 
 def _runner(command: Command, config_of: Callable[[argparse.Namespace], Config]) -> Callable[..., int]:
@@ -62,111 +61,92 @@ def _runner(command: Command, config_of: Callable[[argparse.Namespace], Config])
     return run
 
 
-async def _project(db: Database, name: str) -> projects.Project:
-    found = await projects.by_name(db, name)
-    if found is None:
-        raise CommandError(f"project {name} not found")
-    return found
+@contextmanager
+def _conflict(message: str) -> Iterator[None]:
+    """The CLI's own words for a conflict."""
+    try:
+        yield
+    except RegistryError as e:
+        if e.code is ErrorCode.CONFLICT:
+            raise CommandError(message) from None
+        raise
 
 
 def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password from standard input (``--password-stdin``), else a generated one."""
-    from regd.api.harbor.users import check_password
-
     if not args.password_stdin:
         return passwords.generate_secret(20), True
     return check_password(sys.stdin.readline().rstrip("\r\n")), False
 
 
-async def project_create(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    from regd.api.harbor.projects import check_project_name
-
+async def project_create(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     name = check_project_name(args.name)
-    admin = await users.by_name(db, "admin")
-    endpoint = await registries.find(db, args.proxy) if args.proxy else None
-    async with db.transaction() as conn:
-        if await projects.exists(conn, name):
-            raise CommandError(f"project {name} already exists")
+    endpoint = await manage.registries.find(operator, args.proxy) if args.proxy else None
+    with _conflict(f"project {name} already exists"):
         metadata = {"public": "true" if args.public else "false"}
-        registry_id = endpoint.id if endpoint else None
-        await projects.insert(conn, name, admin.id if admin else None, args.public, metadata, registry_id)
+        await manage.projects.create(operator, name, metadata, endpoint.id if endpoint else None)
     kind = f"proxy-cache project of {endpoint.name} ({endpoint.url})" if endpoint else "project"
     print(f"created {'public' if args.public else 'private'} {kind} {name}")
 
 
-async def registry_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
+async def registry_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     """An upstream endpoint for proxy-cache projects; the password from standard input."""
-    body: dict[str, Any] = {
-        "name": args.name,
-        "type": args.type,
-        "url": args.url,
-        "insecure": args.insecure,
-        "description": args.description,
-    }
-    if args.username:
-        secret = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else ""
-        body["credential"] = {"type": "basic", "access_key": args.username, "access_secret": secret}
-    registry_id = await registries.create(db, registries.fields_of(body))
+    secret = sys.stdin.readline().rstrip("\r\n") if args.username and args.password_stdin else ""
+    fields = EndpointFields(
+        name=args.name,
+        type=args.type,
+        url=args.url,
+        credential_type="basic" if args.username else "",
+        access_key=args.username or "",
+        access_secret=secret,
+        insecure=args.insecure,
+        description=args.description,
+    )
+    registry_id = await manage.registries.create(operator, fields)
     print(f"added registry {args.name} (id {registry_id}): {args.type} {args.url}")
 
 
-async def registry_list(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    _total, found = await registry_rows.page(db, "", 0, 1_000_000)
-    for e in found:
-        who = e.access_key or "anonymous"
-        print(f"{e.id}\t{e.name}\t{e.type}\t{e.url}\t{who}\t{e.status}")
+async def registry_list(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    for e in (await manage.registries.listing(operator, Page(1, 1_000_000))).items:
+        print(f"{e.id}\t{e.name}\t{e.type}\t{e.url}\t{e.access_key or 'anonymous'}\t{e.status}")
 
 
-async def user_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    from regd.api.harbor.users import check_username
-
+async def user_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     name = check_username(args.name)
     password, generated = _password(args)
-    hashed = await accounts.hash_password(password)
-    async with db.transaction() as conn:
-        if await users.exists(conn, name):
-            raise CommandError(f"user {name} already exists")
-        await users.insert(conn, name, hashed, sysadmin=args.admin)
+    with _conflict(f"user {name} already exists"):
+        await manage.users.create(operator, name, password, sysadmin=args.admin)
     print(f"created {'system administrator' if args.admin else 'user'} {name}")
     if generated:
         print(f"password: {password}")
 
 
-async def user_passwd(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
+async def user_passwd(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     """A new password for a user (admin's, when the generated one is lost)."""
-    user = await users.by_name(db, args.name)
-    if user is None:
-        raise CommandError(f"user {args.name} not found")
+    user = await manage.users.named(operator, args.name)
     password, generated = _password(args)
-    hashed = await accounts.hash_password(password)
-    async with db.transaction() as conn:
-        await users.set_password(conn, user.id, hashed)
+    await manage.users.reset_password(operator, user, password)
     print(f"changed the password of {user.username}")
     if generated:
         print(f"password: {password}")
 
 
-async def member_add(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    project = await _project(db, args.project)
-    user = await users.by_name(db, args.user)
-    if user is None:
-        raise CommandError(f"user {args.user} not found")
+async def member_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
     role = Role.parse(int(args.role) if args.role.isdigit() else args.role)
     if role is None:
         names = ", ".join(r.harbor_name for r in Role)
         raise CommandError(f"unknown role {args.role!r}; one of {names} (or 1-5)")
-    async with db.transaction() as conn:
-        if await projects.add_member(conn, project.id, user.id, int(role)) is None:
-            raise CommandError(f"{user.username} is already a member of {project.name}")
-    print(f"added {user.username} to {project.name} as {role.harbor_name}")
+    await manage.members.add(operator, project, role, username=args.user)
+    print(f"added {args.user} to {project.name} as {role.harbor_name}")
 
 
-async def robot_create(args: argparse.Namespace, db: Database, accounts: Accounts) -> None:
-    project = await _project(db, args.project)
+async def robot_create(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
     wanted = {"pull": args.pull, "push": args.push, "delete": args.delete}
     actions = {action for action, given in wanted.items() if given}
-    robot = await create_robot(
-        db, project, args.name, frozenset(actions or {"pull"}), args.days or -1, args.description
+    robot = await manage.robots.create(
+        operator, project, args.name, frozenset(actions or {"pull"}), args.days or -1, args.description
     )
     print(f"name: {robot.name}")
     print(f"secret: {robot.secret}")
@@ -201,9 +181,7 @@ def add_commands(
     p.add_argument("--type", default="docker-registry", choices=sorted(TYPES))
     p.add_argument("--url", required=True, help="e.g. https://registry-1.docker.io")
     p.add_argument("--username", help="log in to the upstream as this user")
-    p.add_argument(
-        "--password-stdin", action="store_true", help="read the upstream password from standard input"
-    )
+    p.add_argument("--password-stdin", action="store_true", help="read the upstream password from stdin")
     p.add_argument("--insecure", action="store_true", help="do not verify the upstream's TLS certificate")
     p.add_argument("--description", default="")
     command(registry, "list", "list the upstream registry endpoints", registry_list)

@@ -16,6 +16,8 @@ from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.gc import GCBusyError, Parameters
+from regd.gc.service import GCService
+from regd.manage import Management
 from regd.metadata.db import Database
 from regd.proxy import retention
 from regd.proxy.service import ProxyService
@@ -39,6 +41,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     accounts = Accounts(db, layout, config)
     registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
     uploads = UploadService(db, store, layout)
+    gc = GCService(config, db, store, uploads)
     return Services(
         config=config,
         layout=layout,
@@ -48,6 +51,8 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         uploads=uploads,
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
+        gc=gc,
+        manage=Management.build(config, db, accounts, registry, gc),
         proxy=ProxyService(config, db, registry, uploads, layout),
         role=role or Role(),
     )
@@ -95,7 +100,7 @@ async def _proxy_retention(app: web.Application) -> AsyncIterator[None]:
 
         async def collect() -> None:
             try:
-                await app[harbor_gc.GC].start(Parameters(), kind="SCHEDULE", schedule_type="Proxy retention")
+                await services.gc.start(Parameters(), kind="SCHEDULE", schedule_type="Proxy retention")
             except GCBusyError:
                 log.info("a collection is running; it or the next frees what retention removed")
 

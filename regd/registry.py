@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiosqlite
 
@@ -138,6 +138,9 @@ class Registry:
             actual = manifest.digest if wanted.algorithm == "sha256" else Digest.of(data, wanted.algorithm)
             if actual != wanted:
                 raise RegistryError(ErrorCode.DIGEST_INVALID, f"manifest digest is {actual}, not {wanted}")
+            # A manifest pushed by digest is stored and known under that digest, in its
+            # algorithm (sha512 too), so that the same reference reads it back.
+            manifest = replace(manifest, digest=wanted)
         else:
             tag = check_tag(reference)
         tmp = await self.store.write_tmp(manifest.digest, data)

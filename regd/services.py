@@ -9,6 +9,8 @@ from aiohttp import web
 from regd.auth import Authorizer
 from regd.auth.accounts import Accounts
 from regd.config import Config
+from regd.gc.service import GCService
+from regd.manage import Management
 from regd.metadata.db import Database
 from regd.proxy.service import ProxyService
 from regd.registry import Registry
@@ -39,6 +41,8 @@ class Services:
     uploads: UploadService
     authorizer: Authorizer
     accounts: Accounts
+    gc: GCService
+    manage: Management  # the rules every front end (API, CLI, pages) calls
     proxy: ProxyService
     role: Role = field(default_factory=Role)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 
@@ -338,3 +339,39 @@ async def test_subject_may_be_pushed_before_its_target(client: Client) -> None:
     assert resp.status == 201
     body = await (await client.get(f"/v2/library/app/referrers/{future}")).json(content_type=None)
     assert len(body["manifests"]) == 1
+
+
+async def test_manifest_pushed_by_sha512_digest_reads_back_by_that_digest(client: Client) -> None:
+    """A write accepted by a sha512 digest must read back by it (it answered 201 and then
+    404 before): GET, HEAD and DELETE by the sha512 digest, Docker-Content-Digest in sha512."""
+    blobs = [os.urandom(100), os.urandom(200)]
+    digests = [await push_blob(client, "library/app", b) for b in blobs]
+    body = image_manifest((digests[0], 100), [(digests[1], 200)])
+    by512 = "sha512:" + hashlib.sha512(body).hexdigest()
+
+    resp = await put(client, "library/app", by512, body)
+    assert resp.status == 201, await resp.text()
+    assert resp.headers["Docker-Content-Digest"] == by512
+    assert resp.headers["Location"] == f"/v2/library/app/manifests/{by512}"
+
+    resp = await client.get(f"/v2/library/app/manifests/{by512}", headers={"Accept": OCI})
+    assert resp.status == 200
+    assert await resp.read() == body
+    assert resp.headers["Docker-Content-Digest"] == by512
+    resp = await client.head(f"/v2/library/app/manifests/{by512}")
+    assert resp.status == 200
+    assert resp.headers["Content-Length"] == str(len(body))
+
+    assert (await client.delete(f"/v2/library/app/manifests/{by512}")).status == 202
+    await assert_error(await client.get(f"/v2/library/app/manifests/{by512}"), 404, "MANIFEST_UNKNOWN")
+
+
+async def test_manifest_put_by_a_wrong_or_unsupported_digest_stores_nothing(client: Client) -> None:
+    c = await push_blob(client, "library/app", b"{}")
+    body = image_manifest((c, 2), [])
+    wrong512 = "sha512:" + hashlib.sha512(body + b" ").hexdigest()
+    await assert_error(await put(client, "library/app", wrong512, body), 400, "DIGEST_INVALID")
+    md5 = "md5:" + hashlib.md5(body).hexdigest()
+    await assert_error(await put(client, "library/app", md5, body), 400, "DIGEST_INVALID")
+    for ref in (wrong512, sha256(body)):
+        await assert_error(await client.get(f"/v2/library/app/manifests/{ref}"), 404, "MANIFEST_UNKNOWN")

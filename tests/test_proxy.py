@@ -20,7 +20,6 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from regd.api import observe
-from regd.api.harbor.gc import GC
 from regd.app import create_app
 from regd.digest import Digest
 from regd.gc import Parameters
@@ -473,7 +472,7 @@ async def test_artifacts_not_pulled_for_the_retention_days_are_removed_then_coll
     assert removed >= 1
     count = "SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ?"
     assert await services.db.fetchval(count, (f"hub/{name}",)) == 0
-    _run_id, report = await regd.server.app[GC].run(Parameters(), grace_period=0.0)
+    _run_id, report = await services.gc.run(Parameters(), grace_period=0.0)
     layer = Digest.parse(sha256(blobs[1]))
     assert not services.store.path(layer).exists(), report.summary()
 

@@ -165,6 +165,12 @@ async def role_of(db: Database, project_id: int, user_id: int) -> int | None:
     return None if value is None else int(value)
 
 
+async def roles_of_user(db: Database, user_id: int) -> dict[int, int]:
+    """Project id -> role id of every membership of one user."""
+    rows = await db.fetchall("SELECT project_id, role FROM project_members WHERE user_id = ?", (user_id,))
+    return {int(r[0]): int(r[1]) for r in rows}
+
+
 async def members(
     db: Database, project_id: int, entityname: str, offset: int, limit: int
 ) -> tuple[int, list[Member]]:

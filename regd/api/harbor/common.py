@@ -1,4 +1,5 @@
-"""What every management-API handler shares: who is calling, project permission checks,
+"""What every management-API handler shares: who is calling (an ``Actor`` for the
+``regd.manage`` services, which hold the rules and permission checks), the project of the path,
 pagination (``page``, ``page_size`` up to 100, ``X-Total-Count``, ``Link``), JSON bodies,
 Harbor's time format.
 
@@ -11,7 +12,6 @@ for authenticated ones; errors use the one envelope ``{"errors":[{"code","messag
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -21,9 +21,9 @@ from aiohttp import web
 from regd.api.http import json_response
 from regd.auth.accounts import ANONYMOUS, NO_AUTH_ADMIN, Account
 from regd.auth.authorizer import basic_credentials
-from regd.auth.roles import Permission, Role, may
+from regd.auth.roles import Permission
 from regd.errors import ErrorCode, RegistryError
-from regd.metadata import projects
+from regd.manage import Actor, Management, Page, ProjectAccess
 from regd.metadata.projects import Project
 from regd.services import SERVICES, USER, Services
 
@@ -57,79 +57,51 @@ async def caller(request: web.Request) -> Account:
     return account
 
 
-async def logged_in(request: web.Request) -> Account:
-    account = await caller(request)
-    if not account.authenticated:
-        raise RegistryError(ErrorCode.UNAUTHORIZED, "authentication required")
-    return account
+_ACTOR: web.RequestKey[Actor] = web.RequestKey("harbor_actor", Actor)
 
 
-async def sysadmin(request: web.Request) -> Account:
-    account = await logged_in(request)
-    if not account.is_admin:
-        raise RegistryError(ErrorCode.FORBIDDEN, "only system administrators may do this")
-    return account
+def manage_of(request: web.Request) -> Management:
+    return request.app[SERVICES].manage
 
 
-def refuse(account: Account, message: str = "forbidden") -> RegistryError:
-    if not account.authenticated:
-        return RegistryError(ErrorCode.UNAUTHORIZED, "authentication required")
-    return RegistryError(ErrorCode.FORBIDDEN, message)
+async def actor(request: web.Request) -> Actor:
+    """The caller with their project roles, for the management services."""
+    if _ACTOR not in request:
+        request[_ACTOR] = await manage_of(request).actor(await caller(request))
+    return request[_ACTOR]
 
 
-@dataclass(frozen=True)
-class ProjectAccess:
-    project: Project
-    account: Account
-    role: Role | None
+async def logged_in(request: web.Request) -> Actor:
+    found = await actor(request)
+    found.require_login()
+    return found
 
-    def may(self, permission: Permission) -> bool:
-        return self.account.is_admin or may(self.role, self.project.public, permission)
+
+async def sysadmin(request: web.Request) -> Actor:
+    found = await actor(request)
+    found.require_admin()
+    return found
+
+
+def by_name(request: web.Request) -> bool:
+    """``{project_name_or_id}``: a number is an id unless ``X-Is-Resource-Name: true``."""
+    return request.headers.get("X-Is-Resource-Name", "").lower() == "true"
 
 
 async def find_project(request: web.Request, name_or_id: str) -> Project:
-    """``{project_name_or_id}``: a number is an id unless ``X-Is-Resource-Name: true``."""
-    db = services_of(request).db
-    by_name = request.headers.get("X-Is-Resource-Name", "").lower() == "true"
-    if name_or_id.isdigit() and not by_name:
-        project = await projects.by_id(db, int(name_or_id))
-    else:
-        project = await projects.by_name(db, name_or_id)
-    if project is None:
-        raise RegistryError(ErrorCode.NOT_FOUND, f"project {name_or_id[:100]} not found")
-    return project
+    return await manage_of(request).projects.find(name_or_id, by_name(request))
 
 
 async def project_access(
     request: web.Request, permission: Permission, name_or_id: str | None = None
 ) -> ProjectAccess:
     """The project of the path (or ``name_or_id``), if the caller holds ``permission`` on it."""
-    project = await find_project(request, name_or_id or request.match_info["project"])
-    return await check_access(request, project, permission)
-
-
-async def check_access(request: web.Request, project: Project, permission: Permission) -> ProjectAccess:
-    account = await caller(request)
-    role = await services_of(request).accounts.role(account, project)
-    access = ProjectAccess(project, account, role)
-    if not access.may(permission):
-        raise refuse(
-            account, f"not allowed to {permission.value.replace(':', ' ')} in project {project.name}"
-        )
-    return access
+    return await manage_of(request).projects.access(
+        await actor(request), name_or_id or request.match_info["project"], permission, by_name(request)
+    )
 
 
 # -- pagination --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Page:
-    page: int
-    size: int
-
-    @property
-    def offset(self) -> int:
-        return (self.page - 1) * self.size
 
 
 def page_of(request: web.Request) -> Page:

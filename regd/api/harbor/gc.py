@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -25,18 +24,14 @@ from aiohttp import web
 from regd.api.harbor import common
 from regd.api.http import json_response
 from regd.errors import ErrorCode, RegistryError
-from regd.gc.cron import Cron, CronError, cron_for
-from regd.gc.service import GCBusyError, GCParametersError, GCService, Parameters
+from regd.gc.service import GCService
+from regd.manage import Actor
+from regd.manage.gcruns import Plan
 from regd.metadata.gc_runs import RunRow
 from regd.services import SERVICES
 
 GC: web.AppKey[GCService] = web.AppKey("gc", GCService)
 PREFIX = "/api/v2.0/system/gc"
-
-
-async def require_sysadmin(request: web.Request) -> None:
-    """Harbor: system administrators only (401 for anonymous callers, 403 for others)."""
-    await common.sysadmin(request)
 
 
 def _history(run: RunRow) -> dict[str, Any]:
@@ -59,115 +54,90 @@ def _history(run: RunRow) -> dict[str, Any]:
     }
 
 
-def _parse(body: dict[str, Any], default_delete_untagged: bool) -> tuple[str, str, Parameters]:
-    """(schedule type, cron, parameters) of a schedule request, validated."""
+def _plan(request: web.Request, body: dict[str, Any]) -> Plan:
+    """The schedule request of a body, checked by the service."""
     schedule = body.get("schedule")
     if not isinstance(schedule, dict) or not isinstance(schedule.get("type"), str):
         raise RegistryError(ErrorCode.BAD_REQUEST, "schedule.type is required")
-    type_ = schedule["type"]
     cron = schedule.get("cron") or ""
     if not isinstance(cron, str):
         raise RegistryError(ErrorCode.BAD_REQUEST, "schedule.cron must be a string")
-    try:
-        parameters = Parameters.of(body.get("parameters"), default_delete_untagged)
-        if type_ not in ("Manual", "Schedule"):
-            cron = cron_for(type_, cron)
-    except (GCParametersError, CronError) as e:
-        raise RegistryError(ErrorCode.BAD_REQUEST, str(e)) from None
-    return type_, cron, parameters
-
-
-async def _set_schedule(gc: GCService, type_: str, cron: str, parameters: Parameters) -> None:
-    if type_ in ("Manual", "Schedule"):
-        raise RegistryError(
-            ErrorCode.BAD_REQUEST, f"schedule type {type_} cannot be set as a periodic schedule"
-        )
-    await gc.set_schedule(type_, cron, parameters)
+    return common.manage_of(request).gc.plan(schedule["type"], cron, body.get("parameters"))
 
 
 async def create_schedule(request: web.Request) -> web.StreamResponse:
     """POST /system/gc/schedule: ``Manual`` runs a collection now; other types set the
     periodic schedule."""
-    await require_sysadmin(request)
-    gc = request.app[GC]
-    type_, cron, parameters = _parse(await common.json_body(request), gc.config.gc.delete_untagged)
-    if type_ != "Manual":
-        await _set_schedule(gc, type_, cron, parameters)
+    caller = await common.sysadmin(request)
+    plan = _plan(request, await common.json_body(request))
+    service = common.manage_of(request).gc
+    if plan.type != "Manual":
+        await service.set_schedule(caller, plan)
         return common.created(f"{PREFIX}/schedule")
-    try:
-        run_id = await gc.start(parameters)
-    except GCBusyError as e:
-        raise RegistryError(ErrorCode.CONFLICT, str(e)) from None
+    run_id = await service.run_now(caller, plan.parameters)
     return common.created(f"{PREFIX}/{run_id}")
 
 
 async def update_schedule(request: web.Request) -> web.StreamResponse:
     """PUT /system/gc/schedule: the periodic schedule (``None`` removes it)."""
-    await require_sysadmin(request)
-    gc = request.app[GC]
-    type_, cron, parameters = _parse(await common.json_body(request), gc.config.gc.delete_untagged)
-    await _set_schedule(gc, type_, cron, parameters)
+    caller = await common.sysadmin(request)
+    plan = _plan(request, await common.json_body(request))
+    await common.manage_of(request).gc.set_schedule(caller, plan)
     return web.Response(status=200)
 
 
 async def get_schedule(request: web.Request) -> web.StreamResponse:
-    await require_sysadmin(request)
-    schedule = await request.app[GC].schedule()
-    if schedule is None:
+    schedule = await common.manage_of(request).gc.schedule(await common.actor(request))
+    row = schedule.row
+    if row is None:
         return json_response(
             {"schedule": {"type": "None", "cron": "", "next_scheduled_time": None}, "job_parameters": "{}"}
         )
-    due = Cron.parse(schedule.cron).next_after(datetime.now(UTC))
+    due = schedule.next_run
     return json_response(
         {
             "job_name": "GARBAGE_COLLECTION",
             "job_kind": "SCHEDULE",
-            "job_parameters": orjson.dumps(schedule.parameters).decode(),
+            "job_parameters": orjson.dumps(row.parameters).decode(),
             "schedule": {
-                "type": schedule.type,
-                "cron": schedule.cron,
+                "type": row.type,
+                "cron": row.cron,
                 "next_scheduled_time": common.timestamp(due.timestamp()) if due else None,
             },
-            "creation_time": common.timestamp(schedule.created_at),
-            "update_time": common.timestamp(schedule.updated_at),
+            "creation_time": common.timestamp(row.created_at),
+            "update_time": common.timestamp(row.updated_at),
         }
     )
 
 
 async def list_history(request: web.Request) -> web.StreamResponse:
-    await require_sysadmin(request)
+    caller = await common.sysadmin(request)
     page = common.page_of(request)
-    runs, total = await request.app[GC].history(page.offset, page.size)
-    return common.paged(request, [_history(r) for r in runs], total, page)
+    listing = await common.manage_of(request).gc.history(caller, page)
+    return common.paged(request, [_history(r) for r in listing.items], listing.total, page)
 
 
-async def _run(request: web.Request) -> RunRow:
-    raw = request.match_info["id"]
-    run = await request.app[GC].get_run(int(raw)) if raw.isdigit() else None
-    if run is None:
-        raise RegistryError(ErrorCode.NOT_FOUND, f"garbage collection {raw[:50]} not found")
-    return run
+async def _run(request: web.Request) -> tuple[Actor, RunRow]:
+    caller = await common.sysadmin(request)
+    return caller, await common.manage_of(request).gc.get(caller, request.match_info["id"])
 
 
 async def get_run(request: web.Request) -> web.StreamResponse:
-    await require_sysadmin(request)
-    return json_response(_history(await _run(request)))
+    _, run = await _run(request)
+    return json_response(_history(run))
 
 
 async def get_log(request: web.Request) -> web.StreamResponse:
-    await require_sysadmin(request)
-    run = await _run(request)
-    text = await request.app[GC].log(run.id)
+    caller, run = await _run(request)
+    text = await common.manage_of(request).gc.log(caller, run)
     return web.Response(text=text, content_type="text/plain")
 
 
 async def stop_run(request: web.Request) -> web.StreamResponse:
     """PUT /system/gc/{id}: stop after the current batch; what is swept stays swept.
     A run that has already ended is left as it is (200)."""
-    await require_sysadmin(request)
-    run = await _run(request)
-    if run.status in ("Pending", "Running"):
-        await request.app[GC].stop(run.id)
+    caller, run = await _run(request)
+    await common.manage_of(request).gc.stop(caller, run)
     return web.Response(status=200)
 
 
@@ -189,10 +159,9 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 def setup(app: web.Application) -> None:
-    """Create the collection service, tie it to the app's lifetime, add the routes.
-    Call after the cleanup context that opens the database."""
-    s = app[SERVICES]
-    app[GC] = GCService(s.config, s.db, s.store, s.uploads)
+    """Expose the collection service (``Services.gc``) as ``app[GC]``, tie it to the
+    app's lifetime, add the routes. Call after the cleanup context that opens the database."""
+    app[GC] = app[SERVICES].gc
     app.cleanup_ctx.append(_lifetime)
     app.router.add_post(f"{PREFIX}/schedule", create_schedule)
     app.router.add_put(f"{PREFIX}/schedule", update_schedule)

@@ -12,11 +12,10 @@ from typing import Any
 
 from aiohttp import web
 
-from regd.api.harbor.common import PREFIX, created, json_body, ok, page_of, paged, project_access, services_of
+from regd.api.harbor.common import PREFIX, created, json_body, manage_of, ok, page_of, paged, project_access
 from regd.api.http import json_response
 from regd.auth.roles import Permission, Role
 from regd.errors import ErrorCode, RegistryError
-from regd.metadata import projects, users
 from regd.metadata.projects import Member
 
 
@@ -50,64 +49,43 @@ def _member_id(request: web.Request) -> int:
 async def list_members(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.MEMBER_READ)
     page = page_of(request)
-    total, rows = await projects.members(
-        services_of(request).db,
-        access.project.id,
-        request.query.get("entityname", ""),
-        page.offset,
-        page.size,
+    listing = await manage_of(request).members.listing(
+        access.actor, access.project, page, request.query.get("entityname", "")
     )
-    return paged(request, [member_json(m) for m in rows], total, page)
+    return paged(request, [member_json(m) for m in listing.items], listing.total, page)
 
 
 async def add_member(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.MEMBER_MANAGE)
     body = await json_body(request)
     role = _role(body)
-    db = services_of(request).db
     target = body.get("member_user")
-    user = None
     if isinstance(target, dict) and isinstance(target.get("username"), str):
-        user = await users.by_name(db, target["username"])
+        who: dict[str, Any] = {"username": target["username"]}
     elif isinstance(target, dict) and isinstance(target.get("user_id"), int):
-        user = await users.by_id(db, target["user_id"])
+        who = {"user_id": target["user_id"]}
     else:
         raise RegistryError(ErrorCode.BAD_REQUEST, "member_user with a username or user_id is required")
-    if user is None:
-        raise RegistryError(ErrorCode.NOT_FOUND, "user not found")
-    async with db.transaction() as conn:
-        member_id = await projects.add_member(conn, access.project.id, user.id, int(role))
-    if member_id is None:
-        raise RegistryError(
-            ErrorCode.CONFLICT, f"{user.username} is already a member of {access.project.name}"
-        )
+    member_id = await manage_of(request).members.add(access.actor, access.project, role, **who)
     return created(f"{PREFIX}/projects/{request.match_info['project']}/members/{member_id}")
 
 
 async def get_member(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.MEMBER_READ)
-    member = await projects.member(services_of(request).db, access.project.id, _member_id(request))
-    if member is None:
-        raise RegistryError(ErrorCode.NOT_FOUND, "member not found")
+    member = await manage_of(request).members.get(access.actor, access.project, _member_id(request))
     return json_response(member_json(member))
 
 
 async def update_member(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.MEMBER_MANAGE)
     role = _role(await json_body(request))
-    async with services_of(request).db.transaction() as conn:
-        found = await projects.set_role(conn, access.project.id, _member_id(request), int(role))
-    if not found:
-        raise RegistryError(ErrorCode.NOT_FOUND, "member not found")
+    await manage_of(request).members.set_role(access.actor, access.project, _member_id(request), role)
     return ok()
 
 
 async def remove_member(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.MEMBER_MANAGE)
-    async with services_of(request).db.transaction() as conn:
-        found = await projects.remove_member(conn, access.project.id, _member_id(request))
-    if not found:
-        raise RegistryError(ErrorCode.NOT_FOUND, "member not found")
+    await manage_of(request).members.remove(access.actor, access.project, _member_id(request))
     return ok()
 
 

@@ -1,10 +1,14 @@
 """``/api/v2.0/registries``: the upstream endpoints of proxy-cache projects (list, get,
-create, update, delete, ping). System administrators only; the rules are in
-``regd.manage.registries``."""
+create, update, delete, ping). System administrators only; the rules are
+``regd.manage.registries``'s. Here: Harbor's JSON. ``POST`` takes ``credential:
+{type, access_key, access_secret}``; ``PUT`` takes it too, or Harbor's flat
+``credential_type``, ``access_key``, ``access_secret`` (``RegistryUpdate``); a secret
+sent back as ``*****`` keeps the stored one; answers show the secret as ``*****``."""
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
@@ -12,18 +16,66 @@ from regd.api.harbor.common import (
     PREFIX,
     created,
     json_body,
+    manage_of,
     ok,
     page_of,
     paged,
-    services_of,
     sysadmin,
+    text_field,
     timestamp,
 )
 from regd.api.http import json_response
 from regd.errors import ErrorCode, RegistryError
-from regd.manage import registries
-from regd.metadata import registries as rows
-from regd.metadata.registries import Endpoint
+from regd.manage.registries import MASK
+from regd.metadata.registries import Endpoint, EndpointFields
+
+
+def registry_json(endpoint: Endpoint) -> dict[str, Any]:
+    credential: dict[str, Any] = {"type": endpoint.credential_type or "basic"}
+    if endpoint.access_key:
+        credential["access_key"] = endpoint.access_key
+        credential["access_secret"] = MASK
+    return {
+        "id": endpoint.id,
+        "name": endpoint.name,
+        "type": endpoint.type,
+        "url": endpoint.url,
+        "credential": credential,
+        "insecure": endpoint.insecure,
+        "description": endpoint.description,
+        "status": endpoint.status,
+        "creation_time": timestamp(endpoint.created_at),
+        "update_time": timestamp(endpoint.updated_at),
+    }
+
+
+def fields_of(body: dict[str, Any], current: Endpoint | None = None) -> EndpointFields:
+    """The endpoint a body describes; what it leaves out stays as ``current`` has it."""
+    credential = body.get("credential") or {}
+    if not isinstance(credential, dict):
+        raise RegistryError(ErrorCode.BAD_REQUEST, "credential must be an object")
+    flat = {
+        "credential_type": credential.get("type", body.get("credential_type")),
+        "access_key": credential.get("access_key", body.get("access_key")),
+        "access_secret": credential.get("access_secret", body.get("access_secret")),
+    }
+    insecure = body.get("insecure", current.insecure if current else False)
+    if not isinstance(insecure, bool):
+        raise RegistryError(ErrorCode.BAD_REQUEST, "insecure must be true or false")
+    old = asdict(current) if current else {}
+    key = text_field(flat, "access_key", old.get("access_key", ""))
+    return EndpointFields(
+        name=text_field(body, "name", old.get("name", ""), 255),
+        type=text_field(body, "type", old.get("type", "")),
+        url=text_field(body, "url", old.get("url", ""), 2048),
+        credential_type=text_field(
+            flat, "credential_type", old.get("credential_type") or ("basic" if key else "")
+        ),
+        access_key=key,
+        access_secret=text_field(flat, "access_secret", "", 4096),
+        insecure=insecure,
+        description=text_field(body, "description", old.get("description", "")),
+    )
 
 
 def _id(request: web.Request) -> int:
@@ -34,60 +86,52 @@ def _id(request: web.Request) -> int:
 
 
 async def list_registries(request: web.Request) -> web.Response:
-    await sysadmin(request)
+    caller = await sysadmin(request)
     page = page_of(request)
     name = request.query.get("name") or request.query.get("q", "").partition("name=")[2].lstrip("~")
-    total, found = await rows.page(services_of(request).db, name, page.offset, page.size)
-    return paged(request, [registries.endpoint_json(e, timestamp) for e in found], total, page)
+    listing = await manage_of(request).registries.listing(caller, page, name)
+    return paged(request, [registry_json(e) for e in listing.items], listing.total, page)
 
 
 async def get_registry(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    endpoint = await registries.get(services_of(request).db, _id(request))
-    return json_response(registries.endpoint_json(endpoint, timestamp))
+    caller = await sysadmin(request)
+    return json_response(registry_json(await manage_of(request).registries.get(caller, _id(request))))
 
 
 async def create_registry(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    fields = registries.fields_of(await json_body(request))
-    registry_id = await registries.create(services_of(request).db, fields)
+    caller = await sysadmin(request)
+    registry_id = await manage_of(request).registries.create(caller, fields_of(await json_body(request)))
     return created(f"{PREFIX}/registries/{registry_id}")
 
 
 async def update_registry(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    db = services_of(request).db
-    current = await registries.get(db, _id(request))
-    await registries.update(db, current.id, registries.fields_of(await json_body(request), current))
+    caller = await sysadmin(request)
+    service = manage_of(request).registries
+    current = await service.get(caller, _id(request))
+    await service.update(caller, current, fields_of(await json_body(request), current))
     return ok()
 
 
 async def delete_registry(request: web.Request) -> web.Response:
-    await sysadmin(request)
-    db = services_of(request).db
-    endpoint = await registries.get(db, _id(request))
-    await registries.delete(db, endpoint.id)
-    services_of(request).proxy.health.forget(endpoint.id)
+    caller = await sysadmin(request)
+    service = manage_of(request).registries
+    await service.delete(caller, await service.get(caller, _id(request)))
     return ok()
 
 
 async def ping_registry(request: web.Request) -> web.Response:
-    """``{"id": n}`` pings a stored endpoint (its fields in the body override, as in
+    """``{"id": n}`` pings a stored endpoint (the body's fields override it, as in
     Harbor); without ``id``, the endpoint the body describes."""
-    await sysadmin(request)
-    services = services_of(request)
+    caller = await sysadmin(request)
+    service = manage_of(request).registries
     body = await json_body(request)
     raw_id = body.get("id")
     current: Endpoint | None = None
     if raw_id is not None:
         if not isinstance(raw_id, int) or isinstance(raw_id, bool):
             raise RegistryError(ErrorCode.BAD_REQUEST, "id must be an integer")
-        current = await registries.get(services.db, raw_id)
-    else:
-        body.setdefault("name", "ping")
-    fields = registries.fields_of(body, current)
-    endpoint = Endpoint(**dataclasses.asdict(fields))
-    await registries.ping(services.proxy, endpoint)
+        current = await service.get(caller, raw_id)
+    await service.ping(caller, fields_of({"name": "ping", **body}, current), current)
     return ok()
 
 

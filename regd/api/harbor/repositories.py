@@ -11,7 +11,6 @@ links in one transaction (``Registry.delete_repository``).
 
 from __future__ import annotations
 
-import html
 from typing import Any
 from urllib.parse import unquote
 
@@ -19,24 +18,21 @@ from aiohttp import web
 
 from regd.api.harbor.common import (
     PREFIX,
-    caller,
+    actor,
     json_body,
+    manage_of,
     ok,
     page_of,
     paged,
     project_access,
     query_terms,
-    services_of,
     text_field,
     timestamp,
 )
 from regd.api.http import json_response
-from regd.auth.accounts import Kind
 from regd.auth.roles import Permission
-from regd.errors import ErrorCode, RegistryError
-from regd.metadata import artifacts, projects
+from regd.manage import ProjectAccess, descriptions
 from regd.metadata.artifacts import RepositoryView
-from regd.names import is_valid_name
 
 
 def repository_json(view: RepositoryView, project_id: int) -> dict[str, Any]:
@@ -52,20 +48,13 @@ def repository_json(view: RepositoryView, project_id: int) -> dict[str, Any]:
     }
 
 
-def repository_name(request: web.Request, project: str) -> str:
-    """The full repository name from ``{repository}`` (decoded a second time)."""
-    name = f"{project}/{unquote(request.match_info['repository'])}"
-    if not is_valid_name(name):
-        raise RegistryError(ErrorCode.BAD_REQUEST, f"invalid repository name {name[:300]!r}")
-    return name
+def repository_name(request: web.Request) -> str:
+    """``{repository}`` without the project, decoded a second time."""
+    return unquote(request.match_info["repository"])
 
 
-async def find_repository(request: web.Request, project: str) -> RepositoryView:
-    name = repository_name(request, project)
-    view = await artifacts.repository(services_of(request).db, name)
-    if view is None:
-        raise RegistryError(ErrorCode.NOT_FOUND, f"repository {name} not found")
-    return view
+async def find_repository(request: web.Request, access: ProjectAccess) -> RepositoryView:
+    return await manage_of(request).repositories.find(access.project, repository_name(request))
 
 
 def _name_filter(request: web.Request) -> tuple[str, bool]:
@@ -80,46 +69,30 @@ async def list_repositories(request: web.Request) -> web.Response:
     name, exact = _name_filter(request)
     if exact and "/" not in name:
         name = f"{access.project.name}/{name}"
-    total, rows = await artifacts.repositories(
-        services_of(request).db, [access.project.name], name, exact, page.offset, page.size
-    )
-    return paged(request, [repository_json(r, access.project.id) for r in rows], total, page)
+    listing = await manage_of(request).repositories.listing(access.actor, access.project, page, name, exact)
+    return paged(request, [repository_json(r, access.project.id) for r in listing.items], listing.total, page)
 
 
 async def list_all_repositories(request: web.Request) -> web.Response:
     """Repositories of every project the caller may read."""
-    account = await caller(request)
-    db = services_of(request).db
     page = page_of(request)
-    visible = None
-    if not account.is_admin:
-        member_of = account.id if account.kind is Kind.USER else None
-        _, listed = await projects.page(
-            db, visible_to=member_of, all_projects=False, offset=0, limit=1_000_000
-        )
-        visible = [p.name for p in listed]
     name, exact = _name_filter(request)
-    total, rows = await artifacts.repositories(db, visible, name, exact, page.offset, page.size)
-    ids = {}
-    for row in rows:
-        if row.project not in ids:
-            found = await projects.by_name(db, row.project)
-            ids[row.project] = found.id if found else 0
-    return paged(request, [repository_json(r, ids[r.project]) for r in rows], total, page)
+    listing = await manage_of(request).repositories.list_all(await actor(request), page, name, exact)
+    items = [repository_json(r.repository, r.project_id) for r in listing.items]
+    return paged(request, items, listing.total, page)
 
 
 async def get_repository(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.REPOSITORY_READ)
-    view = await find_repository(request, access.project.name)
+    view = await find_repository(request, access)
     return json_response(repository_json(view, access.project.id))
 
 
 async def update_repository(request: web.Request) -> web.Response:
     access = await project_access(request, Permission.REPOSITORY_UPDATE)
-    view = await find_repository(request, access.project.name)
-    description = html.escape(text_field(await json_body(request), "description", limit=65536), quote=True)
-    async with services_of(request).db.transaction() as conn:
-        await artifacts.set_description(conn, view.id, description)
+    view = await find_repository(request, access)
+    text = text_field(await json_body(request), "description", limit=descriptions.MAX_LENGTH)
+    await manage_of(request).repositories.set_description(access.actor, access.project, view, text)
     return ok()
 
 
@@ -127,8 +100,8 @@ async def delete_repository(request: web.Request) -> web.Response:
     """Every manifest, tag and blob link of the repository, in one transaction
     (``Registry.delete_repository``); the bytes go at the next collection."""
     access = await project_access(request, Permission.REPOSITORY_DELETE)
-    view = await find_repository(request, access.project.name)
-    await services_of(request).registry.delete_repository(view.name)
+    view = await find_repository(request, access)
+    await manage_of(request).repositories.delete(access.actor, access.project, view)
     return ok()
 
 

@@ -16,30 +16,23 @@ from aiohttp import web
 
 from regd.api.harbor.common import (
     PREFIX,
-    ProjectAccess,
-    caller,
-    check_access,
+    actor,
     created,
     find_project,
     json_body,
     logged_in,
+    manage_of,
     ok,
     page_of,
     paged,
     project_access,
     query_terms,
-    refuse,
-    services_of,
     text_field,
     timestamp,
 )
 from regd.api.http import json_response
-from regd.auth import passwords
-from regd.auth.accounts import Kind
-from regd.auth.robots import check_secret, create_robot
-from regd.auth.roles import ROBOT_ACTIONS, Permission, Role
+from regd.auth.roles import ROBOT_ACTIONS, Permission
 from regd.errors import ErrorCode, RegistryError
-from regd.metadata import projects, robots
 from regd.metadata.robots import Robot
 
 
@@ -87,17 +80,6 @@ def _permission(body: dict[str, Any]) -> tuple[str, frozenset[str]]:
     return namespace, frozenset(actions)
 
 
-async def _robot(request: web.Request, permission: Permission) -> tuple[Robot, ProjectAccess]:
-    await logged_in(request)
-    db = services_of(request).db
-    raw = request.match_info["robot_id"]
-    robot = await robots.by_id(db, int(raw)) if raw.isdigit() else None
-    project = await projects.by_id(db, robot.project_id) if robot is not None else None
-    if robot is None or project is None:
-        raise RegistryError(ErrorCode.NOT_FOUND, f"robot {raw[:50]} not found")
-    return robot, await check_access(request, project, permission)
-
-
 async def create(request: web.Request) -> web.Response:
     await logged_in(request)
     body = await json_body(request)
@@ -107,95 +89,73 @@ async def create(request: web.Request) -> web.Response:
     if not isinstance(duration, int) or isinstance(duration, bool):
         raise RegistryError(ErrorCode.BAD_REQUEST, "duration must be a number of days or -1")
     secret = body.get("secret")
-    robot = await create_robot(
-        services_of(request).db,
+    robot = await manage_of(request).robots.create(
+        access.actor,
         access.project,
-        body.get("name"),  # type: ignore[arg-type]  # checked by create_robot
+        body.get("name"),
         actions,
         duration,
         text_field(body, "description"),
         secret if isinstance(secret, str) else None,
     )
-    stored = await robots.by_id(services_of(request).db, robot.id)
     answer = {
         "id": robot.id,
         "name": robot.name,
         "secret": robot.secret,
-        "creation_time": timestamp(stored.created_at if stored else None),
+        "creation_time": timestamp(robot.created_at),
         "expires_at": robot.expires_at,
     }
     return created(f"{PREFIX}/robots/{robot.id}", answer)
 
 
 async def list_robots(request: web.Request) -> web.Response:
-    account = await logged_in(request)
-    db = services_of(request).db
+    caller = await logged_in(request)
     page = page_of(request)
     wanted = query_terms(request).get("ProjectID") or query_terms(request).get("project_id")
-    project_ids: list[int] | None = None
-    if wanted is not None:
-        project = await find_project(request, wanted)
-        project_ids = [project.id]
-    if not account.is_admin:
-        if account.kind is not Kind.USER:
-            raise refuse(account)
-        _, mine = await projects.page(
-            db, visible_to=account.id, all_projects=False, offset=0, limit=1_000_000
-        )
-        readable = []
-        for project in mine:
-            role = await services_of(request).accounts.role(account, project)
-            if role in (Role.PROJECT_ADMIN, Role.MAINTAINER):
-                readable.append(project.id)
-        if project_ids is not None and not set(project_ids) <= set(readable):
-            raise refuse(account, "not allowed to list the robots of this project")
-        project_ids = readable if project_ids is None else project_ids
-    total, rows = await robots.page(db, project_ids, page.offset, page.size)
-    return paged(request, [robot_json(r) for r in rows], total, page)
+    project = await find_project(request, wanted) if wanted is not None else None
+    listing = await manage_of(request).robots.listing(caller, page, project)
+    return paged(request, [robot_json(r) for r in listing.items], listing.total, page)
+
+
+async def _robot(request: web.Request, permission: Permission) -> Robot:
+    caller = await logged_in(request)
+    return await manage_of(request).robots.get(caller, request.match_info["robot_id"], permission)
 
 
 async def get_robot(request: web.Request) -> web.Response:
-    robot, _ = await _robot(request, Permission.ROBOT_READ)
-    return json_response(robot_json(robot))
+    return json_response(robot_json(await _robot(request, Permission.ROBOT_READ)))
 
 
 async def update_robot(request: web.Request) -> web.Response:
-    robot, _ = await _robot(request, Permission.ROBOT_MANAGE)
+    robot = await _robot(request, Permission.ROBOT_MANAGE)
     body = await json_body(request)
     actions = robot.actions
     if "permissions" in body:
         namespace, actions = _permission(body)
         if namespace != robot.project_name:
             raise RegistryError(ErrorCode.BAD_REQUEST, "a robot cannot move to another project")
-        actions = actions | {"pull"} if "push" in actions else actions
     disabled = body.get("disable", robot.disabled)
     if not isinstance(disabled, bool):
         raise RegistryError(ErrorCode.BAD_REQUEST, "disable must be true or false")
-    async with services_of(request).db.transaction() as conn:
-        await robots.update(
-            conn, robot.id, text_field(body, "description", robot.description), disabled, actions
-        )
+    description = text_field(body, "description", robot.description)
+    await manage_of(request).robots.update(await actor(request), robot, description, disabled, actions)
     return ok()
 
 
 async def refresh_secret(request: web.Request) -> web.Response:
-    account = await caller(request)
+    caller = await actor(request)
     raw = request.match_info["robot_id"]
-    own = account.kind is Kind.ROBOT and raw.isdigit() and account.id == int(raw)
-    robot = (await robots.by_id(services_of(request).db, account.id)) if own else None
-    if robot is None:
-        robot, _ = await _robot(request, Permission.ROBOT_MANAGE)
-    secret = (await json_body(request)).get("secret")
-    secret = check_secret(secret) if isinstance(secret, str) and secret else passwords.generate_secret()
-    async with services_of(request).db.transaction() as conn:
-        await robots.set_secret(conn, robot.id, passwords.hash_secret(secret))
+    robots = manage_of(request).robots
+    if not robots.owns(caller, raw):
+        await _robot(request, Permission.ROBOT_MANAGE)  # refused before the body is read
+    given = (await json_body(request)).get("secret")
+    secret = await robots.refresh_secret(caller, raw, given if isinstance(given, str) else None)
     return json_response({"secret": secret})
 
 
 async def delete_robot(request: web.Request) -> web.Response:
-    robot, _ = await _robot(request, Permission.ROBOT_MANAGE)
-    async with services_of(request).db.transaction() as conn:
-        await robots.delete(conn, robot.id)
+    robot = await _robot(request, Permission.ROBOT_MANAGE)
+    await manage_of(request).robots.delete(await actor(request), robot)
     return ok()
 
 
