@@ -96,9 +96,9 @@ async def add_proxy_project(
     return registry_id
 
 
-async def start(aiohttp_client: Callable[..., Awaitable[Client]], data_dir: Path) -> Client:
+async def start(aiohttp_client: Callable[..., Awaitable[Client]], data_dir: Path, **proxy: float) -> Client:
     """The app as ``regd serve`` runs it: with its access logger (hit or miss)."""
-    server = TestServer(create_app(make_config(data_dir, proxy=PROXY_SETTINGS)))
+    server = TestServer(create_app(make_config(data_dir, proxy={**PROXY_SETTINGS, **proxy})))
     await server.start_server(**observe.runner_options())
     return await aiohttp_client(server)
 
@@ -235,6 +235,21 @@ async def test_a_dead_upstream_is_not_asked_again_until_a_probe_finds_it_back(
     fault.mode = Mode.PASS
     await until(lambda: status("healthy"))
     assert fault.connections - before <= 1 + int(20 / PROXY_SETTINGS["probe_interval"])
+
+
+async def test_a_stalled_upstream_holds_a_cached_tag_no_longer_than_the_connect_timeout(
+    aiohttp_client: Callable[..., Awaitable[Client]], tmp_path: Path, upstream: Upstream, fault: FaultProxy
+) -> None:
+    # Blob transfers may stall for read_timeout (120 s here); a tag's freshness check is
+    # given 2 x connect_timeout (2 s), then the cache answers.
+    client = await start(aiohttp_client, tmp_path / "d", read_timeout=120.0)
+    await add_proxy_project(client, fault.url, upstream)
+    name = unique("stalled")
+    _digest, manifest = await push(upstream, name, "v1", random_image(1000))
+    assert (await client.get(f"/v2/hub/{name}/manifests/v1")).status == 200
+    fault.mode, fault.fault_at = Mode.STALL, 0
+    answer = await asyncio.wait_for(get_body(client, f"/v2/hub/{name}/manifests/v1"), 60)
+    assert answer[0] == 200 and answer[1] == manifest
 
 
 async def test_a_tag_moved_upstream_is_pulled_with_its_new_digest(regd: Client, upstream: Upstream) -> None:

@@ -112,6 +112,7 @@ class ProxyService:
         self.health = HealthTable(self._probe, self._record_health, config.proxy.probe_interval)
         self.cap = ConnectionCap()
         self._upstreams: dict[int, Upstream] = {}
+        self._retired: list[Upstream] = []
         self._fetches: dict[tuple[str, str], BlobFetch] = {}
         self._pulled: dict[int, float] = {}
 
@@ -121,7 +122,7 @@ class ProxyService:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for upstream in self._upstreams.values():
+        for upstream in [*self._upstreams.values(), *self._retired]:
             await upstream.close()
 
     # -- projects and endpoints ---------------------------------------------------
@@ -145,10 +146,13 @@ class ProxyService:
         return found
 
     def upstream(self, endpoint: Endpoint) -> Upstream:
+        """The client of ``endpoint``, kept (with its connections and tokens) until the
+        endpoint's settings change; a replaced one is closed with the service, as
+        transfers may still be using it."""
         current = self._upstreams.get(endpoint.id)
-        if current is None or current.endpoint != endpoint:
+        if current is None or _settings(current.endpoint) != _settings(endpoint):
             if current is not None:
-                asyncio.get_running_loop().create_task(current.close())
+                self._retired.append(current)
             current = Upstream(endpoint, self.config.proxy.connect_timeout, self.config.proxy.read_timeout)
             self._upstreams[endpoint.id] = current
         return current
@@ -172,10 +176,17 @@ class ProxyService:
             self.health.down(pp.endpoint.id)
 
     async def _call(
-        self, pp: ProxyProject, method: str, path: str, scope: str, headers: dict[str, str] | None = None
+        self,
+        pp: ProxyProject,
+        method: str,
+        path: str,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        quick: bool = False,
     ) -> aiohttp.ClientResponse:
+        upstream = self.upstream(pp.endpoint)
         try:
-            resp = await self.upstream(pp.endpoint).request(method, path, scope, headers)
+            resp = await upstream.request(method, path, scope, headers, quick)
         except UpstreamError as e:
             self._failed(pp, e)
             raise
@@ -236,7 +247,7 @@ class ProxyService:
     ) -> str | None:
         with self.cap.hold(pp.name, setting(pp.project.metadata, "max_upstream_conn")):
             path = f"/v2/{pp.upstream_name(repository)}/manifests/{tag}"
-            resp = await self._call(pp, "HEAD", path, pp.scope(repository), _accept(accept))
+            resp = await self._call(pp, "HEAD", path, pp.scope(repository), _accept(accept), quick=True)
             resp.release()
         return resp.headers.get("Docker-Content-Digest")
 
@@ -419,7 +430,7 @@ class ProxyService:
             for _ in range(MAX_TAG_PAGES):
                 if path is None:
                     break
-                resp = await self._call(pp, "GET", path, pp.scope(repository))
+                resp = await self._call(pp, "GET", path, pp.scope(repository), quick=True)
                 try:
                     body = await resp.json(content_type=None)
                 except (TimeoutError, aiohttp.ClientError, ValueError):
@@ -429,6 +440,12 @@ class ProxyService:
                 tags += [t for t in (body.get("tags") or []) if isinstance(t, str)]
                 path = _next_page(resp.headers.get("Link"))
         return tags
+
+
+def _settings(endpoint: Endpoint) -> tuple[object, ...]:
+    """What an upstream client is made of (not the endpoint's name, status or times)."""
+    e = endpoint
+    return (e.type, e.url, e.credential_type, e.access_key, e.access_secret, e.insecure)
 
 
 def _accept(accept: list[str]) -> dict[str, str]:

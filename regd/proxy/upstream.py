@@ -78,6 +78,10 @@ class Upstream:
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
+        # Questions whose answer has a cached fallback (a tag's digest, a tag list, a
+        # token) wait no longer than a connection may take: a stalled upstream must not
+        # hold a pull the cache can answer.
+        self.quick = aiohttp.ClientTimeout(total=connect_timeout * 2, sock_connect=connect_timeout)
         self._session: aiohttp.ClientSession | None = None
         self._challenge: dict[str, str] | None = None  # the last Bearer challenge's params
         self._basic = False  # the upstream asked for Basic
@@ -139,11 +143,12 @@ class Upstream:
         if basic is not None:
             headers["Authorization"] = basic
         metrics.PROXY_UPSTREAM_REQUESTS.labels(self.endpoint.name).inc()
-        async with self._client().get(self._challenge["realm"], params=query, headers=headers) as resp:
+        realm = self._challenge["realm"]
+        async with self._client().get(realm, params=query, headers=headers, timeout=self.quick) as resp:
             if resp.status != 200:
                 raise UpstreamError(
                     classify(resp.status) if resp.status != 404 else Failure.REFUSED,
-                    f"token service {self._challenge['realm']} answered {resp.status}",
+                    f"token service {realm} answered {resp.status}",
                 )
             body: Any = orjson.loads(await resp.read())
         token = body.get("token") or body.get("access_token")
@@ -156,7 +161,12 @@ class Upstream:
     # -- requests ---------------------------------------------------------------
 
     async def request(
-        self, method: str, path: str, scope: str, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        quick: bool = False,
     ) -> aiohttp.ClientResponse:
         """The upstream's answer to ``method path`` (its body not read yet: the caller
         must ``release()`` it), authenticated as the upstream asks. Errors become
@@ -166,7 +176,13 @@ class Upstream:
             sent = {**(headers or {}), **self._auth_header(scope)}
             metrics.PROXY_UPSTREAM_REQUESTS.labels(self.endpoint.name).inc()
             try:
-                resp = await self._client().request(method, url, headers=sent, allow_redirects=True)
+                resp = await self._client().request(
+                    method,
+                    url,
+                    headers=sent,
+                    allow_redirects=True,
+                    timeout=self.quick if quick else self._timeout,
+                )
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 raise UpstreamError(
                     Failure.DOWN, f"{self.endpoint.name}: {e.__class__.__name__} {e}"
@@ -190,5 +206,5 @@ class Upstream:
 
     async def ping(self) -> None:
         """Raise ``UpstreamError`` unless ``GET /v2/`` works (with auth, when asked)."""
-        resp = await self.request("GET", "/v2/", scope="")
+        resp = await self.request("GET", "/v2/", scope="", quick=True)
         resp.release()
