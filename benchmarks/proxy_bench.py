@@ -7,9 +7,9 @@ One upstream (CNCF distribution 2.8.2 by default, auth off) and one regd (the co
 checkout, access log off, everything else at its defaults: fsync on, one process) with a
 proxy-cache project ``mirror`` of the upstream. Each round pushes a fresh image of
 ``--layers`` random layers of ``--layer-mib`` MiB to the upstream, and the same image to
-regd's normal project ``library``, then pulls, as docker does (the manifest by tag, then
-the layers three at a time, ``max-concurrent-downloads``), each pull's bytes read and
-dropped by this process:
+regd's normal project ``library``, syncs, then pulls, as docker does (the manifest by tag,
+then the layers three at a time, ``max-concurrent-downloads``), each pull's bytes read and
+dropped by this process (1 MiB reads); odd rounds pull cold through regd before direct:
 
 - **direct**: from the upstream itself;
 - **cold**: through ``mirror`` the first time: regd downloads from the upstream, writes
@@ -128,19 +128,23 @@ async def measure(
 ) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {kind: [] for kind in KINDS}
     timeout = aiohttp.ClientTimeout(total=None, sock_read=300)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    async with aiohttp.ClientSession(timeout=timeout, read_bufsize=1 << 20) as session:
         for round_ in range(rounds):
             name = f"library/bench-{round_}-{os.urandom(3).hex()}"
             blobs = [os.urandom(1000)] + [os.urandom(layer_mib << 20) for _ in range(layers)]
             await push(session, upstream, name, blobs)
             await push(session, regd, name, blobs)
             del blobs
-            for kind, (url, repository) in {
+            os.sync()  # the pushes' dirty pages are not the pulls' to write back
+            plan = {
                 "direct": (upstream, name),
                 "cold": (regd, f"mirror/{name}"),
                 "warm": (regd, f"mirror/{name}"),
                 "normal": (regd, name),
-            }.items():
+            }
+            # Every other round pulls through regd first: neither side always goes first.
+            order = KINDS if round_ % 2 == 0 else ("cold", "direct", "warm", "normal")
+            for kind, (url, repository) in ((k, plan[k]) for k in order):
                 size, seconds = await pull(session, url, repository)
                 results[kind].append(size / seconds / 2**20)
                 print(f"round {round_ + 1}: {kind:6} {size / 2**20:8.1f} MiB in {seconds:6.2f} s "

@@ -31,6 +31,7 @@ from regd.metadata.registries import Endpoint
 # Docker Hub's web address is not its registry's.
 _DOCKER_HUB_API = "https://registry-1.docker.io"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+READ_BUFFER = 1 << 20
 # A token is used until this many seconds before it expires.
 _TOKEN_MARGIN = 10.0
 
@@ -93,7 +94,13 @@ class Upstream:
                 ssl=False if self.endpoint.insecure else True, limit=0, enable_cleanup_closed=True
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=False, trust_env=False
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=False,
+                trust_env=False,
+                # aiohttp's 64 KiB buffer pauses the socket every 64 KiB; 1 MiB lets a
+                # blob stream in large reads (bounded memory: at most 2 MiB per transfer).
+                read_bufsize=READ_BUFFER,
             )
         return self._session
 
