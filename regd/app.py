@@ -21,6 +21,7 @@ from regd.manage import Management
 from regd.metadata.db import Database
 from regd.proxy import retention
 from regd.proxy.service import ProxyService
+from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.services import SERVICES, Role, Services
 from regd.storage.blobstore import BlobStore
@@ -53,6 +54,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         accounts=accounts,
         gc=gc,
         manage=Management.build(config, db, accounts, registry, gc),
+        pulls=PullRecorder(db),
         proxy=ProxyService(config, db, registry, uploads, layout),
         role=role or Role(),
     )
@@ -81,13 +83,20 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         if recovered:
             log.info("%d upload sessions cut off by the last stop can resume", recovered)
     janitor = asyncio.create_task(_janitor(services)) if services.role.background else None
+    # Every process counts its own pulls and writes them (regd/pulls.py).
+    pulls = asyncio.create_task(services.pulls.run(services.config.server.pull_flush_interval))
     try:
         yield
     finally:
-        if janitor is not None:
-            janitor.cancel()
-            await asyncio.gather(janitor, return_exceptions=True)
+        for task in (janitor, pulls):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await services.proxy.close()
+        try:
+            await services.pulls.flush()
+        except Exception:
+            log.exception("the last %d pulls were not written", services.pulls.pending)
         await services.db.close()
 
 

@@ -34,6 +34,7 @@ class ServerConfig:
     access_log: bool = True
     log_format: str = "text"  # "text" or "json"
     log_level: str = "info"
+    pull_flush_interval: float = 5.0  # seconds between writes of counted pulls
 
     @property
     def host(self) -> str:
@@ -182,6 +183,8 @@ def _validate(config: Config) -> None:
         raise ConfigError("[server] tls_cert and tls_key must be set together")
     if config.server.workers < 1:
         raise ConfigError("[server] workers: must be at least 1")
+    if config.server.pull_flush_interval <= 0:
+        raise ConfigError("[server] pull_flush_interval: must be positive")
     if config.gc.grace_period < 0:
         raise ConfigError("[gc] grace_period: must not be negative")
     if config.uploads.expire_after <= 0:

@@ -25,6 +25,10 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+IMAGE_CONFIG_TYPES = frozenset({DOCKER_CONFIG, OCI_CONFIG})
+
 IMAGE_TYPES = frozenset({DOCKER_MANIFEST, OCI_MANIFEST})
 INDEX_TYPES = frozenset({DOCKER_LIST, OCI_INDEX})
 MANIFEST_TYPES = IMAGE_TYPES | INDEX_TYPES
@@ -49,6 +53,7 @@ class Descriptor:
     urls: tuple[str, ...] = ()
     artifact_type: str | None = None
     annotations: dict[str, str] | None = None
+    platform: dict[str, Any] | None = None  # index entries (image-spec "platform")
 
     @property
     def is_foreign(self) -> bool:
@@ -101,7 +106,12 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     artifact_type = value.get("artifactType")
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise _invalid(f"{where}: artifactType must be a string")
-    return Descriptor(media_type, parsed, size, tuple(urls), artifact_type, _annotations(value, where))
+    platform = value.get("platform")
+    if platform is not None and not isinstance(platform, dict):
+        raise _invalid(f"{where}: platform must be an object")
+    return Descriptor(
+        media_type, parsed, size, tuple(urls), artifact_type, _annotations(value, where), platform
+    )
 
 
 def _annotations(value: dict[str, Any], where: str) -> dict[str, str] | None:
@@ -175,3 +185,40 @@ def referrer_artifact_type(manifest: Manifest) -> str | None:
     if manifest.blobs and not manifest.is_index:
         return manifest.blobs[0].media_type
     return None
+
+
+def image_config(manifest: Manifest) -> Descriptor | None:
+    """The config descriptor of an image (docker or OCI image config), else None."""
+    if manifest.is_index or not manifest.blobs:
+        return None
+    config = manifest.blobs[0]
+    return config if config.media_type in IMAGE_CONFIG_TYPES else None
+
+
+def image_details(config: bytes) -> dict[str, Any]:
+    """What Harbor shows of an image config as the artifact's ``extra_attrs``
+    (``architecture``, ``os``, ``created``, ``author``, ``config``); the author falls back
+    to the ``maintainer`` label, as in Harbor. A config that is not a JSON object: {}."""
+    try:
+        body = orjson.loads(config)
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(body, dict):
+        return {}
+    settings = body.get("config")
+    settings = settings if isinstance(settings, dict) else {}
+    labels = settings.get("Labels")
+    author = body.get("author")
+    if not (isinstance(author, str) and author) and isinstance(labels, dict):
+        author = labels.get("maintainer")
+    return {
+        "architecture": _text(body.get("architecture")),
+        "os": _text(body.get("os")),
+        "created": body.get("created") if isinstance(body.get("created"), str) else None,
+        "author": _text(author),
+        "config": settings,
+    }
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -27,8 +27,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def is_valid_tag(tag: str) -> bool:
+    return TAG_RE.match(tag) is not None
+
+
 def check_tag(tag: str) -> str:
-    if not TAG_RE.match(tag):
+    if not is_valid_tag(tag):
         raise RegistryError(ErrorCode.TAG_INVALID, f"invalid tag {tag[:200]!r}")
     return tag
 

@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import aiosqlite
 
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
-from regd.manifests import Manifest, parse
+from regd.manifests import Manifest, image_config, image_details, parse
 from regd.metadata import blobs as blob_rows
 from regd.metadata import manifests as manifest_rows
 from regd.metadata import repositories
 from regd.metadata.db import Database, fetchone
 from regd.metadata.generation import LookupCache
 from regd.metadata.manifests import ManifestRow
-from regd.names import check_tag
+from regd.names import check_tag, is_valid_tag
 from regd.storage.blobstore import BlobStore
+
+# Tags one push by digest may set with ?tag= (spec: "SHOULD support at least 10").
+MAX_TAGS_PER_PUSH = 100
 
 
 @dataclass(frozen=True)
@@ -121,11 +126,18 @@ class Registry:
         reference: str,
         data: bytes,
         content_type: str | None,
+        extra_tags: Sequence[str] = (),
         require_references: bool = True,
     ) -> Manifest:
-        """Store a manifest (by tag: and point the tag at it). ``require_references``
-        False is the proxy cache's: a manifest fetched from the upstream is recorded
-        before its blobs, which are fetched when a client asks for them."""
+        """Store a manifest pushed by tag or by digest. ``extra_tags`` (a push by digest
+        with ``?tag=`` parameters, spec main: "pushing tags ... by addition of tag query
+        parameters") all point at it, set in the same transaction, or none does.
+        ``require_references`` False is the proxy cache's: a manifest fetched from the
+        upstream is recorded before its blobs, which are fetched when a client asks."""
+        if len(extra_tags) > MAX_TAGS_PER_PUSH:
+            raise RegistryError(ErrorCode.TAG_INVALID, f"at most {MAX_TAGS_PER_PUSH} tags per push")
+        for extra in extra_tags:
+            check_tag(extra)
         if len(data) > self.max_manifest_size:
             raise RegistryError(
                 ErrorCode.REQUEST_ENTITY_TOO_LARGE,
@@ -143,6 +155,8 @@ class Registry:
             manifest = replace(manifest, digest=wanted)
         else:
             tag = check_tag(reference)
+        tags = ([tag] if tag is not None else []) + list(dict.fromkeys(extra_tags))
+        extra_attrs = await self.image_details(manifest)
         tmp = await self.store.write_tmp(manifest.digest, data)
         try:
             await self.store.place(tmp, manifest.digest)
@@ -161,14 +175,27 @@ class Registry:
                     )
                 await self.store.confirm(tmp, manifest.digest)
                 await blob_rows.upsert(conn, str(manifest.digest), len(data))
-                manifest_id = await manifest_rows.insert(conn, repository_id, manifest)
-                if tag is not None:
-                    await manifest_rows.set_tag(conn, repository_id, tag, manifest_id)
+                manifest_id = await manifest_rows.insert(conn, repository_id, manifest, extra_attrs)
+                for name in tags:
+                    await manifest_rows.set_tag(conn, repository_id, name, manifest_id)
                 await repositories.touch(conn, repository_id)
         finally:
             await self.store.discard(tmp)
         self.cache.put(str(manifest.digest), data)
         return manifest
+
+    async def image_details(self, manifest: Manifest) -> dict[str, Any] | None:
+        """Harbor's ``extra_attrs`` of an artifact: for an image, read once from its config
+        blob (at push, so listings never read blobs); {} for anything else or a config
+        larger than a manifest may be; None while the config is not in the store."""
+        config = image_config(manifest)
+        if config is None:
+            return {}
+        try:
+            data = await self.store.read_small(config.digest, self.max_manifest_size)
+        except FileNotFoundError:
+            return None
+        return {} if data is None else image_details(data)
 
     async def resolve(self, repository: str, reference: str) -> ManifestRow:
         key = ("manifest", repository, reference)
@@ -178,8 +205,13 @@ class Registry:
         stamp = self.lookups.stamp()
         if Digest.is_digest(reference):
             row = await manifest_rows.by_digest(self.db, repository, str(Digest.parse(reference)))
+        elif is_valid_tag(reference):
+            row = await manifest_rows.by_tag(self.db, repository, reference)
         else:
-            row = await manifest_rows.by_tag(self.db, repository, check_tag(reference))
+            # Neither a tag nor a digest: no manifest can be known by it (404, as CNCF
+            # distribution answers and both conformance programs expect); a PUT to it
+            # is still refused with TAG_INVALID (put_manifest).
+            row = None
         if row is not None:
             self.lookups.put(key, row, stamp)
         if row is None:
@@ -190,6 +222,9 @@ class Registry:
 
     async def get_manifest(self, repository: str, reference: str) -> StoredManifest:
         row = await self.resolve(repository, reference)
+        return StoredManifest(row, await self._manifest_bytes(row))
+
+    async def _manifest_bytes(self, row: ManifestRow) -> bytes:
         data = self.cache.get(row.digest)
         if data is None:
             try:
@@ -197,7 +232,15 @@ class Registry:
             except FileNotFoundError:
                 raise RegistryError(ErrorCode.MANIFEST_UNKNOWN, f"manifest {row.digest} unknown") from None
             self.cache.put(row.digest, data)
-        return StoredManifest(row, data)
+        return data
+
+    async def parsed(self, row: ManifestRow) -> Manifest | None:
+        """A stored manifest read back and parsed; None if its bytes are gone or no
+        longer parse (stored under older rules)."""
+        try:
+            return parse(await self._manifest_bytes(row), row.media_type)
+        except RegistryError:
+            return None
 
     async def delete_manifest(self, repository: str, reference: str) -> None:
         """By digest: the manifest, its tags and its referrers (refused while an index of

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from regd.auth import Authorizer
+from regd.auth import Authorizer, Principal
 from regd.auth.accounts import Accounts
 from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
 from regd.proxy.service import ProxyService
+from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
@@ -43,6 +44,7 @@ class Services:
     accounts: Accounts
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
+    pulls: PullRecorder
     proxy: ProxyService
     role: Role = field(default_factory=Role)
 
@@ -55,5 +57,7 @@ REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
 # Who made the request (the access log's user): set by whatever authenticates it, the
 # /v2 dispatcher or the /api/v2.0 handlers.
 USER: web.RequestKey[str] = web.RequestKey("user", str)
+# Who the /v2 dispatcher let through and what it was granted (a mount's source, say).
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 # "hit" or "miss": how a proxy-cache project answered (the access log's cache=).
 PROXY_CACHE: web.RequestKey[str] = web.RequestKey("proxy_cache", str)

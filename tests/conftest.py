@@ -43,8 +43,13 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-async def push_blob(client: Client, name: str, data: bytes) -> str:
-    digest = sha256(data)
+def sha512(data: bytes) -> str:
+    return "sha512:" + hashlib.sha512(data).hexdigest()
+
+
+async def push_blob(client: Client, name: str, data: bytes, algorithm: str = "sha256") -> str:
+    """Push ``data`` in one POST by its digest in ``algorithm``; returns that digest."""
+    digest = sha512(data) if algorithm == "sha512" else sha256(data)
     resp = await client.post(f"/v2/{name}/blobs/uploads/", params={"digest": digest}, data=data)
     assert resp.status == 201, await resp.text()
     return digest

@@ -39,6 +39,15 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def digest_of(data: bytes, algorithm: str = "sha256") -> str:
+    return f"{algorithm}:" + hashlib.new(algorithm, data).hexdigest()
+
+
+def matches(digest: str, data: bytes) -> bool:
+    """Whether ``data`` has ``digest``, in the digest's own algorithm (sha256 or sha512)."""
+    return digest_of(data, digest.partition(":")[0]) == digest
+
+
 @dataclass
 class Image:
     """An image (or index, or referrer) as pushed: its manifest and every blob's bytes."""
@@ -46,18 +55,23 @@ class Image:
     manifest: bytes
     media_type: str = OCI_MANIFEST
     blobs: dict[str, bytes] = field(default_factory=dict)
+    algorithm: str = "sha256"  # of its blobs' digests and of the digest it is pushed by
 
     @property
     def digest(self) -> str:
-        return sha256(self.manifest)
+        return digest_of(self.manifest, self.algorithm)
 
 
 def image(
-    blobs: list[bytes], subject: Image | None = None, foreign: tuple[tuple[str, int], ...] = ()
+    blobs: list[bytes],
+    subject: Image | None = None,
+    foreign: tuple[tuple[str, int], ...] = (),
+    algorithm: str = "sha256",
 ) -> Image:
     """An OCI image of ``blobs`` (first is the config), optionally a referrer of ``subject``
-    and with foreign layers (digest, size) that are never uploaded."""
-    digests = [sha256(b) for b in blobs]
+    and with foreign layers (digest, size) that are never uploaded; its blobs addressed by
+    ``algorithm`` digests."""
+    digests = [digest_of(b, algorithm) for b in blobs]
     body: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -83,10 +97,10 @@ def image(
             "size": len(subject.manifest),
         }
         body["artifactType"] = "application/vnd.example.signature"
-    return Image(orjson.dumps(body), OCI_MANIFEST, dict(zip(digests, blobs, strict=True)))
+    return Image(orjson.dumps(body), OCI_MANIFEST, dict(zip(digests, blobs, strict=True)), algorithm)
 
 
-def index(children: list[Image]) -> Image:
+def index(children: list[Image], algorithm: str = "sha256") -> Image:
     body = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
@@ -94,11 +108,11 @@ def index(children: list[Image]) -> Image:
             {"mediaType": c.media_type, "digest": c.digest, "size": len(c.manifest)} for c in children
         ],
     }
-    return Image(orjson.dumps(body), OCI_INDEX)
+    return Image(orjson.dumps(body), OCI_INDEX, algorithm=algorithm)
 
 
-def random_image(layers: int = 2, size: int = 1000) -> Image:
-    return image([os.urandom(size + i) for i in range(layers + 1)])
+def random_image(layers: int = 2, size: int = 1000, algorithm: str = "sha256") -> Image:
+    return image([os.urandom(size + i) for i in range(layers + 1)], algorithm=algorithm)
 
 
 MAX_ATTEMPTS = 10
@@ -122,9 +136,9 @@ class Client:
             assert resp.status in (200, 404), resp.status
             return resp.status == 200
 
-    async def upload(self, repo: str, data: bytes) -> None:
+    async def upload(self, repo: str, data: bytes, digest: str | None = None) -> None:
         url = f"{self.base}/v2/{repo}/blobs/uploads/"
-        async with self.session.post(url, params={"digest": sha256(data)}, data=data) as resp:
+        async with self.session.post(url, params={"digest": digest or sha256(data)}, data=data) as resp:
             assert resp.status == 201, await resp.text()
 
     async def mount(self, repo: str, digest: str, source: str) -> bool:
@@ -156,7 +170,7 @@ class Client:
                 if mount_from is not None and await self.mount(repo, digest, mount_from):
                     self.mounts += 1
                     continue
-                await self.upload(repo, img.blobs[digest])
+                await self.upload(repo, img.blobs[digest], digest)
             status, body = await self.put_manifest(repo, reference, img)
             if status == 201:
                 return refused
@@ -177,11 +191,11 @@ class Client:
         async with self.session.get(url, headers=headers) as resp:
             assert resp.status == 200, f"{repo}:{reference}: {resp.status} {await resp.text()}"
             data = await resp.read()
-        assert sha256(data) == img.digest, f"{repo}:{reference} is another manifest"
+        assert digest_of(data, img.algorithm) == img.digest, f"{repo}:{reference} is another manifest"
         for digest in img.blobs:
             async with self.session.get(f"{self.base}/v2/{repo}/blobs/{digest}") as resp:
                 assert resp.status == 200, f"{repo}:{reference} lost {digest}: {resp.status}"
-                assert sha256(await resp.read()) == digest, f"{repo}:{reference}: {digest} is corrupt"
+                assert matches(digest, await resp.read()), f"{repo}:{reference}: {digest} is corrupt"
 
 
 def referenced(db_path: Path) -> dict[str, int]:
@@ -217,7 +231,7 @@ def check_consistent(data_dir: Path, only_referenced: bool = False) -> None:
     files = blob_files(data_dir)
     for digest, size in rows.items():
         assert files.get(digest) == size, f"blob row {digest} without its file"
-        assert sha256(layout.blob(Digest.parse(digest)).read_bytes()) == digest, f"{digest} is corrupt"
+        assert matches(digest, layout.blob(Digest.parse(digest)).read_bytes()), f"{digest} is corrupt"
     refs = referenced(layout.database)
     with sqlite3.connect(layout.database) as conn:
         needed = {d for (d,) in conn.execute("SELECT digest FROM manifest_blobs WHERE is_foreign = 0")}

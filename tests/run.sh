@@ -3,8 +3,8 @@
 #
 #     bash tests/run.sh [pytest arguments...]
 #
-# 1. apt-get installs docker.io, skopeo, containerd, docker-registry and systemd
-#    (systemd-analyze checks the unit file) when missing;
+# 1. apt-get installs docker.io, skopeo, containerd, podman, buildah, docker-registry and
+#    systemd (systemd-analyze checks the unit file) when missing;
 # 2. pip installs regd in editable mode with its test extras;
 # 3. runs ruff check, mypy and pytest (unit, app and e2e tests), every one of them even
 #    when an earlier one fails, and prints a summary; exits non-zero if any failed.
@@ -18,8 +18,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(docker.io skopeo containerd docker-registry systemd)
-TOOLS=(dockerd docker containerd ctr skopeo docker-registry systemd-analyze)
+APT_PACKAGES=(docker.io skopeo containerd podman buildah docker-registry systemd)
+TOOLS=(dockerd docker containerd ctr skopeo podman buildah docker-registry systemd-analyze)
 LINT_PATHS=(regd tests benchmarks)
 
 SUMMARY=()

@@ -28,7 +28,9 @@ from tests.auth_support import (
     ADMIN,
     ADMIN_PASSWORD,
     PASSWORD,
+    ROLES,
     Starter,
+    add_member,
     auth_config,
     basic,
     bearer,
@@ -40,7 +42,7 @@ from tests.auth_support import (
     starter,
     token,
 )
-from tests.conftest import Client, assert_error, make_config
+from tests.conftest import Client, assert_error, make_config, sha256
 
 AiohttpClient = Callable[..., Awaitable[Client]]
 
@@ -371,6 +373,96 @@ async def test_hs256_token_with_the_public_key_as_secret_is_401(client: Client) 
     resp = await client.post("/v2/library/app/blobs/uploads/", headers=bearer(forged))
 
     await assert_error(resp, 401, "UNAUTHORIZED")
+
+
+# -- cross-repository mounts with partial rights (issue 12 item 1) -------------------
+
+
+async def _secret_blob(client: Client) -> str:
+    """A blob in the private project ``secret`` (which dev, pa... are not members of)."""
+    await create_project(client, "secret")
+    data = os.urandom(1500)
+    resp = await client.post(
+        "/v2/secret/app/blobs/uploads/", params={"digest": sha256(data)}, data=data, headers=ADMIN
+    )
+    assert resp.status == 201, await resp.text()
+    return sha256(data)
+
+
+async def _mount(client: Client, digest: str, headers: dict[str, str]):  # type: ignore[no-untyped-def]
+    params = {"mount": digest, "from": "secret/app"}
+    return await client.post("/v2/demo/app/blobs/uploads/", params=params, headers=headers)
+
+
+async def test_mount_without_read_access_to_the_source_is_a_new_upload_session(client: Client) -> None:
+    """Push on the target, nothing on the source: 202 and an upload session (401 with a
+    challenge for the source alone before, which lost push on the target: a loop), the
+    same answer whether or not the source holds the blob."""
+    await setup_roles(client)
+    present = await _secret_blob(client)
+    absent = sha256(b"never pushed anywhere")
+    scopes = ["repository:demo/app:pull,push", "repository:secret/app:pull"]
+    granted = await token(client, scopes, basic("dev"))
+    assert claims_of(granted)["access"] == [
+        {"type": "repository", "name": "demo/app", "actions": ["pull", "push"]},
+        {"type": "repository", "name": "secret/app", "actions": []},
+    ]
+
+    answers = []
+    for digest in (present, absent):
+        for headers in (bearer(granted), basic("dev")):
+            resp = await _mount(client, digest, headers)
+            assert resp.status == 202, await resp.text()
+            assert "WWW-Authenticate" not in resp.headers
+            assert resp.headers["Location"].startswith("/v2/demo/app/blobs/uploads/")
+            answers.append(sorted(k for k in resp.headers if k not in ("Date", "X-Request-ID")))
+            status = await client.get(resp.headers["Location"], headers=basic("dev"))
+            assert status.status == 204, "a real upload session"
+    assert all(a == answers[0] for a in answers), "the answer tells whether the blob exists"
+    assert (await client.head(f"/v2/demo/app/blobs/{present}", headers=basic("dev"))).status == 404
+
+
+async def test_mount_with_a_token_lacking_the_source_scope_asks_for_every_scope(client: Client) -> None:
+    """The account may read the source, the token does not say so: 401 insufficient_scope
+    naming every scope the request needs, and the token it then gets mounts (201)."""
+    await setup_roles(client)
+    digest = await _secret_blob(client)
+    narrow = await token(client, ["repository:demo/app:pull,push"], ADMIN)
+
+    resp = await _mount(client, digest, bearer(narrow))
+
+    await assert_error(resp, 401, "UNAUTHORIZED")
+    challenge = resp.headers["WWW-Authenticate"]
+    assert 'scope="repository:demo/app:pull,push repository:secret/app:pull"' in challenge
+    assert 'error="insufficient_scope"' in challenge
+    wide = await token(client, ["repository:demo/app:pull,push", "repository:secret/app:pull"], ADMIN)
+    resp = await _mount(client, digest, bearer(wide))
+    assert resp.status == 201, await resp.text()
+    assert resp.headers["Docker-Content-Digest"] == digest
+    assert (await client.head(f"/v2/demo/app/blobs/{digest}", headers=bearer(wide))).status == 200
+
+
+async def test_mount_with_read_access_by_membership_mounts(client: Client) -> None:
+    await setup_roles(client)
+    digest = await _secret_blob(client)
+    await add_member(client, "secret", "dev", ROLES["gu"])
+    scopes = ["repository:demo/app:pull,push", "repository:secret/app:pull"]
+    granted = await token(client, scopes, basic("dev"))
+    for headers in (bearer(granted), basic("dev")):
+        resp = await _mount(client, digest, headers)
+        assert resp.status == 201, await resp.text()
+
+
+async def test_anonymous_mount_is_challenged_for_every_scope(client: Client) -> None:
+    await setup_roles(client)
+    digest = await _secret_blob(client)
+
+    resp = await _mount(client, digest, {})
+
+    await assert_error(resp, 401, "UNAUTHORIZED")
+    assert (
+        'scope="repository:demo/app:pull,push repository:secret/app:pull"' in resp.headers["WWW-Authenticate"]
+    )
 
 
 # -- robot accounts ------------------------------------------------------------------

@@ -7,7 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from .gc_support import (
     Client,
     Image,
     check_consistent,
+    digest_of,
     gc_config,
     image,
     index,
@@ -195,6 +196,75 @@ async def test_deleting_a_blob_link_frees_a_blob_no_manifest_uses(start: Start) 
     assert not env.exists(sha256(data))
 
 
+async def test_sha512_manifests_referrers_and_blobs_are_deleted_then_collected_to_the_byte(
+    start: Start,
+) -> None:
+    """Content addressed by sha512 (pushed by sha512 digests, a referrer whose subject is a
+    sha512 digest, an index of sha512 children) is deleted and collected like sha256's."""
+    env = await start(grace_period=0)
+    shared = os.urandom(3000)
+    first = image([os.urandom(100), shared, os.urandom(2000)], algorithm="sha512")
+    second = image([os.urandom(101), shared], algorithm="sha512")
+    signature = image([os.urandom(50), os.urandom(60)], subject=first, algorithm="sha512")
+    child = random_image(algorithm="sha512")
+    multi = index([child], algorithm="sha512")
+    for img in (first, second, signature, child, multi):
+        await env.client.push("lib/app", img.digest, img)
+    assert all(env.exists(d) for d in [first.digest, *first.blobs, multi.digest])
+
+    assert await env.client.delete("lib/app", first.digest) == 202
+    assert await env.client.delete("lib/app", multi.digest) == 202
+    for reference in (first.digest, signature.digest, multi.digest, child.digest):
+        assert await status_of(env, "GET", f"/v2/lib/app/manifests/{reference}") == 404
+    report = await env.collect()
+
+    unique = [b for d, b in first.blobs.items() if d not in second.blobs]
+    expected = size_of(first, signature, multi, child) + sum(map(len, unique))
+    expected += sum(map(len, signature.blobs.values())) + sum(map(len, child.blobs.values()))
+    assert report.bytes_freed == expected
+    assert report.blobs_purged == 4 + len(unique) + len(signature.blobs) + len(child.blobs)
+    assert not env.exists(first.digest) and not env.exists(multi.digest)
+    assert env.exists(digest_of(shared, "sha512"))
+    await env.client.pull("lib/app", second.digest, second)
+    check_consistent(env.data_dir, only_referenced=True)
+
+
+async def test_a_sha512_blob_whose_link_is_deleted_is_collected(start: Start) -> None:
+    env = await start(grace_period=0)
+    data = os.urandom(777)
+    digest = digest_of(data, "sha512")
+    await env.client.upload("lib/loose", data, digest)
+    assert await status_of(env, "DELETE", f"/v2/lib/loose/blobs/{digest}") == 202
+    assert await status_of(env, "HEAD", f"/v2/lib/loose/blobs/{digest}") == 404
+    report = await env.collect()
+    assert (report.blobs_purged, report.bytes_freed) == (1, 777)
+    assert not env.exists(digest)
+
+
+async def test_delete_untagged_collects_an_untagged_sha512_manifest_and_keeps_a_tagged_one(
+    start: Start,
+) -> None:
+    """Tags keep pointing at what was pushed by tag: the sha512 push is untagged."""
+    env = await start(grace_period=100)
+    untagged = random_image(algorithm="sha512")
+    tagged = random_image(algorithm="sha512")
+    await env.client.push("lib/app", untagged.digest, untagged)
+    await env.client.push("lib/app", tagged.digest, tagged)
+    status, _ = await env.client.put_manifest("lib/app", "v1", tagged)
+    assert status == 201
+    old = time.time() - 1000
+    await env.sql("UPDATE manifests SET pushed_at = ?", (old,))
+    await env.sql("UPDATE blobs SET last_seen = ?", (old,))
+
+    report = await env.collect(delete_untagged=True)
+
+    # gone: the untagged sha512 manifest, its blobs, and the sha512 copy of the tagged one
+    assert report.manifests_purged == 2
+    assert report.bytes_freed == size_of(untagged, tagged) + sum(map(len, untagged.blobs.values()))
+    await env.client.pull("lib/app", "v1", replace(tagged, algorithm="sha256"))
+    check_consistent(env.data_dir, only_referenced=True)
+
+
 async def test_foreign_layers_are_neither_needed_nor_swept(start: Start) -> None:
     env = await start(grace_period=0)
     foreign = ("sha256:" + "ab" * 32, 12345)
@@ -337,6 +407,27 @@ async def test_orphan_files_go_after_the_grace_period_and_the_trash_is_recovered
     assert not env.exists(sha256(old_orphan)) and env.exists(sha256(new_orphan))
     assert os.listdir(layout.tmp) == ["in-flight"]
     await env.client.pull("lib/app", "v1", kept)
+
+
+async def test_sha512_orphans_go_and_a_sha512_blob_in_the_trash_is_restored(start: Start) -> None:
+    env = await start(grace_period=100)
+    layout = Layout(env.data_dir)
+    orphan = os.urandom(10)
+    path = layout.blob(Digest.parse(digest_of(orphan, "sha512")))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orphan)
+    os.utime(path, (time.time() - 1000, time.time() - 1000))
+    kept = random_image(algorithm="sha512")
+    await env.client.push("lib/app", kept.digest, kept)
+    layer = next(iter(kept.blobs))
+    layout.blob(Digest.parse(layer)).rename(layout.trash / f"{layer.split(':')[1]}.deadbeef")
+
+    report = await env.collect()
+
+    assert (report.trash_restored, report.orphans_purged, report.bytes_freed) == (1, 1, 10)
+    assert not path.exists()
+    await env.client.pull("lib/app", kept.digest, kept)
+    check_consistent(env.data_dir)
 
 
 async def test_the_daemon_recovers_the_trash_at_start(start: Start) -> None:

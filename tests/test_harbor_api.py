@@ -24,7 +24,7 @@ from tests.auth_support import (
     starter,
     token,
 )
-from tests.conftest import Client, assert_error
+from tests.conftest import Client, assert_error, image_manifest, sha512
 
 AiohttpClient = Callable[..., Awaitable[Client]]
 
@@ -504,6 +504,28 @@ async def test_add_tag_by_role(demo: Client, user: str, status: int) -> None:
     assert resp.status == status
     pulled = await demo.get("/v2/demo/app/manifests/stable", headers=ADMIN)
     assert pulled.status == (200 if status == 201 else 404)
+
+
+async def test_add_tag_to_a_sha512_artifact_tags_that_artifact(demo: Client) -> None:
+    config = b"{}"
+    resp = await demo.post(
+        "/v2/demo/app/blobs/uploads/", params={"digest": sha512(config)}, data=config, headers=ADMIN
+    )
+    assert resp.status == 201, await resp.text()
+    manifest = image_manifest((sha512(config), 2), [])
+    headers = {**ADMIN, "Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+    resp = await demo.put(f"/v2/demo/app/manifests/{sha512(manifest)}", data=manifest, headers=headers)
+    assert resp.status == 201, await resp.text()
+
+    resp = await demo.post(
+        f"{API}/projects/demo/repositories/app/artifacts/{sha512(manifest)}/tags",
+        json={"name": "five-twelve"},
+        headers=ADMIN,
+    )
+
+    assert resp.status == 201, await resp.text()
+    pulled = await demo.head("/v2/demo/app/manifests/five-twelve", headers=ADMIN)
+    assert pulled.headers["Docker-Content-Digest"] == sha512(manifest)
 
 
 async def test_add_existing_tag_is_409_and_tags_list(demo: Client) -> None:

@@ -8,6 +8,8 @@ import logging
 import os
 import shutil
 import signal
+import socket
+import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -106,6 +108,28 @@ async def test_each_request_logs_one_line_with_its_facts(
     text = TextFormatter().format(record)
     assert f"GET /v2/library/app/blobs/{digest} 200 " in text
     assert "repository=library/app user=anonymous" in text
+
+
+def test_a_request_that_does_not_parse_is_logged_without_a_traceback(tmp_path: Path) -> None:
+    # podman and buildah with --tls-verify=false try TLS first: a ClientHello to plain HTTP.
+    # aiohttp answers 400 with no application behind the request; the access log used to
+    # fail on it with a traceback.
+    regd = RegdProcess(tmp_path)
+    try:
+        regd.start()
+        with socket.create_connection(("127.0.0.1", regd.port), timeout=10) as sock:
+            sock.sendall(b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + os.urandom(32))
+            answer = sock.recv(100)
+        deadline = time.monotonic() + 10
+        while " 400 " not in regd.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        regd.stop()
+        regd.close()
+
+    assert answer.startswith(b"HTTP/1.0 400")
+    assert "UNKNOWN / 400" in regd.log()
+    assert "access log failed" not in regd.log()
 
 
 async def test_upload_line_counts_the_bytes_received(

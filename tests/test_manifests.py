@@ -375,3 +375,58 @@ async def test_manifest_put_by_a_wrong_or_unsupported_digest_stores_nothing(clie
     await assert_error(await put(client, "library/app", md5, body), 400, "DIGEST_INVALID")
     for ref in (wrong512, sha256(body)):
         await assert_error(await client.get(f"/v2/library/app/manifests/{ref}"), 404, "MANIFEST_UNKNOWN")
+
+
+async def test_a_reference_neither_tag_nor_digest_is_unknown_to_get_and_head_and_invalid_to_put(
+    client: Client,
+) -> None:
+    """GET/HEAD answer 404 MANIFEST_UNKNOWN, as CNCF distribution does and both conformance
+    programs expect (400 before); a PUT to it is still refused with 400 TAG_INVALID."""
+    await push_image(client, "library/app", "v1")
+    for reference in (".INVALID_MANIFEST_NAME", "-bad", "a" * 129):
+        resp = await client.get(f"/v2/library/app/manifests/{reference}")
+        await assert_error(resp, 404, "MANIFEST_UNKNOWN")
+        resp = await client.head(f"/v2/library/app/manifests/{reference}")
+        assert resp.status == 404
+        c = await push_blob(client, "library/app", b"{}")
+        resp = await put(client, "library/app", reference, image_manifest((c, 2), []))
+        await assert_error(resp, 400, "TAG_INVALID")
+    # a malformed digest is still a bad request, not an unknown manifest
+    await assert_error(await client.get("/v2/library/app/manifests/sha256:abc"), 400, "DIGEST_INVALID")
+
+
+async def test_push_by_digest_with_tag_parameters_sets_every_tag_and_names_them_in_oci_tag(
+    client: Client,
+) -> None:
+    """Spec main: PUT by digest with ``?tag=`` sets the tags and answers ``OCI-Tag``; this
+    is how a client tags a manifest it pushes by a sha512 digest (a PUT by tag hashes sha256)."""
+    c = await push_blob(client, "library/app", b"{}", "sha512")
+    body = image_manifest((c, 2), [])
+    by512 = "sha512:" + hashlib.sha512(body).hexdigest()
+    resp = await client.put(
+        f"/v2/library/app/manifests/{by512}",
+        params=[("tag", "1.2.3"), ("tag", "latest"), ("tag", "1.2.3")],
+        data=body,
+        headers={"Content-Type": OCI},
+    )
+    assert resp.status == 201, await resp.text()
+    assert resp.headers["OCI-Tag"] == "1.2.3, latest"
+    for tag in ("1.2.3", "latest"):
+        got = await client.get(f"/v2/library/app/manifests/{tag}", headers={"Accept": OCI})
+        assert got.headers["Docker-Content-Digest"] == by512
+        assert await got.read() == body
+    tags = await (await client.get("/v2/library/app/tags/list")).json(content_type=None)
+    assert sorted(tags["tags"]) == ["1.2.3", "latest"]
+
+    # one bad tag refuses the whole push: nothing is stored
+    other = image_manifest((c, 2), [], annotations={"x": "y"})
+    other512 = "sha512:" + hashlib.sha512(other).hexdigest()
+    resp = await client.put(
+        f"/v2/library/app/manifests/{other512}",
+        params=[("tag", "ok"), ("tag", "-bad")],
+        data=other,
+        headers={"Content-Type": OCI},
+    )
+    await assert_error(resp, 400, "TAG_INVALID")
+    await assert_error(await client.get(f"/v2/library/app/manifests/{other512}"), 404, "MANIFEST_UNKNOWN")
+    await assert_error(await client.get("/v2/library/app/manifests/ok"), 404, "MANIFEST_UNKNOWN")

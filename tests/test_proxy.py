@@ -475,21 +475,26 @@ async def test_push_tag_creation_into_a_proxy_project_are_denied(regd: Client, u
 async def test_artifacts_not_pulled_for_the_retention_days_are_removed_then_collected(
     regd: Client, upstream: Upstream
 ) -> None:
-    name = unique("old")
-    blobs = random_image(1000)
-    _digest, _ = await push(upstream, name, "v1", blobs)
-    assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200
-    assert (await regd.get(f"/v2/hub/{name}/blobs/{sha256(blobs[1])}")).status == 200
+    old, kept = unique("old"), unique("kept")
+    old_blobs, kept_blobs = random_image(1000), random_image(1000)
+    await push(upstream, old, "v1", old_blobs)
+    await push(upstream, kept, "v1", kept_blobs)
+    for name, blobs in ((old, old_blobs), (kept, kept_blobs)):
+        assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200
+        assert (await regd.get(f"/v2/hub/{name}/blobs/{sha256(blobs[1])}")).status == 200
     services = regd.server.app[SERVICES]
     now = time.time()
+    # Five days on, ``kept`` is pulled again (recorded as regd/pulls.py records pulls).
+    services.pulls.record(await services.registry.resolve(f"hub/{kept}", "v1"), "v1", when=now + 5 * 86400)
+    await services.pulls.flush()
     assert await retention.remove_unpulled(services.db, services.registry, 7, now=now) == 0
-    removed = await retention.remove_unpulled(services.db, services.registry, 7, now=now + 8 * 86400)
-    assert removed >= 1
+    assert await retention.remove_unpulled(services.db, services.registry, 7, now=now + 8 * 86400) == 1
     count = "SELECT count(*) FROM manifests m JOIN repositories r ON r.id = m.repository_id WHERE r.name = ?"
-    assert await services.db.fetchval(count, (f"hub/{name}",)) == 0
+    assert await services.db.fetchval(count, (f"hub/{old}",)) == 0
+    assert await services.db.fetchval(count, (f"hub/{kept}",)) == 1
     _run_id, report = await services.gc.run(Parameters(), grace_period=0.0)
-    layer = Digest.parse(sha256(blobs[1]))
-    assert not services.store.path(layer).exists(), report.summary()
+    assert not services.store.path(Digest.parse(sha256(old_blobs[1]))).exists(), report.summary()
+    assert services.store.path(Digest.parse(sha256(kept_blobs[1]))).exists()
 
 
 # -- distribution upstream with Basic auth ------------------------------------------------

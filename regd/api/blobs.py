@@ -12,7 +12,7 @@ from regd.api.sendfile import SendfileResponse
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.names import check_name
-from regd.services import Services
+from regd.services import PRINCIPAL, Services
 from regd.storage import fsio
 
 
@@ -70,13 +70,16 @@ def _created(name: str, digest: Digest) -> web.Response:
 
 async def start_upload(request: web.Request, s: Services, name: str) -> web.StreamResponse:
     """POST /v2/<name>/blobs/uploads/: a session (202), a monolithic upload with
-    ``?digest=`` (201), or a cross-repository mount with ``?mount=&from=`` (201)."""
+    ``?digest=`` (201), or a cross-repository mount with ``?mount=&from=`` (201).
+    A mount the caller may not read the source of, or of a blob the source lacks, is a
+    new upload session (202), the same answer either way."""
     mount, source = request.query.get("mount"), request.query.get("from")
     if mount is not None and source is not None:
         mounted = Digest.parse(mount)
         if source != name:
             check_name(source)
-        if await s.registry.mount(name, mounted, source) is not None:
+        readable = request[PRINCIPAL].may(source, "pull")
+        if readable and await s.registry.mount(name, mounted, source) is not None:
             return _created(name, mounted)
         # Not mountable: fall back to a fresh upload session (spec: 202).
     digest_text = request.query.get("digest")

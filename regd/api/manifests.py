@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.registry import StoredManifest
 from regd.services import Services
@@ -19,7 +20,7 @@ def _accepts(request: web.Request, media_type: str) -> bool:
 
 
 async def get_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
-    return manifest_response(request, await s.registry.get_manifest(name, reference))
+    return manifest_response(request, s, await s.registry.get_manifest(name, reference), reference)
 
 
 def accepted(request: web.Request) -> list[str]:
@@ -32,7 +33,10 @@ def accepted(request: web.Request) -> list[str]:
     ]
 
 
-def manifest_response(request: web.Request, stored: StoredManifest) -> web.StreamResponse:
+def manifest_response(
+    request: web.Request, s: Services, stored: StoredManifest, reference: str
+) -> web.StreamResponse:
+    """The manifest ``reference`` named, as the request accepts it; a GET is a pull."""
     row = stored.row
     if not _accepts(request, row.media_type):
         raise RegistryError(
@@ -46,6 +50,8 @@ def manifest_response(request: web.Request, stored: StoredManifest) -> web.Strea
         headers["Content-Length"] = str(row.size)
         headers["Content-Type"] = row.media_type
         return web.Response(status=200, headers=headers)
+    # A pull, as Harbor counts it: a GET that answers the manifest (regd/pulls.py).
+    s.pulls.record(row, None if Digest.is_digest(reference) else reference)
     return web.Response(body=stored.data, headers={**headers, "Content-Type": row.media_type})
 
 
@@ -66,13 +72,19 @@ async def _read_limited(request: web.Request, limit: int) -> bytes:
 
 
 async def put_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
+    """PUT by tag, or by digest with optional ``?tag=`` parameters (each tag set is
+    named back in ``OCI-Tag``; a client that gets none pushes the tags one by one)."""
     data = await _read_limited(request, s.config.uploads.max_manifest_size)
-    manifest = await s.registry.put_manifest(name, reference, data, request.headers.get("Content-Type"))
+    tags = request.query.getall("tag", []) if Digest.is_digest(reference) else []
+    content_type = request.headers.get("Content-Type")
+    manifest = await s.registry.put_manifest(name, reference, data, content_type, tags)
     headers = {
         "Location": f"/v2/{name}/manifests/{manifest.digest}",
         "Docker-Content-Digest": str(manifest.digest),
         "Content-Length": "0",
     }
+    if tags:
+        headers["OCI-Tag"] = ", ".join(dict.fromkeys(tags))  # RFC 9110 §5.3: a list
     if manifest.subject is not None:
         # Spec: "Pushing Manifests with Subject" -- tells the client referrers are indexed.
         headers["OCI-Subject"] = str(manifest.subject.digest)

@@ -135,7 +135,7 @@ def _config(request: BaseRequest) -> Config | None:
     # no application behind it.
     try:
         services: Services = request.app[SERVICES]  # type: ignore[attr-defined]
-    except (AttributeError, KeyError, RuntimeError):
+    except (AttributeError, KeyError, RuntimeError, AssertionError):
         return None
     return services.config
 

@@ -18,8 +18,8 @@ from aiohttp import web
 from regd.api import blobs, listing, manifests, proxied
 from regd.auth import Access
 from regd.errors import ErrorCode, RegistryError
-from regd.names import check_name
-from regd.services import REPOSITORY, ROUTE, SERVICES, USER, Services
+from regd.names import check_name, is_valid_name
+from regd.services import PRINCIPAL, REPOSITORY, ROUTE, SERVICES, USER, Services
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 
@@ -100,11 +100,19 @@ def needs(route: Route, method: str, params: dict[str, str], query: Any) -> list
     if route.name == "catalog":
         return [Access("registry", "catalog", ("*",))]
     assert name is not None
-    result = [Access("repository", name, route.actions[method])]
+    return [Access("repository", name, route.actions[method])]
+
+
+def wants(route: Route, params: dict[str, str], query: Any) -> list[Access]:
+    """What the request uses only if the caller may: the source repository of a mount.
+    A caller who may not read it gets a new upload session instead (OCI spec: a registry
+    that cannot mount answers 202), never a 401 loop nor a hint whether the blob is there."""
     source = query.get("from")
-    if route.name == "upload_start" and query.get("mount") and source and source != name:
-        result.append(Access("repository", source, ("pull",)))
-    return result
+    if route.name != "upload_start" or not query.get("mount") or not source:
+        return []
+    if source == params.get("name") or not is_valid_name(source):
+        return []
+    return [Access("repository", source, ("pull",))]
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -127,8 +135,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if "name" in params:
         request[REPOSITORY] = params["name"]
     principal = await services.authorizer.authorize(
-        request, needs(route, request.method, params, request.query)
+        request, needs(route, request.method, params, request.query), wants(route, params, request.query)
     )
+    request[PRINCIPAL] = principal
     if principal.name:
         request[USER] = principal.name
     if "name" in params and (proxy := await services.proxy.project_of(params["name"])) is not None:

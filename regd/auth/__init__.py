@@ -26,18 +26,29 @@ class Principal:
     is_admin: bool = False
     granted: dict[str, frozenset[str]] = field(default_factory=dict)
 
+    def may(self, repository: str, action: str) -> bool:
+        """Whether the request was granted ``action`` on ``repository`` (a need or a want)."""
+        held = self.granted.get(repository, frozenset())
+        return self.is_admin or action in held or "*" in held
+
 
 ANONYMOUS = Principal("")
 
 
 class Authorizer(Protocol):
-    async def authorize(self, request: web.Request, needs: list[Access]) -> Principal:
-        """Return who is asking if every need is granted; raise RegistryError if not."""
+    async def authorize(
+        self, request: web.Request, needs: list[Access], wants: list[Access] | None = None
+    ) -> Principal:
+        """Return who is asking if every need is granted; raise RegistryError if not.
+        ``wants`` are what the request would use if it may (the source of a mount): the
+        principal's ``granted`` holds those it may, and those it may not are no error."""
         ...
 
 
 class AllowAll:
     """No authentication: every request may do everything."""
 
-    async def authorize(self, request: web.Request, needs: list[Access]) -> Principal:
+    async def authorize(
+        self, request: web.Request, needs: list[Access], wants: list[Access] | None = None
+    ) -> Principal:
         return Principal("anonymous", is_admin=True)

@@ -6,7 +6,13 @@
 - ``Bearer``: a token this regd signed, unexpired, for this service. Each need must be
   in its ``access`` claim. When it is not, the account is looked up as it stands now:
   if it may do it after all (the client asked for a narrower token), 401 with
-  ``error="insufficient_scope"`` sends it back for a new token; if not, it is refused.
+  ``error="insufficient_scope"`` sends it back for a new token, its challenge naming
+  every scope the request needs (not only the missing ones: a client that asks for just
+  those would lose the rest and loop); if not, it is refused.
+- ``wants`` (the source of a cross-repository mount) never refuse a request: granted
+  ones go into the principal, the rest are left out, and the handler falls back (a mount
+  becomes a new upload session). A token lacking a want the account holds is sent back
+  for one that has it, like a need.
 - ``Basic``: checked like a login (throttled), then the account's actions decide.
 - Refusals: anonymous callers get 401 ``UNAUTHORIZED`` with the challenge (log in);
   authenticated ones get 403 ``DENIED`` (docker prints "denied: ..." and does not
@@ -71,42 +77,56 @@ class TokenAuthorizer:
         self.accounts = accounts
         self.config = config
 
-    async def authorize(self, request: web.Request, needs: list[Access]) -> Principal:
+    async def authorize(
+        self, request: web.Request, needs: list[Access], wants: list[Access] | None = None
+    ) -> Principal:
+        wants = wants or []
         header = request.headers.get("Authorization", "")
         scheme = header.partition(" ")[0].lower()
         if scheme == "bearer":
-            return await self._bearer(header.partition(" ")[2].strip(), needs)
+            return await self._bearer(header.partition(" ")[2].strip(), needs, wants)
         if scheme == "basic":
             credentials = basic_credentials(header)
             if credentials is None:
-                raise self._unauthorized(needs, "malformed basic credentials")
+                raise self._unauthorized(needs, "malformed basic credentials", wants=wants)
             try:
                 account = await self.accounts.authenticate(*credentials, request.remote or "")
             except RegistryError as e:
                 if e.code is ErrorCode.UNAUTHORIZED:
-                    e.headers["WWW-Authenticate"] = challenge(self.config, needs)
+                    e.headers["WWW-Authenticate"] = challenge(self.config, [*needs, *wants])
                 raise
-            return await self._check(account, needs)
-        raise self._unauthorized(needs, _unauthenticated(needs))
+            return await self._check(account, needs, wants)
+        raise self._unauthorized(needs, _unauthenticated(needs), wants=wants)
 
-    async def _bearer(self, token: str, needs: list[Access]) -> Principal:
+    async def _bearer(self, token: str, needs: list[Access], wants: list[Access]) -> Principal:
         try:
             claims = self.accounts.issuer.verify(token)
         except InvalidTokenError as e:
             log.debug("refused a bearer token: %s", e)
-            raise self._unauthorized(needs, "invalid or expired token") from None
-        if not needs:  # /v2/ itself, or a caller that asks who this is (the GC API)
+            raise self._unauthorized(needs, "invalid or expired token", wants=wants) from None
+        if not needs and not wants:  # /v2/ itself, or a caller that asks who this is (the GC API)
             return (await self.accounts.account_named(claims.subject)).principal()
         missing = [need for need in needs if not claims.allows(need)]
-        if not missing:
-            granted = {need.name: frozenset(need.actions) for need in needs}
-            return Principal(claims.subject, False, granted)
-        account = await self.accounts.account_named(claims.subject)
-        await self._check(account, missing)
-        # The account may do it, the token just does not say so: ask for a new one.
-        raise self._unauthorized(missing, "insufficient scope", "insufficient_scope")
+        unheld = [want for want in wants if not claims.allows(want)]
+        if missing or unheld:
+            account = await self.accounts.account_named(claims.subject)
+            await self._check(account, missing)
+            usable = [want for want in unheld if await self._holds(account, want)]
+            if missing or usable:
+                # The account may do it, the token just does not say so: ask for a new
+                # one, naming every scope the request needs (token spec), not only the
+                # missing ones, or the new token would lose what the old one held.
+                held = [want for want in wants if want not in unheld or want in usable]
+                raise self._unauthorized(needs, "insufficient scope", "insufficient_scope", held)
+        granted = {access.name: frozenset(access.actions) for access in needs}
+        for want in wants:
+            if want not in unheld:
+                granted[want.name] = granted.get(want.name, frozenset()) | frozenset(want.actions)
+        return Principal(claims.subject, False, granted)
 
-    async def _check(self, account: Account, needs: list[Access]) -> Principal:
+    async def _check(
+        self, account: Account, needs: list[Access], wants: list[Access] | None = None
+    ) -> Principal:
         granted: dict[str, frozenset[str]] = {}
         for need in needs:
             if need.type == "registry":
@@ -123,16 +143,26 @@ class TokenAuthorizer:
                     raise self._refused(account, needs, f"requested access to the resource is denied: {what}")
                 raise self._refused(account, needs, f"unauthorized to access repository: {what}")
             granted[need.name] = frozenset(need.actions)
+        for want in wants or []:
+            if await self._holds(account, want):
+                granted[want.name] = granted.get(want.name, frozenset()) | frozenset(want.actions)
         return account.principal(granted)
+
+    async def _holds(self, account: Account, want: Access) -> bool:
+        """Whether ``account`` may do all of ``want`` (a repository access); never raises."""
+        held = await self.accounts.actions(account, want.name)
+        return held is not None and ("*" in held or all(a in held for a in want.actions))
 
     def _refused(self, account: Account, needs: list[Access], message: str) -> RegistryError:
         if not account.authenticated:
             return self._unauthorized(needs, message)
         return RegistryError(ErrorCode.DENIED, message)
 
-    def _unauthorized(self, needs: list[Access], message: str, error: str | None = None) -> RegistryError:
+    def _unauthorized(
+        self, needs: list[Access], message: str, error: str | None = None, wants: list[Access] | None = None
+    ) -> RegistryError:
         return RegistryError(
             ErrorCode.UNAUTHORIZED,
             message,
-            headers={"WWW-Authenticate": challenge(self.config, needs, error)},
+            headers={"WWW-Authenticate": challenge(self.config, [*needs, *(wants or [])], error)},
         )

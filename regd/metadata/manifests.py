@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 import orjson
 
-from regd.manifests import Manifest, referrer_artifact_type
+from regd.manifests import Descriptor, Manifest, referrer_artifact_type
 from regd.metadata.db import Database, Row, fetchall, fetchone
 
 
@@ -88,8 +89,14 @@ async def missing_references(conn: aiosqlite.Connection, repository_id: int, man
     ]
 
 
-async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manifest) -> int:
-    """Record ``manifest`` in the repository (idempotent); returns its id."""
+async def insert(
+    conn: aiosqlite.Connection,
+    repository_id: int,
+    manifest: Manifest,
+    extra_attrs: dict[str, Any] | None = None,
+) -> int:
+    """Record ``manifest`` in the repository (idempotent); returns its id. ``extra_attrs``:
+    what the management API shows of an image's config (None: not known yet)."""
     digest = str(manifest.digest)
     row = await fetchone(
         conn, "SELECT id FROM manifests WHERE repository_id = ? AND digest = ?", (repository_id, digest)
@@ -98,7 +105,7 @@ async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manif
         return int(row[0])
     cur = await conn.execute(
         "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type, subject, "
-        "annotations, pushed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "annotations, pushed_at, extra_attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             repository_id,
             digest,
@@ -108,6 +115,7 @@ async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manif
             str(manifest.subject.digest) if manifest.subject else None,
             orjson.dumps(manifest.annotations).decode() if manifest.annotations else None,
             time.time(),
+            None if extra_attrs is None else orjson.dumps(extra_attrs).decode(),
         ),
     )
     manifest_id = cur.lastrowid
@@ -118,10 +126,17 @@ async def insert(conn: aiosqlite.Connection, repository_id: int, manifest: Manif
         [(manifest_id, str(d.digest), d.media_type, d.size, int(d.is_foreign)) for d in manifest.blobs],
     )
     await conn.executemany(
-        "INSERT OR IGNORE INTO manifest_children (parent_id, child_digest) VALUES (?, ?)",
-        [(manifest_id, str(d.digest)) for d in manifest.children],
+        "INSERT OR IGNORE INTO manifest_children (parent_id, child_digest, descriptor) VALUES (?, ?, ?)",
+        [(manifest_id, str(d.digest), child_descriptor(d)) for d in manifest.children],
     )
     return manifest_id
+
+
+def child_descriptor(child: Descriptor) -> str:
+    """What the management API lists of an index entry (Harbor's ``references``), as JSON."""
+    return orjson.dumps(
+        {"platform": child.platform, "annotations": child.annotations, "urls": list(child.urls) or None}
+    ).decode()
 
 
 async def set_tag(conn: aiosqlite.Connection, repository_id: int, tag: str, manifest_id: int) -> None:

@@ -128,13 +128,6 @@ async def proxy_projects(db: Database) -> dict[str, int]:
     return {r[0]: int(r[1]) for r in rows}
 
 
-async def mark_pulled(conn: aiosqlite.Connection, manifest_ids: list[int], now: float) -> None:
-    """Record a pull of proxy-cache manifests (what the retention run goes by)."""
-    await conn.executemany(
-        "UPDATE manifests SET pulled_at = ? WHERE id = ?", [(now, i) for i in manifest_ids]
-    )
-
-
 async def unpulled(db: Database, before: float) -> list[tuple[str, str]]:
     """(repository, digest) of proxy-cache manifests last pulled (or cached) before
     ``before``; indexes first, so that their children are free to go after them."""

@@ -13,7 +13,11 @@ The tables and the edges a garbage collector walks:
 
 Access control (migration 2): users --< project_members >-- projects --< robots.
 Garbage collection (migration 3): gc_runs (history, log, stop flag), gc_schedule (one row).
-Proxy cache (issue 11): registries (upstream endpoints) --< projects.registry_id.
+Artifact details (migration 4): manifests.extra_attrs (what Harbor shows of an image's
+config, JSON; NULL until known), manifest_children.descriptor (an index entry's platform,
+annotations and urls, JSON), tags.pulled_at (manifests.pulled_at and
+repositories.pull_count are from migration 1).
+Proxy cache (migration 5): registries (upstream endpoints) --< projects.registry_id.
 """
 
 from __future__ import annotations
@@ -175,6 +179,14 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     );
+    """,
+    # Harbor's artifact details (issue 12 item 4): extra_attrs is written at manifest PUT
+    # (or, for manifests pushed before, the first time the API lists them); the pull
+    # columns by regd/pulls.py in batches.
+    """
+    ALTER TABLE manifests ADD COLUMN extra_attrs TEXT;
+    ALTER TABLE manifest_children ADD COLUMN descriptor TEXT;
+    ALTER TABLE tags ADD COLUMN pulled_at REAL;
     """,
     # Proxy-cache projects (issue 11): upstream registry endpoints (Harbor's
     # /registries); a project with a registry_id mirrors that endpoint. A proxy

@@ -18,8 +18,8 @@ behaviour fixed):
 - Limits per project: ``max_upstream_conn`` transfers at once (else 429), and
   ``proxy_speed_kb`` on each transfer.
 
-Every manifest served records its pull time (``manifests.pulled_at``, at most once per
-``PULL_RECORD_INTERVAL``), which the retention run goes by.
+A manifest GET records its pull time like any pull (``regd/pulls.py``,
+``manifests.pulled_at``), which the retention run goes by.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -52,7 +51,6 @@ from regd.uploads.session import UploadService
 
 log = logging.getLogger("regd.proxy")
 
-PULL_RECORD_INTERVAL = 3600.0
 # Tag-list pages followed on the upstream (its Link headers) before giving up.
 MAX_TAG_PAGES = 20
 
@@ -114,7 +112,6 @@ class ProxyService:
         self._upstreams: dict[int, Upstream] = {}
         self._retired: list[Upstream] = []
         self._fetches: dict[tuple[str, str], BlobFetch] = {}
-        self._pulled: dict[int, float] = {}
 
     async def close(self) -> None:
         await self.health.close()
@@ -209,36 +206,36 @@ class ProxyService:
         cached = await self._cached(repository, reference)
         if Digest.is_digest(reference):
             if cached is not None:
-                return await self._pulled_now(cached), Outcome.HIT
+                return cached, Outcome.HIT
             return await self._fetch_manifest(pp, repository, reference, None, accept), Outcome.MISS
         limit = setting(pp.project.metadata, "max_upstream_conn")
         if cached is not None and (
             not self.health.usable(pp.endpoint.id) or not self.cap.available(pp.name, limit)
         ):
-            return await self._pulled_now(cached), Outcome.HIT
+            return cached, Outcome.HIT
         try:
             digest = await self._head_manifest(pp, repository, reference, accept)
         except UpstreamError as e:
             if cached is not None and (e.failure is not Failure.NOT_FOUND or pp.local_on_not_found):
-                return await self._pulled_now(cached), Outcome.HIT
+                return cached, Outcome.HIT
             if e.failure is Failure.NOT_FOUND:
                 raise RegistryError(
                     ErrorCode.MANIFEST_UNKNOWN, f"manifest {reference} unknown to {repository} upstream"
                 ) from None
             raise _down_message(pp, e) from None
         if cached is not None and cached.row.digest == digest:
-            return await self._pulled_now(cached), Outcome.HIT
+            return cached, Outcome.HIT
         if digest is not None and (same := await self._cached(repository, digest)) is not None:
             # The content is cached (e.g. pulled by digest before): only the tag moves.
             await self.registry.put_manifest(
                 repository, reference, same.data, same.row.media_type, require_references=False
             )
-            return await self._pulled_now(same), Outcome.HIT
+            return same, Outcome.HIT
         try:
             fetched = await self._fetch_manifest(pp, repository, digest or reference, reference, accept)
         except RegistryError as e:
             if cached is not None and e.code is ErrorCode.UNAVAILABLE:
-                return await self._pulled_now(cached), Outcome.HIT
+                return cached, Outcome.HIT
             raise
         return fetched, Outcome.MISS
 
@@ -286,16 +283,6 @@ class ProxyService:
             repository, tag or reference, data, content_type, require_references=False
         )
         stored = await self.registry.get_manifest(repository, str(manifest.digest))
-        return await self._pulled_now(stored)
-
-    async def _pulled_now(self, stored: StoredManifest) -> StoredManifest:
-        now = time.time()
-        if now - self._pulled.get(stored.row.id, 0.0) > PULL_RECORD_INTERVAL:
-            self._pulled[stored.row.id] = now
-            if len(self._pulled) > 100_000:
-                self._pulled.clear()
-            async with self.db.transaction(bump=False) as conn:
-                await registry_rows.mark_pulled(conn, [stored.row.id], now)
         return stored
 
     # -- blobs ------------------------------------------------------------------------

@@ -50,6 +50,10 @@ class BlobStore:
     async def read(self, digest: Digest) -> bytes:
         return await fsio.run(fsio.read_file_sync, self.path(digest))
 
+    async def read_small(self, digest: Digest, limit: int) -> bytes | None:
+        """A blob's bytes if it holds at most ``limit`` of them, else None."""
+        return await fsio.run(fsio.read_at_most_sync, self.path(digest), limit)
+
     async def move_to_trash(self, digest: Digest) -> Path | None:
         """Take a blob out of the store (atomic rename); None when it was not there."""
         dest = self.layout.trash / f"{digest.hex}.{secrets.token_hex(8)}"

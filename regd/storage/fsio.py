@@ -100,6 +100,13 @@ def read_file_sync(path: Path) -> bytes:
         return f.read()
 
 
+def read_at_most_sync(path: Path, limit: int) -> bytes | None:
+    """The file's bytes, or None when it holds more than ``limit``."""
+    with open(path, "rb") as f:
+        data = f.read(limit + 1)
+    return data if len(data) <= limit else None
+
+
 def truncate_sync(path: Path, size: int) -> None:
     os.truncate(path, size)
 

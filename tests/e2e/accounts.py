@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -63,6 +65,16 @@ class Api:
     def member(self, project: str, user: str, role: int) -> None:
         self.ok("POST", f"/projects/{project}/members", {"role_id": role, "member_user": {"username": user}})
 
+    def wait_for_pull_count(self, project: str, repository: str, at_least: int, timeout: float = 30) -> int:
+        """The repository's ``pull_count`` once it reaches ``at_least`` (regd writes pulls
+        in batches), or as it stands after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            count = int(self.ok("GET", f"/projects/{project}/repositories/{repository}")["pull_count"])
+            if count >= at_least or time.monotonic() > deadline:
+                return count
+            time.sleep(0.1)
+
     def robot(self, project: str, name: str, actions: list[str]) -> Robot:
         access = [{"resource": "repository", "action": a} for a in actions]
         body = {
@@ -75,7 +87,19 @@ class Api:
         return Robot(created["name"], created["secret"])
 
 
-def start_secured(regd_server: ServerFactory, target: Target) -> RegistryServer:
+def assert_refused(result: subprocess.CompletedProcess[str]) -> None:
+    """A client's command failed because the registry wanted credentials it lacked."""
+    __tracebackhide__ = True
+    error = result.stderr.lower()
+    assert result.returncode != 0, result.stdout
+    assert "unauthorized" in error or "authentication required" in error, result.stderr
+
+
+def start_secured(
+    regd_server: ServerFactory, target: Target, env: dict[str, str] | None = None
+) -> RegistryServer:
     if target is not Target.REGD:
         pytest.skip("regd's own access control (projects, users, robots)")
-    return regd_server(env={"REGD_AUTH_ENABLED": "true", "REGD_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    return regd_server(
+        env={"REGD_AUTH_ENABLED": "true", "REGD_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})}
+    )

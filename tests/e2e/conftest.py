@@ -16,6 +16,7 @@ from types import FrameType
 
 import pytest
 
+from .containers import Containers, private_containers
 from .daemons import Dockerd, RegistryServer, ServerFactory, Target
 from .tools import require_tool
 
@@ -124,6 +125,23 @@ def skopeo() -> str:
 @pytest.fixture(scope="session")
 def ctr() -> str:
     return require_tool("ctr")
+
+
+@pytest.fixture(scope="session")
+def podman() -> str:
+    return require_tool("podman")
+
+
+@pytest.fixture(scope="session")
+def buildah() -> str:
+    return require_tool("buildah")
+
+
+@pytest.fixture
+def containers() -> Iterator[Containers]:
+    """A private image store and configuration for podman and buildah (one per test)."""
+    with private_containers() as store:
+        yield store
 
 
 def _size(path: Path) -> int:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,3 +80,14 @@ def remove_local(dockerd: Dockerd, image: str) -> None:
     """Remove an image and all its tags from dockerd, so a pull must fetch everything."""
     dockerd.docker("rmi", "--force", image)
     assert not image_exists(dockerd, image)
+
+
+def import_into_ctr(
+    dockerd: Dockerd, ctr: Callable[..., subprocess.CompletedProcess[str]], image: str, directory: Path
+) -> str:
+    """``docker save`` an image no registry has seen and ``ctr images import`` it (with
+    ``ctr`` running ctr in a namespace); returns the name ctr knows it by."""
+    archive = directory / "image.tar"
+    dockerd.docker("save", "--output", str(archive), image)
+    ctr("images", "import", "--no-unpack", "--compress-blobs", str(archive))
+    return f"docker.io/{image}"

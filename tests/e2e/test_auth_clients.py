@@ -1,19 +1,21 @@
 """containerd's ``ctr`` (how a Kubernetes node pulls with an ``imagePullSecret``) and
 skopeo (``--creds``) against regd with access control on: a robot account's credentials
-pull a private image; without credentials, or with a pull-only robot pushing, they are
-refused. ctr asks the token service with the OAuth2 POST form first."""
+pull a private image, and a push robot's push with ``ctr images push --user``; without
+credentials, or with a pull-only robot pushing, they are refused. ctr asks the token
+service with the OAuth2 POST form first."""
 
 from __future__ import annotations
 
 import subprocess
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from .accounts import DEVELOPER, PASSWORD, Api, start_secured
 from .daemons import Dockerd, RegistryServer, ServerFactory, Target
-from .images import make_image
+from .images import import_into_ctr, make_image
 from .tools import run
 
 pytestmark = pytest.mark.e2e
@@ -85,6 +87,24 @@ def test_ctr_pulls_a_private_image_with_robot_credentials(
     )
 
     assert private_image in ctr_namespace("images", "ls", "--quiet").stdout.split()
+
+
+def test_ctr_pushes_with_robot_credentials_and_not_without(
+    api: Api, secured: RegistryServer, dockerd: Dockerd, ctr_namespace: Ctr, tmp_path: Path
+) -> None:
+    robot = api.robot("private", "k8s-pusher", ["pull", "push"])
+    image = "regd-e2e/ctr-auth-push:v1"
+    make_image(dockerd, image, layers=2)
+    destination = f"{secured.host}/private/ctr-pushed:v1"
+    ctr_namespace("images", "tag", import_into_ctr(dockerd, ctr_namespace, image, tmp_path), destination)
+
+    anonymous = ctr_namespace("images", "push", "--plain-http", destination, check=False)
+    ctr_namespace("images", "push", "--plain-http", "--user", f"{robot.name}:{robot.secret}", destination)
+    artifacts = api.ok("GET", "/projects/private/repositories/ctr-pushed/artifacts")
+
+    assert anonymous.returncode != 0
+    assert "401 Unauthorized" in anonymous.stderr, anonymous.stderr
+    assert [a["tags"][0]["name"] for a in artifacts] == ["v1"]
 
 
 def test_ctr_without_credentials_is_refused(private_image: str, ctr_namespace: Ctr) -> None:

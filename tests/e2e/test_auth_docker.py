@@ -181,3 +181,40 @@ def test_robot_account_logs_in_and_pulls(
     dockerd.docker("pull", private_image)
 
     remove_local(dockerd, private_image)
+
+
+def test_layers_from_a_project_the_pusher_cannot_read_are_uploaded_and_a_reader_mounts_them(
+    dockerd: Dockerd, secured: RegistryServer, api: Api, logged_out: None
+) -> None:
+    """docker offers to mount layers from the repository it pushed them to before, asking
+    for a token that includes pull on it. For a user who may not read that one, regd
+    answers with an upload session (issue 12 item 1) and docker uploads the layers; a user
+    who may read it gets them mounted. (docker also uploads after a refused mount, so this
+    guards the client's path; tests/test_auth_registry.py pins the answers themselves.)"""
+    api.project("elsewhere")
+    api.member("elsewhere", "outsider", DEVELOPER)
+    api.member("elsewhere", "dev", DEVELOPER)
+    first = f"{secured.host}/demo/layers:v1"
+    make_image(dockerd, first, layers=2)
+    assert login(dockerd, secured, "dev", PASSWORD).returncode == 0
+    push(dockerd, first)
+    logout(dockerd, secured)
+
+    theirs = f"{secured.host}/elsewhere/theirs:v1"
+    dockerd.docker("tag", first, theirs)
+    assert login(dockerd, secured, "outsider", PASSWORD).returncode == 0
+    uploaded = push(dockerd, theirs)
+    logout(dockerd, secured)
+    mine = f"{secured.host}/elsewhere/mine:v1"
+    dockerd.docker("tag", first, mine)
+    assert login(dockerd, secured, "dev", PASSWORD).returncode == 0
+    mounted = push(dockerd, mine)
+    logout(dockerd, secured)
+
+    assert uploaded.count("Pushed") == 2, uploaded.layers
+    assert all(status.startswith("Mounted from ") for status in mounted.layers.values()), mounted.layers
+    assert len(mounted.layers) == 2
+    for reference in (first, theirs, mine):
+        remove_local(dockerd, reference)
+    assert login(dockerd, secured, "outsider", PASSWORD).returncode == 0
+    dockerd.docker("pull", theirs)

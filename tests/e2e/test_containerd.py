@@ -1,4 +1,5 @@
-"""containerd (ctr) pulls and unpacks an image that docker pushed.
+"""containerd (ctr) pulls and unpacks an image that docker pushed, and pushes one that
+docker pulls back.
 
 Unpacking checks each layer's uncompressed digest against the image config, so a
 blob served with wrong bytes fails here even if its digest header is right.
@@ -9,11 +10,13 @@ from __future__ import annotations
 import subprocess
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from .daemons import Dockerd, RegistryServer
-from .images import make_image, push
+from .images import image_id, import_into_ctr, make_image, push, remove_local
+from .registry_http import manifest_served
 from .tools import run
 
 pytestmark = pytest.mark.e2e
@@ -55,3 +58,22 @@ def test_ctr_pulls_and_unpacks_an_image_pushed_by_docker(
 
     assert image_digests(listing)[reference] == pushed.digest
     assert "complete" in check, check
+
+
+def test_ctr_pushes_an_image_that_docker_pulls_back(
+    dockerd: Dockerd, registry: RegistryServer, ctr_namespace: Ctr, tmp_path: Path
+) -> None:
+    image = "regd-e2e/ctr-push:v1"
+    built = make_image(dockerd, image, layers=2)
+    local = import_into_ctr(dockerd, ctr_namespace, image, tmp_path)
+    remove_local(dockerd, image)  # docker must fetch what ctr pushed
+    destination = f"{registry.host}/library/ctr-pushed:v1"
+    ctr_namespace("images", "tag", local, destination)
+
+    ctr_namespace("images", "push", "--plain-http", destination)
+    pushed = image_digests(ctr_namespace("images", "ls").stdout)[destination]
+    served = manifest_served(registry, "library/ctr-pushed", "v1")
+    dockerd.docker("pull", destination)
+
+    assert served == ("application/vnd.docker.distribution.manifest.v2+json", pushed)
+    assert image_id(dockerd, destination) == built  # the same config: the same image

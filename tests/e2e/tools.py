@@ -57,8 +57,10 @@ def run(
     check: bool = True,
     env: Mapping[str, str] | None = None,
     input: bytes | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a program to completion; on failure or timeout, fail with its output."""
+    """Run a program to completion (in ``cwd``, with ``env`` added to this process's
+    environment); on failure or timeout, fail with its output."""
     __tracebackhide__ = True
     merged = {**os.environ, **env} if env is not None else None
     try:
@@ -69,6 +71,7 @@ def run(
             env=merged,
             input=input,
             check=False,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as exc:
         output = _output(exc.stdout, exc.stderr)

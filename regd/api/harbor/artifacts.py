@@ -29,7 +29,7 @@ from regd.api.http import json_response
 from regd.auth.roles import Permission
 from regd.errors import ErrorCode, RegistryError
 from regd.manage import ProjectAccess
-from regd.manage.artifacts import Artifact
+from regd.manage.artifacts import Artifact, Child
 from regd.metadata.artifacts import RepositoryView, TagView
 
 
@@ -40,17 +40,27 @@ def tag_json(tag: TagView) -> dict[str, Any]:
         "artifact_id": tag.manifest_id,
         "name": tag.name,
         "push_time": timestamp(tag.updated_at),
-        "pull_time": None,
+        "pull_time": timestamp(tag.pulled_at),
         "immutable": False,
+    }
+
+
+def reference_json(parent_id: int, child: Child) -> dict[str, Any]:
+    """Harbor's ``Reference``; the platform is the index entry's, with the image spec's
+    key names (``os.version``, ``os.features``)."""
+    return {
+        "parent_id": parent_id,
+        "child_id": child.manifest_id or 0,
+        "child_digest": child.digest,
+        "platform": child.platform,
+        "annotations": child.annotations,
+        "urls": child.urls,
     }
 
 
 def artifact_json(project_id: int, view: RepositoryView, artifact: Artifact) -> dict[str, Any]:
     row = artifact.row
-    references = [
-        {"parent_id": row.id, "child_id": child.manifest_id or 0, "child_digest": child.digest}
-        for child in artifact.children
-    ]
+    references = [reference_json(row.id, child) for child in artifact.children]
     return {
         "id": row.id,
         "type": "IMAGE" if artifact.is_image else "UNKNOWN",
@@ -63,8 +73,8 @@ def artifact_json(project_id: int, view: RepositoryView, artifact: Artifact) -> 
         "digest": row.digest,
         "size": artifact.size,
         "push_time": timestamp(row.pushed_at),
-        "pull_time": None,
-        "extra_attrs": {},
+        "pull_time": timestamp(artifact.pulled_at),
+        "extra_attrs": artifact.extra_attrs,
         "annotations": row.annotations or {},
         "references": references or None,
         "tags": [tag_json(t) for t in artifact.tags] or None,
