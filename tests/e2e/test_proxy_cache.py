@@ -1,5 +1,5 @@
 """Real clients pull through a proxy-cache project, then keep pulling by tag from the
-cache once the upstream is stopped: docker, ctr (the Kubernetes path) and skopeo. A
+cache once the upstream is stopped: docker, ctr (the Kubernetes path), skopeo, podman. A
 push into the proxy project is refused with Harbor's message, which docker prints."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 from tests.regd_process import toml
 
 from .accounts import Api
+from .containers import Containers
 from .daemons import Dockerd, RegistryServer, ServerFactory, Target
 from .images import image_id, make_image, push, remove_local
 from .tools import run
@@ -115,6 +116,19 @@ def test_docker_ctr_and_skopeo_pull_through_and_then_from_the_cache_with_the_ups
     ).read_bytes()
     digest_line = run([skopeo, "inspect", "--tls-verify=false", "--format", "{{.Digest}}", skopeo_ref]).stdout
     assert digest_line.strip() == skopeo_digest
+
+
+def test_podman_pulls_through_and_then_from_the_cache_with_the_upstream_down(
+    dockerd: Dockerd, mirror: Mirror, podman: str, containers: Containers
+) -> None:
+    digest = _upload(dockerd, mirror, "for-podman")
+    reference = mirror.ref("for-podman:v1")
+    containers.run(podman, "pull", "--tls-verify=false", reference)
+    mirror.upstream.stop()
+    containers.run(podman, "rmi", reference)
+    containers.run(podman, "pull", "--tls-verify=false", reference)
+    found = containers.run(podman, "image", "inspect", "--format", "{{.Digest}}", reference).stdout
+    assert found.strip() == digest
 
 
 def test_docker_push_into_a_proxy_project_prints_the_refusal(dockerd: Dockerd, mirror: Mirror) -> None:
