@@ -26,8 +26,9 @@ from regd.gc import Parameters
 from regd.proxy import retention
 from regd.proxy.limits import Pacer
 from regd.services import SERVICES
-from tests.conftest import Client, assert_error, make_config, sha256
+from tests.conftest import Client, assert_error, image_manifest, make_config, sha256
 from tests.proxy_support import (
+    OCI_MANIFEST,
     FaultProxy,
     Mode,
     Upstream,
@@ -263,6 +264,28 @@ async def test_a_tag_moved_upstream_is_pulled_with_its_new_digest(regd: Client, 
     assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == second
     # The old content stays pullable by digest from the cache.
     assert (await regd.get(f"/v2/hub/{name}/manifests/{first}")).status == 200
+
+
+async def test_a_large_manifest_arrives_whole(regd: Client, upstream: Upstream) -> None:
+    name = unique("large")
+    blobs = random_image(1000)
+    async with aiohttp.ClientSession(headers=upstream.auth()) as session:
+        for blob in blobs:
+            resp = await session.post(
+                f"{upstream.url}/v2/{name}/blobs/uploads/", params={"digest": sha256(blob)}, data=blob
+            )
+            assert resp.status == 201
+        manifest = image_manifest(
+            (sha256(blobs[0]), len(blobs[0])),
+            [(sha256(b), len(b)) for b in blobs[1:]],
+            annotations={"note": "x" * 600_000},  # many reads of the upstream's answer
+        )
+        resp = await session.put(
+            f"{upstream.url}/v2/{name}/manifests/v1", data=manifest, headers={"Content-Type": OCI_MANIFEST}
+        )
+        assert resp.status == 201, await resp.text()
+    status, body, _ = await get_body(regd, f"/v2/hub/{name}/manifests/v1")
+    assert status == 200 and body == manifest
 
 
 async def test_head_by_tag_records_the_tag_and_get_by_digest_is_a_hit(

@@ -257,7 +257,7 @@ class ProxyService:
             try:
                 resp = await self._call(pp, "GET", path, pp.scope(repository), _accept(accept))
                 try:
-                    data = await resp.content.read(limit + 1)
+                    data = await _read_at_most(resp, limit + 1)
                     content_type = resp.headers.get("Content-Type")
                 finally:
                     resp.release()
@@ -427,6 +427,16 @@ class ProxyService:
                 tags += [t for t in (body.get("tags") or []) if isinstance(t, str)]
                 path = _next_page(resp.headers.get("Link"))
         return tags
+
+
+async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first ``limit`` bytes when it is longer."""
+    chunks: list[bytes] = []
+    total = 0
+    while total < limit and (chunk := await resp.content.readany()):
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)[:limit]
 
 
 def _settings(endpoint: Endpoint) -> tuple[object, ...]:
