@@ -42,6 +42,14 @@ class Mode(enum.Enum):
     CUT = "cut"  # forward up to fault_at, then close
     FLIP = "flip"  # flip the byte at fault_at
     THROTTLE = "throttle"  # forward at most `rate` bytes per second
+    UNAVAILABLE = "503"  # answer every request 503 (as an overloaded upstream)
+    RATE_LIMITED = "429"  # answer every request 429 (as Docker Hub's pull limit)
+
+
+_CANNED = {
+    Mode.UNAVAILABLE: b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    Mode.RATE_LIMITED: b"HTTP/1.1 429 Too Many Requests\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+}
 
 
 class FaultProxy:
@@ -84,7 +92,7 @@ class FaultProxy:
                 return
             up_reader, up_writer = await asyncio.open_connection(*self.target)
             try:
-                await asyncio.gather(self._pipe(reader, up_writer), self._back(up_reader, writer))
+                await asyncio.gather(self._pipe(reader, up_writer, writer), self._back(up_reader, writer))
             finally:
                 up_writer.close()
         except (ConnectionError, asyncio.CancelledError):
@@ -93,10 +101,16 @@ class FaultProxy:
             writer.close()
             self._tasks.discard(task)  # type: ignore[arg-type]
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, client: asyncio.StreamWriter
+    ) -> None:
         while data := await reader.read(65536):
             if self.mode is Mode.REFUSE:  # also on connections kept alive from before
                 raise ConnectionResetError("refused")
+            if self.mode in _CANNED:  # the request goes no further: the "upstream" answers
+                client.write(_CANNED[self.mode])
+                await client.drain()
+                raise ConnectionResetError("answered")
             writer.write(data)
             await writer.drain()
         with suppress(OSError):

@@ -213,6 +213,23 @@ async def test_pull_through_then_everything_cached_is_served_while_the_upstream_
     assert "regd_proxy_upstream_received_bytes_total" in metrics
 
 
+@pytest.mark.parametrize("mode", [Mode.UNAVAILABLE, Mode.RATE_LIMITED])
+async def test_an_upstream_answering_503_or_429_gives_the_cache_by_tag(
+    regd: Client, upstream: Upstream, fault: FaultProxy, mode: Mode
+) -> None:
+    name = unique(f"answers-{mode.value}")
+    blobs = random_image(1000)
+    digest, manifest = await push(upstream, name, "v1", blobs)
+    assert (await regd.get(f"/v2/hub/{name}/manifests/v1")).status == 200
+    assert (await regd.get(f"/v2/hub/{name}/blobs/{sha256(blobs[1])}")).status == 200
+    fault.mode = mode
+    status, body, headers = await get_body(regd, f"/v2/hub/{name}/manifests/v1")
+    assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == digest
+    assert (await get_body(regd, f"/v2/hub/{name}/blobs/{sha256(blobs[1])}"))[1] == blobs[1]
+    # Not cached: the upstream's refusal, as 503 naming it.
+    await assert_error(await regd.get(f"/v2/hub/{name}/blobs/{sha256(blobs[2])}"), 503, "UNAVAILABLE")
+
+
 async def test_a_dead_upstream_is_not_asked_again_until_a_probe_finds_it_back(
     regd: Client, upstream: Upstream, fault: FaultProxy, data_dir: Path
 ) -> None:
