@@ -150,7 +150,9 @@ class ProxyService:
         if current is None or _settings(current.endpoint) != _settings(endpoint):
             if current is not None:
                 self._retired.append(current)
-            current = Upstream(endpoint, self.config.proxy.connect_timeout, self.config.proxy.read_timeout)
+            counter = metrics.PROXY_UPSTREAM_REQUESTS.labels(endpoint.name)
+            timeouts = self.config.proxy
+            current = Upstream(endpoint, timeouts.connect_timeout, timeouts.read_timeout, counter.inc)
             self._upstreams[endpoint.id] = current
         return current
 

@@ -19,13 +19,13 @@ import base64
 import enum
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 
-from regd import metrics
 from regd.metadata.registries import Endpoint
 
 # Docker Hub's web address is not its registry's.
@@ -73,8 +73,18 @@ class _Token:
 class Upstream:
     """Requests to one endpoint over one connection pool."""
 
-    def __init__(self, endpoint: Endpoint, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        connect_timeout: float,
+        read_timeout: float,
+        on_request: Callable[[], object] = lambda: None,
+    ) -> None:
+        """``on_request``: called for each request sent (the proxy service counts them
+        in /metrics; this module stays free of ``regd.metrics``, which the CLI must not
+        import before ``regd serve`` chose its metrics mode)."""
         self.endpoint = endpoint
+        self._on_request = on_request
         self.base = api_url(endpoint)
         self._timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
@@ -149,7 +159,7 @@ class Upstream:
         basic = self._credentials()
         if basic is not None:
             headers["Authorization"] = basic
-        metrics.PROXY_UPSTREAM_REQUESTS.labels(self.endpoint.name).inc()
+        self._on_request()
         realm = self._challenge["realm"]
         async with self._client().get(realm, params=query, headers=headers, timeout=self.quick) as resp:
             if resp.status != 200:
@@ -181,7 +191,7 @@ class Upstream:
         url = self.base + path
         for attempt in range(2):
             sent = {**(headers or {}), **self._auth_header(scope)}
-            metrics.PROXY_UPSTREAM_REQUESTS.labels(self.endpoint.name).inc()
+            self._on_request()
             try:
                 resp = await self._client().request(
                     method,
