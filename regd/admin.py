@@ -17,19 +17,22 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from regd.auth import passwords
 from regd.auth.roles import Role
 from regd.config import Config
 from regd.errors import ErrorCode, RegistryError
-from regd.manage import Actor, Management, Page
-from regd.manage.projects import check_project_name
-from regd.manage.registries import TYPES
-from regd.manage.users import check_password, check_username
-from regd.metadata.registries import EndpointFields
+from regd.metadata.registries import REGISTRY_TYPES
+from regd.numbers import parse_uint
 
-Command = Callable[[argparse.Namespace, Management, Actor], Awaitable[None]]
+if TYPE_CHECKING:
+    # Imported when a command runs, not when ``regd`` builds its parser: the services
+    # import regd.metrics, whose prometheus_client must be imported only after
+    # ``regd serve`` has chosen its multiprocess mode (regd/cli.py).
+    from regd.manage import Actor, Management
+
+Command = Callable[[argparse.Namespace, "Management", "Actor"], Awaitable[None]]
 
 
 class CommandError(Exception):
@@ -76,10 +79,14 @@ def _password(args: argparse.Namespace) -> tuple[str, bool]:
     """The password from standard input (``--password-stdin``), else a generated one."""
     if not args.password_stdin:
         return passwords.generate_secret(20), True
+    from regd.manage.users import check_password
+
     return check_password(sys.stdin.readline().rstrip("\r\n")), False
 
 
 async def project_create(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage.projects import check_project_name
+
     name = check_project_name(args.name)
     endpoint = await manage.registries.find(operator, args.proxy) if args.proxy else None
     with _conflict(f"project {name} already exists"):
@@ -91,6 +98,8 @@ async def project_create(args: argparse.Namespace, manage: Management, operator:
 
 async def registry_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     """An upstream endpoint for proxy-cache projects; the password from standard input."""
+    from regd.metadata.registries import EndpointFields
+
     secret = sys.stdin.readline().rstrip("\r\n") if args.username and args.password_stdin else ""
     fields = EndpointFields(
         name=args.name,
@@ -107,11 +116,15 @@ async def registry_add(args: argparse.Namespace, manage: Management, operator: A
 
 
 async def registry_list(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage import Page
+
     for e in (await manage.registries.listing(operator, Page(1, 1_000_000))).items:
         print(f"{e.id}\t{e.name}\t{e.type}\t{e.url}\t{e.access_key or 'anonymous'}\t{e.status}")
 
 
 async def user_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage.users import check_username
+
     name = check_username(args.name)
     password, generated = _password(args)
     with _conflict(f"user {name} already exists"):
@@ -133,7 +146,8 @@ async def user_passwd(args: argparse.Namespace, manage: Management, operator: Ac
 
 async def member_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
     project = await manage.projects.find(args.project, by_name=True)
-    role = Role.parse(int(args.role) if args.role.isdigit() else args.role)
+    number = parse_uint(args.role)
+    role = Role.parse(number if number is not None else args.role)
     if role is None:
         names = ", ".join(r.harbor_name for r in Role)
         raise CommandError(f"unknown role {args.role!r}; one of {names} (or 1-5)")
@@ -178,7 +192,7 @@ def add_commands(
     registry = group("registry", "manage upstream registries of proxy-cache projects")
     p = command(registry, "add", "add an upstream registry endpoint", registry_add)
     p.add_argument("name")
-    p.add_argument("--type", default="docker-registry", choices=sorted(TYPES))
+    p.add_argument("--type", default="docker-registry", choices=sorted(REGISTRY_TYPES))
     p.add_argument("--url", required=True, help="e.g. https://registry-1.docker.io")
     p.add_argument("--username", help="log in to the upstream as this user")
     p.add_argument("--password-stdin", action="store_true", help="read the upstream password from stdin")

@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
-from regd.api import middleware, observe, routes
+from regd.api import connections, middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
+from regd.api.harbor import scrub as harbor_scrub
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.config import Config
+from regd.datadir import check_database_present
 from regd.gc import GCBusyError, Parameters
 from regd.gc.service import GCService
 from regd.manage import Management
@@ -23,7 +25,9 @@ from regd.proxy import retention
 from regd.proxy.service import ProxyService
 from regd.pulls import PullRecorder
 from regd.registry import Registry
+from regd.scrub import ScrubService
 from regd.services import SERVICES, Role, Services
+from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
@@ -41,7 +45,13 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
     registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
-    uploads = UploadService(db, store, layout)
+    uploads = UploadService(
+        db,
+        store,
+        layout,
+        config.uploads.max_sessions_per_repository,
+        config.uploads.max_sessions_per_account,
+    )
     gc = GCService(config, db, store, uploads)
     return Services(
         config=config,
@@ -54,6 +64,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         accounts=accounts,
         gc=gc,
         manage=Management.build(config, db, accounts, registry, gc),
+        scrub=ScrubService(config, db, store),
         pulls=PullRecorder(db),
         proxy=ProxyService(config, db, registry, uploads, layout),
         role=role or Role(),
@@ -77,21 +88,27 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="regd-io"))
     await services.store.prepare()
-    await services.db.open()
+    if services.role.startup_recovery:
+        await fsio.run(check_database_present, services.layout)
+    await services.db.open(check=services.role.startup_recovery)
+    await fsio.run(fsio.make_private_sync, services.layout.root)
     if services.role.startup_recovery:
         recovered = await services.uploads.recover()
         if recovered:
             log.info("%d upload sessions cut off by the last stop can resume", recovered)
-    janitor = asyncio.create_task(_janitor(services)) if services.role.background else None
+    background = (
+        [asyncio.create_task(_janitor(services)), asyncio.create_task(services.scrub.scheduler())]
+        if services.role.background
+        else []
+    )
     # Every process counts its own pulls and writes them (regd/pulls.py).
-    pulls = asyncio.create_task(services.pulls.run(services.config.server.pull_flush_interval))
+    background.append(asyncio.create_task(services.pulls.run(services.config.server.pull_flush_interval)))
     try:
         yield
     finally:
-        for task in (janitor, pulls):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await services.proxy.close()
         try:
             await services.pulls.flush()
@@ -127,7 +144,7 @@ async def _proxy_retention(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
-    app = web.Application(middlewares=[observe.observe, middleware.errors])
+    app = web.Application(middlewares=[observe.observe, connections.body_timeout, middleware.errors])
     app[SERVICES] = services or build_services(config, role)
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)
@@ -135,5 +152,6 @@ def create_app(config: Config, services: Services | None = None, role: Role | No
     setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
     observe.setup(app)  # /metrics, /api/v2.0/health, X-Request-Id
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
+    harbor_scrub.setup(app)  # /api/v2.0/system/scrub
     app.cleanup_ctx.append(_proxy_retention)
     return app

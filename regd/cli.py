@@ -1,4 +1,4 @@
-"""The ``regd`` command: ``serve``, ``check-config``, ``gc``."""
+"""The ``regd`` command: ``serve``, ``check-config``, ``gc``, ``scrub``, ``backup``, ``restore``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from regd import __version__
 from regd.config import Config, ConfigError, load_config
+from regd.storage.fsio import PRIVATE_UMASK
 
 log = logging.getLogger("regd")
 
@@ -35,6 +37,15 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides=_overrides(args))
 
 
+def worker_count(config: Config) -> int:
+    """``[server] workers``: the number given, or for "auto" one per CPU (regd.cpus)."""
+    if isinstance(config.server.workers, int):
+        return config.server.workers
+    from regd.cpus import available_cpus
+
+    return available_cpus()
+
+
 def _run(coro: Any) -> None:
     import uvloop
 
@@ -42,16 +53,31 @@ def _run(coro: Any) -> None:
         runner.run(coro)
 
 
+def _hold_data_dir(config: Config) -> int:
+    """The data directory's daemon lock (regd/datadir.py), held until the process ends."""
+    from regd.datadir import DataDirBusyError, lock
+
+    try:
+        return lock(config.data_dir)
+    except DataDirBusyError as e:
+        raise StartupError(str(e)) from None
+    except OSError as e:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise StartupError(f"cannot use data directory {config.data_dir}: {reason}") from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
-    if config.server.workers > 1:
+    _hold_data_dir(config)  # kept open: the kernel drops the lock when the daemon ends
+    workers = worker_count(config)
+    if workers > 1:
         # Before prometheus_client is first imported (regd.metrics): its multiprocess mode.
         metrics_dir = tempfile.mkdtemp(prefix="regd-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         from regd.workers import supervise  # worker processes: see regd/workers.py
 
         try:
-            return supervise(config, lambda: _config(args))
+            return supervise(config, lambda: _config(args), workers)
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     from regd.daemon import serve  # signals, TLS, systemd notify: see regd/daemon.py
@@ -89,6 +115,78 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 3 if report.stopped else 0
 
 
+async def _open_services(config: Config) -> Any:
+    """The services of a data directory for a one-off command, database open (no recovery,
+    no background tasks: a daemon may be running on it)."""
+    from regd.app import build_services
+    from regd.services import Role
+
+    services = build_services(config, Role(startup_recovery=False, background=False))
+    await services.store.prepare()
+    await services.db.open()
+    return services
+
+
+def cmd_scrub(args: argparse.Namespace) -> int:
+    """Check every blob now, also while the daemon runs on the same data directory.
+    Exit 0: all good; 3: damaged or missing blobs were quarantined; 1: another scrub runs."""
+    from regd.scrub import ScrubBusyError
+
+    config = _config(args)
+    lines: list[str] = []
+    found: list[bool] = []
+
+    async def scrub() -> None:
+        services = await _open_services(config)
+        try:
+            report = await services.scrub.run("MANUAL", rate=args.rate_limit)
+            found.append(not report.clean)
+            lines.append(f"scrub: {report.summary()}")
+            _, quarantined = await services.scrub.status()
+            for q, affected in quarantined:
+                images = ", ".join(f"{a.repository}@{a.digest}" for a in affected) or "no image"
+                lines.append(f"quarantined {q.digest} ({q.reason}); affects {images}")
+        finally:
+            await services.db.close()
+
+    try:
+        _run(scrub())
+    except ScrubBusyError as e:
+        print(f"regd: {e}", file=sys.stderr)
+        return 1
+    print("\n".join(lines))
+    return 3 if found[0] else 0
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of a running registry in DEST (see regd/backup.py)."""
+    return _copy_command(args, backup=True)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """A backup brought back into an empty data directory (no daemon running on it)."""
+    return _copy_command(args, backup=False)
+
+
+def _copy_command(args: argparse.Namespace, backup: bool) -> int:
+    from regd import backup as copies
+
+    config = _config(args)
+    try:
+        if backup:
+            counts = copies.backup(config.data_dir, Path(args.dest))
+        else:
+            counts = copies.restore(Path(args.backup), config.data_dir)
+    except copies.BackupError as e:
+        print(f"regd: {e}", file=sys.stderr)
+        return 1
+    if backup:
+        print(f"backup of {config.data_dir} in {args.dest}: {counts.summary()}")
+    else:
+        print(f"restored {args.backup} into {config.data_dir}: {counts.summary()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="regd", description="container image registry daemon")
     parser.add_argument("--version", action="version", version=f"regd {__version__}")
@@ -115,6 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--delete-untagged", action="store_true", help="also delete manifests no tag or index keeps"
     )
     gc.set_defaults(func=cmd_gc)
+
+    scrub = sub.add_parser(
+        "scrub", help="re-read every blob against its checksum (safe while the daemon runs)"
+    )
+    common(scrub)
+    scrub.add_argument(
+        "--rate-limit", type=int, help="bytes read per second at most ([scrub] rate_limit; 0: no limit)"
+    )
+    scrub.set_defaults(func=cmd_scrub)
+
+    backup = sub.add_parser("backup", help="copy the registry to DEST, consistently (safe while it runs)")
+    common(backup)
+    backup.add_argument("dest", help="an empty or new directory (hard links when on the same file system)")
+    backup.set_defaults(func=cmd_backup)
+
+    restore = sub.add_parser("restore", help="bring a backup back into an empty data directory")
+    common(restore)
+    restore.add_argument("backup", help="a directory made by regd backup")
+    restore.set_defaults(func=cmd_restore)
     from regd.admin import add_commands  # project, user, member, robot
 
     add_commands(sub, common, _config)
@@ -129,6 +246,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # Every command works on the data directory, whose files hold password hashes,
+    # robot secret hashes and private layers: whatever the caller's umask, what regd
+    # creates is its user's only (0700 directories, 0600 files; SQLite's -wal and -shm
+    # take the database's mode).
+    os.umask(PRIVATE_UMASK)
     try:
         code = args.func(args)
     except (ConfigError, StartupError) as e:

@@ -15,7 +15,9 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from regd.numbers import parse_uint
 
 
 class ConfigError(Exception):
@@ -29,8 +31,11 @@ class ServerConfig:
     tls_cert: str = ""
     tls_key: str = ""
     ca_cert: str = ""
-    workers: int = 1
+    workers: int | Literal["auto"] = "auto"  # a number, or one per CPU (regd.cpus)
     shutdown_grace: float = 30.0
+    header_timeout: float = 60.0  # a request head must arrive within this (also keep-alive idle)
+    body_timeout: float = 60.0  # a request body may stall at most this long
+    max_connections_per_address: int = 256  # per worker process; 0: no limit
     access_log: bool = True
     log_format: str = "text"  # "text" or "json"
     log_level: str = "info"
@@ -49,6 +54,8 @@ class ServerConfig:
 class StorageConfig:
     data_dir: str = "./regd-data"
     fsync: bool = True
+    # Bytes: below this much free space, /api/v2.0/health reports storage unhealthy.
+    min_free: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -56,12 +63,21 @@ class UploadsConfig:
     expire_after: float = 24 * 3600.0
     janitor_interval: float = 600.0
     max_manifest_size: int = 4 * 1024 * 1024
+    max_sessions_per_repository: int = 200  # open upload sessions; 0: no limit
+    max_sessions_per_account: int = 1000
 
 
 @dataclass(frozen=True)
 class GCConfig:
     grace_period: float = 7200.0
     delete_untagged: bool = False
+
+
+@dataclass(frozen=True)
+class ScrubConfig:
+    # A Harbor cron (second minute hour day month weekday); "" never scrubs on its own.
+    schedule: str = "0 0 3 * * 0"  # Sundays at 03:00 UTC
+    rate_limit: int = 100 * 1024 * 1024  # bytes read per second at most; 0: no limit
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     gc: GCConfig = field(default_factory=GCConfig)
+    scrub: ScrubConfig = field(default_factory=ScrubConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
@@ -113,6 +130,14 @@ class Config:
 def _section_types() -> dict[str, type[Any]]:
     hints = typing.get_type_hints(Config)
     return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def _literal_words(hint: Any) -> tuple[str, ...]:
+    """The words of an ``int | Literal[...]`` field type; () for any other type."""
+    args = typing.get_args(hint)
+    if int not in args:
+        return ()
+    return tuple(w for a in args if typing.get_origin(a) is Literal for w in typing.get_args(a))
 
 
 def _coerce(where: str, raw: Any, hint: Any, from_text: bool) -> Any:
@@ -138,6 +163,12 @@ def _coerce(where: str, raw: Any, hint: Any, from_text: bool) -> Any:
     elif hint is str:
         if isinstance(raw, str):
             return raw
+    elif words := _literal_words(hint):  # int | Literal["auto"]: a count or one of the words
+        if from_text and isinstance(raw, str) and raw.strip().isdigit():
+            return int(raw)
+        if (isinstance(raw, int) and not isinstance(raw, bool)) or raw in words:
+            return raw
+        raise ConfigError(f"{where}: expected int or {' or '.join(map(repr, words))}, got {raw!r}")
     elif typing.get_origin(hint) in (list, types.GenericAlias) or hint == list[str]:
         if from_text and isinstance(raw, str):
             return [p.strip() for p in raw.split(",") if p.strip()]
@@ -169,7 +200,7 @@ def _merge(layers: list[tuple[str, Mapping[str, Mapping[str, Any]], bool]]) -> C
 
 def _validate(config: Config) -> None:
     listen = config.server.listen
-    if ":" not in listen or not listen.rsplit(":", 1)[1].isdigit():
+    if ":" not in listen or parse_uint(listen.rsplit(":", 1)[1], 65535) is None:
         raise ConfigError(f"[server] listen: expected HOST:PORT, got {listen!r}")
     if not 0 <= config.server.port <= 65535:
         raise ConfigError(f"[server] listen: port out of range in {listen!r}")
@@ -181,12 +212,29 @@ def _validate(config: Config) -> None:
         )
     if bool(config.server.tls_cert) != bool(config.server.tls_key):
         raise ConfigError("[server] tls_cert and tls_key must be set together")
-    if config.server.workers < 1:
+    if isinstance(config.server.workers, int) and config.server.workers < 1:
         raise ConfigError("[server] workers: must be at least 1")
+    if config.storage.min_free < 0:
+        raise ConfigError("[storage] min_free: must not be negative (bytes)")
+    if config.scrub.rate_limit < 0:
+        raise ConfigError("[scrub] rate_limit: must not be negative (bytes per second; 0: no limit)")
+    if config.scrub.schedule:
+        from regd.gc.cron import Cron, CronError
+
+        try:
+            Cron.parse(config.scrub.schedule)
+        except CronError as e:
+            raise ConfigError(f"[scrub] schedule: {e}") from None
     if config.server.pull_flush_interval <= 0:
         raise ConfigError("[server] pull_flush_interval: must be positive")
+    if config.server.header_timeout <= 0 or config.server.body_timeout <= 0:
+        raise ConfigError("[server] header_timeout and body_timeout: must be positive")
+    if config.server.max_connections_per_address < 0:
+        raise ConfigError("[server] max_connections_per_address: must not be negative (0: no limit)")
     if config.gc.grace_period < 0:
         raise ConfigError("[gc] grace_period: must not be negative")
+    if config.uploads.max_sessions_per_repository < 0 or config.uploads.max_sessions_per_account < 0:
+        raise ConfigError("[uploads] max_sessions_per_repository/account: must not be negative (0: no limit)")
     if config.uploads.expire_after <= 0:
         raise ConfigError("[uploads] expire_after: must be positive")
     _validate_auth(config.auth)
@@ -198,13 +246,13 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
         raise ConfigError("[proxy] connect_timeout, read_timeout and probe_interval must be positive")
     if proxy.retention_days < 1:
         raise ConfigError("[proxy] retention_days: must be at least 1")
-    if proxy.retention_schedule:
-        from regd.gc.cron import Cron, CronError
-
-        try:
-            Cron.parse(proxy.retention_schedule)
-        except CronError as e:
-            raise ConfigError(f"[proxy] retention_schedule: {e}") from None
+    # The six fields' values are checked when the retention task starts (regd.gc.cron;
+    # importing it here would import regd.metrics before `regd serve` chose its mode).
+    if proxy.retention_schedule and len(proxy.retention_schedule.split()) != 6:
+        raise ConfigError(
+            f"[proxy] retention_schedule: expected 6 fields (second minute hour day month weekday), "
+            f"got {proxy.retention_schedule!r}"
+        )
 
 
 def _validate_auth(auth: AuthConfig) -> None:

@@ -34,10 +34,12 @@ from aiohttp import web
 
 from regd import __version__, logs, tls
 from regd.api import observe
+from regd.api.connections import GuardedRunner
 from regd.app import create_app
 from regd.cli import StartupError
 from regd.config import Config, ConfigError
-from regd.metadata.db import SchemaTooNewError
+from regd.datadir import DatabaseMissingError
+from regd.metadata.db import DatabaseDamagedError, SchemaTooNewError
 from regd.services import SERVICES, Role
 from regd.systemd import Notifier
 
@@ -136,6 +138,10 @@ class Daemon:
         """Open the data directory and the database once, with start-up recovery, and
         close them again: what the supervisor does before it starts workers."""
         logs.configure(self.config.server)
+        try:  # the workers load these again; a bad file stops the daemon here, in one line
+            tls.validate(self.config.server)
+        except tls.TLSError as e:
+            raise StartupError(str(e)) from None
         self._app = create_app(self.config, role=Role(startup_recovery=True, background=False))
         runner = web.AppRunner(self._app, handle_signals=False)
         await self._setup(runner)
@@ -151,8 +157,9 @@ class Daemon:
         except tls.TLSError as e:
             raise StartupError(str(e)) from None
         self._app = create_app(config, role=self._role)
-        runner = web.AppRunner(
+        runner = GuardedRunner(
             self._app,
+            config.server,
             handle_signals=False,
             shutdown_timeout=CUT_OFF_TIMEOUT,  # the grace time is waited in _drain
             **observe.runner_options(),
@@ -183,6 +190,16 @@ class Daemon:
             await self._close_database()
             reason = _reason(e)
             raise StartupError(f"cannot use data directory {self.config.data_dir}: {reason}") from None
+        except DatabaseMissingError as e:
+            await self._close_database()
+            raise StartupError(str(e)) from None
+        except DatabaseDamagedError as e:
+            await self._close_database()
+            path = self.config.data_dir / "regd.db"
+            raise StartupError(
+                f"database {path} is damaged ({e}); it was left as it is: restore it from a backup "
+                "(regd restore BACKUP) or run sqlite3's .recover on a copy"
+            ) from None
         except (sqlite3.Error, SchemaTooNewError) as e:
             await self._close_database()
             path = self.config.data_dir / "regd.db"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import xxhash
 
 from regd.errors import ErrorCode, RegistryError
 
@@ -46,3 +48,25 @@ class Digest:
     @classmethod
     def of(cls, data: bytes, algorithm: str = "sha256") -> Digest:
         return cls(algorithm, hashlib.new(algorithm, data).hexdigest())
+
+
+def xxh3_hex(data: bytes) -> str:
+    """The xxh3-128 checksum regd records for each blob (the scrub re-reads against it)."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+@dataclass
+class ContentHash:
+    """A blob's digest and its xxh3-128 checksum, fed in one pass over its bytes (xxh3
+    costs a small fraction of sha256)."""
+
+    algorithm: str = "sha256"
+    digest: hashlib._Hash = field(init=False)
+    xxh3: xxhash.xxh3_128 = field(init=False, default_factory=xxhash.xxh3_128)
+
+    def __post_init__(self) -> None:
+        self.digest = hashlib.new(self.algorithm)
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.digest.update(data)
+        self.xxh3.update(data)

@@ -10,6 +10,8 @@ add). One middleware turns any ``RegistryError`` into the JSON envelope
 from __future__ import annotations
 
 import enum
+import errno
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +53,12 @@ class ErrorCode(enum.Enum):
     TOO_MANY_REQUEST = _Code(429, "too many requests to upstream registry")  # proxy cache
     VIOLATE_FOREIGN_KEY_CONSTRAINT = _Code(412, "the deleting artifact is referenced by others")
     REQUEST_ENTITY_TOO_LARGE = _Code(413, "request entity too large")
+    # RFC 4918 section 11.5: the server cannot store what the request needs stored.
+    INSUFFICIENT_STORAGE = _Code(
+        507,
+        "the registry is out of storage space; nothing of this request was stored, "
+        "retry when space is freed",
+    )
     UNKNOWN = _Code(500, "internal server error")
 
     @property
@@ -87,6 +95,35 @@ class RegistryError(Exception):
         if self.detail is not None:
             entry["detail"] = self.detail
         return {"errors": [entry]}
+
+
+# SQLite's primary result code for "database or disk is full" (extended codes share it).
+_SQLITE_FULL = 13
+_OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def causes(exc: BaseException, limit: int = 5) -> list[BaseException]:
+    """``exc`` and what it was raised from or while handling, as Python's traceback
+    shows them (``raise ... from None`` hides the rest): a failed write, then the
+    bookkeeping after it that failed too."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < limit:
+        chain.append(seen)
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return chain
+
+
+def is_out_of_space(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is the file system or SQLite saying
+    the disk or the quota is full: the domain error behind INSUFFICIENT_STORAGE."""
+    for seen in causes(exc):
+        if isinstance(seen, OSError) and seen.errno in _OUT_OF_SPACE_ERRNOS:
+            return True
+        code = getattr(seen, "sqlite_errorcode", None)
+        if isinstance(seen, sqlite3.Error) and isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
+            return True
+    return False
 
 
 def proxy_push_denied(project: str) -> RegistryError:

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import orjson
+from aiohttp.http_exceptions import HttpProcessingError
 
 from regd.config import ServerConfig
 
@@ -60,6 +61,23 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
     """The handler ``configure`` installed (found again on a reload)."""
 
 
+class ParserErrorFilter(logging.Filter):
+    """aiohttp's server logs a request it cannot parse with the exception, whose message
+    quotes the offending raw line: an ``Authorization`` header with a space before its
+    colon, or one over 8 KiB, would put Basic credentials in the log. Such records keep
+    only the exception's class (the client got its 400 already)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.args = (record.getMessage(), exc.__class__.__name__)
+            record.msg = "%s; malformed request: %s"
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def level(name: str) -> int:
     return _LEVELS.get(name.lower(), logging.INFO)
 
@@ -74,5 +92,8 @@ def configure(server: ServerConfig) -> None:
         root.addHandler(handler)
     handler.setFormatter(JsonFormatter() if server.log_format == "json" else TextFormatter())
     root.setLevel(level(server.log_level))
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ParserErrorFilter) for f in server_log.filters):
+        server_log.addFilter(ParserErrorFilter())
     # aiosqlite's debug lines print every SQL parameter (password hashes among them).
     logging.getLogger("aiosqlite").setLevel(max(level(server.log_level), logging.INFO))

@@ -95,6 +95,33 @@ FREE_BYTES = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+STORAGE_FULL = Counter(
+    "regd_storage_full_errors",
+    "Requests refused with 507 because the disk or the quota was full (ENOSPC, EDQUOT, SQLITE_FULL)",
+    registry=REGISTRY,
+)
+
+SCRUB_RUNS = Counter("regd_scrub_runs", "Scrubs finished by this process", registry=REGISTRY)
+SCRUB_BYTES = Counter("regd_scrub_read_bytes", "Blob bytes the scrub read back", registry=REGISTRY)
+SCRUB_FINDINGS = Counter(
+    "regd_scrub_findings",
+    "Blobs a scrub quarantined, by what was wrong (damaged, missing)",
+    ["kind"],
+    registry=REGISTRY,
+)
+QUARANTINED = Gauge(
+    "regd_quarantined_blobs",
+    "Blobs in quarantine (damaged or missing; answered as unknown until pushed again)",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+SCRUB_UNKNOWN_FILES = Gauge(
+    "regd_scrub_unknown_files",
+    "Files under blobs/ that no blob row knew at the last scrub (garbage collection removes them)",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+
 GC_RUNS = Counter("regd_gc_runs", "Garbage collections run by this process", registry=REGISTRY)
 GC_BYTES_FREED = Counter(
     "regd_gc_freed_bytes", "Bytes of blobs garbage collection removed", registry=REGISTRY

@@ -8,6 +8,7 @@ it against a sweep, which deletes a blob row only where nothing references it).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -16,8 +17,8 @@ from typing import Any
 
 import aiosqlite
 
-from regd.digest import Digest
-from regd.errors import ErrorCode, RegistryError
+from regd.digest import Digest, xxh3_hex
+from regd.errors import ErrorCode, RegistryError, is_out_of_space
 from regd.manifests import Manifest, image_config, image_details, parse
 from regd.metadata import blobs as blob_rows
 from regd.metadata import manifests as manifest_rows
@@ -28,8 +29,19 @@ from regd.metadata.manifests import ManifestRow
 from regd.names import check_tag, is_valid_tag
 from regd.storage.blobstore import BlobStore
 
+log = logging.getLogger("regd")
+
 # Tags one push by digest may set with ?tag= (spec: "SHOULD support at least 10").
 MAX_TAGS_PER_PUSH = 100
+
+
+def _refuse_missing(repository: str, missing: list[str]) -> None:
+    if missing:
+        raise RegistryError(
+            ErrorCode.MANIFEST_BLOB_UNKNOWN,
+            f"{repository} does not hold {missing[0]}",
+            detail={"digests": missing},
+        )
 
 
 @dataclass(frozen=True)
@@ -91,8 +103,16 @@ class Registry:
         # cached last_seen is never newer than the row's (it only grows), so trusting
         # it errs on the side of refreshing.
         if confirm and self.grace_period > 0 and time.time() - seen > self.grace_period / 2:
-            async with self.db.transaction(bump=False) as conn:
-                await blob_rows.mark_seen(conn, str(digest))
+            try:
+                async with self.db.transaction(bump=False) as conn:
+                    await blob_rows.mark_seen(conn, str(digest))
+            except Exception as e:
+                # A full disk must not fail a pull's HEAD: the refresh waits for the next
+                # HEAD, and the grace period (1.5x) still covers this one for a while.
+                if not is_out_of_space(e):
+                    raise
+                log.warning("HEAD %s: grace not refreshed, the disk is full", digest)
+                return size
             self.lookups.put(key, (size, time.time()), self.lookups.stamp())
         return size
 
@@ -102,7 +122,8 @@ class Registry:
             row = await fetchone(
                 conn,
                 "SELECT b.size FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
-                "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ?",
+                "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ? "
+                "AND b.quarantined_at IS NULL",
                 (source, str(digest)),
             )
             if row is None:
@@ -155,11 +176,14 @@ class Registry:
             manifest = replace(manifest, digest=wanted)
         else:
             tag = check_tag(reference)
+        # Check first, store after: a manifest whose references are missing leaves no
+        # bytes behind (the check inside the transaction below is the one that decides).
+        _refuse_missing(repository, await manifest_rows.missing_references_now(self.db, repository, manifest))
         tags = ([tag] if tag is not None else []) + list(dict.fromkeys(extra_tags))
         extra_attrs = await self.image_details(manifest)
         tmp = await self.store.write_tmp(manifest.digest, data)
         try:
-            await self.store.place(tmp, manifest.digest)
+            made = await self.store.place(tmp, manifest.digest)
             async with self.db.transaction() as conn:
                 repository_id = await repositories.ensure(conn, repository)
                 missing = (
@@ -168,13 +192,13 @@ class Registry:
                     else []
                 )
                 if missing:
-                    raise RegistryError(
-                        ErrorCode.MANIFEST_BLOB_UNKNOWN,
-                        f"{repository} does not hold {missing[0]}",
-                        detail={"digests": missing},
-                    )
+                    # A sweep took a reference since the first check. Under the write
+                    # lock, a file this call made and no row claims can go again.
+                    if made and not await blob_rows.exists(conn, str(manifest.digest)):
+                        await self.store.unlink(self.store.path(manifest.digest))
+                    _refuse_missing(repository, missing)
                 await self.store.confirm(tmp, manifest.digest)
-                await blob_rows.upsert(conn, str(manifest.digest), len(data))
+                await blob_rows.upsert(conn, str(manifest.digest), len(data), xxh3_hex(data))
                 manifest_id = await manifest_rows.insert(conn, repository_id, manifest, extra_attrs)
                 for name in tags:
                     await manifest_rows.set_tag(conn, repository_id, name, manifest_id)

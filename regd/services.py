@@ -15,6 +15,7 @@ from regd.metadata.db import Database
 from regd.proxy.service import ProxyService
 from regd.pulls import PullRecorder
 from regd.registry import Registry
+from regd.scrub import ScrubService
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
@@ -26,7 +27,7 @@ class Role:
     ``[server] workers = 1`` the one process does everything. With more, the supervisor
     does the start-up recovery once before the workers exist (a worker that did it could
     reset an upload session a sibling is receiving), and only worker 0 runs the
-    background tasks (upload janitor, GC scheduler)."""
+    background tasks (upload janitor, GC and scrub schedulers)."""
 
     startup_recovery: bool = True
     background: bool = True
@@ -44,6 +45,7 @@ class Services:
     accounts: Accounts
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
+    scrub: ScrubService
     pulls: PullRecorder
     proxy: ProxyService
     role: Role = field(default_factory=Role)

@@ -26,6 +26,8 @@ import socket
 import time
 from collections.abc import Mapping
 
+from regd.numbers import parse_uint
+
 log = logging.getLogger("regd.systemd")
 
 
@@ -90,8 +92,9 @@ def _watchdog_interval(env: Mapping[str, str]) -> float | None:
     """Seconds of ``WATCHDOG_USEC``, or None when unset, invalid or meant for another pid."""
     usec = env.get("WATCHDOG_USEC", "")
     pid = env.get("WATCHDOG_PID", "")
-    if not usec.isdigit() or int(usec) == 0:
+    value = parse_uint(usec, minimum=1)
+    if value is None:
         return None
     if pid and pid != str(os.getpid()):
         return None
-    return int(usec) / 1_000_000
+    return value / 1_000_000

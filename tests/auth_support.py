@@ -104,7 +104,7 @@ async def token(client: Client, scopes: list[str], headers: dict[str, str] | Non
     return str(orjson.loads(await resp.read())["token"])
 
 
-async def push_image(client: Client, name: str, tag: str, headers: dict[str, str]) -> tuple[str, bytes]:
+async def push_image_as(client: Client, name: str, tag: str, headers: dict[str, str]) -> tuple[str, bytes]:
     """Push a small random image with ``headers``; returns its digest and manifest."""
     blobs = [os.urandom(500 + i) for i in range(2)]
     for blob in blobs:
@@ -133,4 +133,4 @@ async def setup_roles(client: Client, project: str = "demo", public: bool = Fals
         await create_user(client, name)
         await add_member(client, project, name, role)
     await create_user(client, "out")
-    await push_image(client, f"{project}/app", "v1", ADMIN)
+    await push_image_as(client, f"{project}/app", "v1", ADMIN)

@@ -122,7 +122,7 @@ class PushAbandonedError(Exception):
     """The client gave up: its manifest was refused MAX_ATTEMPTS times (never accepted)."""
 
 
-class Client:
+class DockerStyleClient:
     """A registry client over HTTP doing what docker does on push: HEAD each blob, upload
     only when missing (or mount it from another repository), then PUT the manifest."""
 

@@ -3,14 +3,16 @@
 #
 #     bash tests/run.sh [pytest arguments...]
 #
-# 1. apt-get installs docker.io, skopeo, containerd, podman, buildah, docker-registry and
-#    systemd (systemd-analyze checks the unit file) when missing;
+# 1. apt-get installs docker.io, skopeo, containerd, podman, buildah, docker-registry,
+#    systemd (systemd-analyze checks the unit file) and cargo (builds the benchmarks'
+#    load generator) when missing;
 # 2. pip installs regd in editable mode with its test extras;
 # 3. runs ruff check, mypy and pytest (unit, app and e2e tests), every one of them even
 #    when an earlier one fails, and prints a summary; exits non-zero if any failed.
 #
 # CI runs this through .ci/run with CI=true. There a missing tool is a failure, never a
-# skip, and pytest collecting no tests (exit 5) fails like any other non-zero exit.
+# skip (tests/conftest.py fails any skipped test), and pytest collecting no tests
+# (exit 5) fails like any other non-zero exit.
 # Environment: PYTHON (default python3), REGD_TEST_TIMEOUT (pytest, seconds, default
 # 1800), REGD_E2E_TARGET=distribution (run the e2e tests against CNCF distribution).
 set -euo pipefail
@@ -19,14 +21,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
 APT_PACKAGES=(docker.io skopeo containerd podman buildah docker-registry systemd)
-TOOLS=(dockerd docker containerd ctr skopeo podman buildah docker-registry systemd-analyze)
+# The benchmarks' load generator is Rust: Debian's cargo, unless a toolchain is on PATH.
+command -v cargo >/dev/null || APT_PACKAGES+=(cargo)
+TOOLS=(dockerd docker containerd ctr skopeo podman buildah docker-registry systemd-analyze cargo)
 LINT_PATHS=(regd tests benchmarks)
 
 SUMMARY=()
 FAILED=0
 
 say() { printf '\n==> %s\n' "$*"; }
-in_ci() { [ "${CI:-}" = "true" ]; }
+# Any CI convention (CI=true, CI=1...), as tests/prerequisites.py reads it.
+in_ci() { case "${CI:-}" in ""|0|false|FALSE|False|no|off) return 1 ;; *) return 0 ;; esac; }
 
 # Missing prerequisites: fatal under CI; elsewhere a warning (the tests that need them skip).
 missing() {

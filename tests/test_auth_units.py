@@ -3,9 +3,12 @@ the login throttle."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import jwt
 import pytest
@@ -22,8 +25,9 @@ from regd.auth.passwords import (
 )
 from regd.auth.roles import PERMISSIONS, Permission, Role, may, registry_actions
 from regd.auth.scopes import parse_scope, parse_scopes
-from regd.auth.throttle import LoginThrottle
+from regd.auth.throttle import LoginThrottle, address_key
 from regd.auth.tokens import InvalidTokenError, TokenIssuer, libtrust_kid
+from regd.metadata.db import Database
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -235,39 +239,108 @@ def test_scope_drops_resource_class_and_keeps_colons_in_the_name() -> None:
 # -- throttle ----------------------------------------------------------------------
 
 
-def test_throttle_locks_after_max_failures_and_doubles() -> None:
-    throttle = LoginThrottle(max_failures=3, lockout=10)
-    for _ in range(2):
-        throttle.failed(["account:a"], now=100)
-    assert throttle.wait(["account:a"], now=100) == 0
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "regd.db")
+    await database.open()
+    yield database
+    await database.close()
 
-    throttle.failed(["account:a"], now=100)
-    assert throttle.wait(["account:a"], now=100) == 10
-    assert throttle.wait(["account:b"], now=100) == 0
+
+async def _try(throttle: LoginThrottle, user: str, address: str, now: float, outcome: bool | None) -> float:
+    """One attempt: what ``begin`` answers; if admitted, settled with ``outcome``."""
+    attempt = throttle.attempt(user, address)
+    wait = await throttle.begin(attempt, now)
+    if wait == 0:
+        await throttle.finish(attempt, now, outcome)
+    return wait
+
+
+async def _fail(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
+    return await _try(throttle, user, address, now, False)
+
+
+async def _wait(throttle: LoginThrottle, user: str, address: str, now: float) -> float:
+    """What one more attempt would be told (settled as unchecked: it counts for nothing)."""
+    return await _try(throttle, user, address, now, None)
+
+
+async def test_throttle_locks_one_address_out_of_one_account_after_max_failures_and_doubles(
+    db: Database,
+) -> None:
+    throttle = LoginThrottle(db, max_failures=3, lockout=10)
+    for _ in range(3):
+        assert await _fail(throttle, "a", "10.0.0.1", now=100) == 0
+
+    assert await _wait(throttle, "a", "10.0.0.1", now=100) == 10
+    assert await _wait(throttle, "b", "10.0.0.1", now=100) == 0  # another account
+    assert await _wait(throttle, "a", "10.0.0.2", now=100) == 0  # another address
 
     for _ in range(3):
-        throttle.failed(["account:a"], now=111)
-    assert throttle.wait(["account:a"], now=111) == 20
+        await _fail(throttle, "a", "10.0.0.1", now=111)
+    assert await _wait(throttle, "a", "10.0.0.1", now=111) == 20
 
 
-def test_throttle_allows_an_address_four_times_as_many_failures() -> None:
-    throttle = LoginThrottle(max_failures=2, lockout=10)
-    for _ in range(7):
-        throttle.failed(["address:10.0.0.1"], now=100)
-    assert throttle.wait(["address:10.0.0.1"], now=100) == 0
+async def test_throttle_state_is_shared_by_every_process_on_the_database(db: Database) -> None:
+    one, other = LoginThrottle(db, 2, 10), LoginThrottle(db, 2, 10)  # two workers
+    await _fail(one, "a", "10.0.0.1", now=100)
+    await _fail(other, "a", "10.0.0.1", now=100)
 
-    throttle.failed(["address:10.0.0.1"], now=100)
-
-    assert throttle.wait(["address:10.0.0.1"], now=100) == 10
+    assert await _wait(one, "a", "10.0.0.1", now=100) == 10
 
 
-def test_throttle_success_clears_the_count() -> None:
-    throttle = LoginThrottle(max_failures=2, lockout=10)
-    throttle.failed(["account:a"], now=100)
-    throttle.succeeded(["account:a"])
-    throttle.failed(["account:a"], now=100)
+async def test_throttle_counts_attempts_in_flight_before_their_outcome(db: Database) -> None:
+    throttle = LoginThrottle(db, max_failures=5, lockout=10)
+    attempts = [throttle.attempt("a", "10.0.0.1") for _ in range(60)]
 
-    assert throttle.wait(["account:a"], now=100) == 0
+    waits = await asyncio.gather(*(throttle.begin(a, now=100) for a in attempts))
+    admitted = [a for a, wait in zip(attempts, waits, strict=True) if wait == 0]
+
+    assert len(admitted) == 5
+    for attempt in admitted:
+        await throttle.finish(attempt, 100, False)
+    assert await _wait(throttle, "a", "10.0.0.1", now=100) == 10
+
+
+async def test_throttle_allows_an_address_four_times_as_many_failures(db: Database) -> None:
+    throttle = LoginThrottle(db, max_failures=2, lockout=10)
+    for i in range(7):
+        await _fail(throttle, f"user{i}", "10.0.0.1", now=100)
+    assert await _wait(throttle, "other", "10.0.0.1", now=100) == 0
+
+    await _fail(throttle, "user7", "10.0.0.1", now=100)
+
+    assert await _wait(throttle, "other", "10.0.0.1", now=100) == 10
+
+
+async def test_throttle_locks_an_account_guessed_from_many_addresses_except_where_its_owner_logs_in(
+    db: Database,
+) -> None:
+    throttle = LoginThrottle(db, max_failures=1, lockout=10)
+    owner = throttle.attempt("a", "192.0.2.1")
+    assert await throttle.begin(owner, now=50) == 0
+    await throttle.finish(owner, 50, True)
+    for i in range(20):
+        await _fail(throttle, "a", f"10.0.1.{i}", now=100)
+
+    assert await _wait(throttle, "a", "10.0.2.1", now=100) == 10
+    assert await _wait(throttle, "a", "192.0.2.1", now=100) == 0
+
+
+async def test_throttle_success_clears_the_count_of_its_address(db: Database) -> None:
+    throttle = LoginThrottle(db, max_failures=2, lockout=10)
+    await _fail(throttle, "a", "10.0.0.1", now=100)
+    ok = throttle.attempt("a", "10.0.0.1")
+    assert await throttle.begin(ok, now=100) == 0
+    await throttle.finish(ok, 100, True)
+    await _fail(throttle, "a", "10.0.0.1", now=100)
+
+    assert await _wait(throttle, "a", "10.0.0.1", now=100) == 0
+
+
+def test_throttle_counts_ipv6_by_its_64() -> None:
+    assert address_key("2001:db8:1:2:3:4:5:6") == address_key("2001:db8:1:2:ffff::1") == "2001:db8:1:2::/64"
+    assert address_key("::ffff:10.0.0.1") == "10.0.0.1"
 
 
 def test_a_verified_token_is_served_from_the_cache_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:

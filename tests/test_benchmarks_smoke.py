@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
-
-import pytest
 
 from benchmarks import procstat, report, run
 from benchmarks.workloads import Measurement
-
-needs_cargo = pytest.mark.skipif(
-    shutil.which("cargo") is None and os.environ.get("CI") != "true",
-    reason="cargo builds the load generator",
-)
+from tests.prerequisites import require_tool
 
 
-@needs_cargo
 def test_tiny_run_against_null_registry_writes_every_workload(tmp_path: Path) -> None:
+    require_tool("cargo")  # builds the load generator
     markdown = tmp_path / "RESULTS.md"
     status = run.main([
         "--registries", "null", "--rounds", "1", "--blob-size", "4096", "--min-blobs", "4",

@@ -5,105 +5,82 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import random
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
+from collections import Counter
 from pathlib import Path
 
 import aiohttp
 import uvloop
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from regd.cli import main; main()",
-                "serve",
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--data-dir",
-                str(data_dir),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "REGD_AUTH_ENABLED": "false"},
-        )
-
-
-async def _wait_ready(http: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(200):
-        try:
-            if (await http.get(f"{base}/v2/")).status in (200, 401):
-                return
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("regd did not start")
+from tests.regd_process import RegdProcess
 
 
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+# What a push may meet when the daemon dies under it; anything else is a real failure.
+CUT_OFF = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+
+
+def _expect(resp: aiohttp.ClientResponse, status: int, what: str) -> None:
+    if resp.status != status:
+        raise AssertionError(f"{what}: {resp.status} (wanted {status}) {resp.headers.get('Content-Type')}")
+
+
 async def _pusher(
-    http: aiohttp.ClientSession, base: str, rng: random.Random, acked: dict[str, bytes]
+    http: aiohttp.ClientSession,
+    base: str,
+    rng: random.Random,
+    acked: dict[str, bytes],
+    methods: Counter[str],
 ) -> None:
-    """Push blobs (monolithic, streamed, chunked) and manifests until cancelled or cut off."""
-    try:
-        while True:
-            data = rng.randbytes(rng.choice([100, 50_000, 400_000, 2_000_000]))
-            digest = _digest(data)
-            how = rng.choice(["monolithic", "streamed", "chunked"])
-            if how == "monolithic":
-                resp = await http.post(
-                    f"{base}/v2/library/crash/blobs/uploads/", params={"digest": digest}, data=data
-                )
+    """Push blobs (monolithic, streamed, chunked) and manifests until the daemon is killed.
+    Every answer is checked: only a connection cut off by the kill ends a pusher quietly."""
+    while True:
+        data = rng.randbytes(rng.choice([100, 50_000, 400_000, 2_000_000]))
+        digest = _digest(data)
+        how = rng.choice(["monolithic", "streamed", "chunked"])
+        uploads = f"{base}/v2/library/crash/blobs/uploads/"
+        if how == "monolithic":
+            resp = await http.post(uploads, params={"digest": digest}, data=data)
+        else:
+            resp = await http.post(uploads)
+            _expect(resp, 202, "POST")
+            location = base + resp.headers["Location"]
+            if how == "streamed":
+                _expect(await http.patch(location, data=data), 202, "streamed PATCH")
             else:
-                resp = await http.post(f"{base}/v2/library/crash/blobs/uploads/")
-                location = base + resp.headers["Location"]
-                if how == "streamed":
-                    await http.patch(location, data=data)
-                else:
-                    half = len(data) // 2
-                    await http.patch(location, data=data[:half], headers={"Content-Range": f"0-{half - 1}"})
-                    await http.patch(
-                        location, data=data[half:], headers={"Content-Range": f"{half}-{len(data) - 1}"}
-                    )
-                resp = await http.put(location, params={"digest": digest})
-            if resp.status == 201:
-                acked[digest] = data
-                config = b"{}"
-                await http.post(
-                    f"{base}/v2/library/crash/blobs/uploads/", params={"digest": _digest(config)}, data=config
+                half = len(data) // 2
+                first = {"Content-Range": f"0-{half - 1}"}
+                resp = await http.patch(location, data=data[:half], headers=first)
+                _expect(resp, 202, "first chunk")
+                resp = await http.patch(
+                    location, data=data[half:], headers={"Content-Range": f"{half}-{len(data) - 1}"}
                 )
-                manifest = (
-                    b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":'
-                    b'{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":2},"layers":'
-                    b'[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}]}'
-                    % (_digest(config).encode(), digest.encode(), len(data))
-                )
-                resp = await http.put(
-                    f"{base}/v2/library/crash/manifests/t{len(acked)}",
-                    data=manifest,
-                    headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
-                )
-                if resp.status == 201:
-                    acked[_digest(manifest)] = manifest
-    except (TimeoutError, aiohttp.ClientError, KeyError):
-        return  # the daemon was killed under us
+                _expect(resp, 202, "second chunk")
+            resp = await http.put(location, params={"digest": digest})
+        _expect(resp, 201, f"{how} push")
+        acked[digest] = data
+        methods[how] += 1
+        config = b"{}"
+        resp = await http.post(uploads, params={"digest": _digest(config)}, data=config)
+        _expect(resp, 201, "config push")
+        manifest = (
+            b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":'
+            b'{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":2},"layers":'
+            b'[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}]}'
+            % (_digest(config).encode(), digest.encode(), len(data))
+        )
+        resp = await http.put(
+            f"{base}/v2/library/crash/manifests/t{len(acked)}",
+            data=manifest,
+            headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+        )
+        _expect(resp, 201, "manifest PUT")
+        acked[_digest(manifest)] = manifest
+        methods["manifest"] += 1
 
 
 def _check_store(data_dir: Path) -> None:
@@ -130,17 +107,16 @@ def _check_store(data_dir: Path) -> None:
 
 
 def test_kill_9_during_pushes_loses_nothing_acknowledged(tmp_path: Path) -> None:
-    data_dir, log = tmp_path / "data", tmp_path / "regd.log"
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
+    regd = RegdProcess(tmp_path)
+    base = f"http://127.0.0.1:{regd.port}"
     rng = random.Random(1234)
     acked: dict[str, bytes] = {}
+    methods: Counter[str] = Counter()
 
     async def round_trip() -> None:
-        proc = _start(data_dir, port, log)
+        regd.start()
         try:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-                await _wait_ready(http, base)
                 # everything acknowledged before earlier kills is served intact
                 for digest, data in acked.items():
                     kind = "manifests" if data.startswith(b'{"schemaVersion"') else "blobs"
@@ -148,36 +124,42 @@ def test_kill_9_during_pushes_loses_nothing_acknowledged(tmp_path: Path) -> None
                     assert resp.status == 200, (digest, resp.status)
                     assert _digest(await resp.read()) == digest
                 pushers = [
-                    asyncio.create_task(_pusher(http, base, random.Random(rng.random()), acked))
+                    asyncio.create_task(_pusher(http, base, random.Random(rng.random()), acked, methods))
                     for _ in range(4)
                 ]
                 await asyncio.sleep(rng.uniform(0.3, 1.5))
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=10)
-                await asyncio.wait(pushers, timeout=30)
+                # Any pusher that ended before the kill failed: its error is raised here.
+                for task in pushers:
+                    if task.done():
+                        task.result()
+                regd.kill()
+                done, _ = await asyncio.wait(pushers, timeout=30)
+                assert len(done) == len(pushers), "a pusher hung after the kill"
+                for task in done:
+                    error = task.exception()
+                    if error is not None and not isinstance(error, CUT_OFF):
+                        raise error
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            regd.kill()
 
-    for _ in range(6):
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(round_trip())
-        _check_store(data_dir)
-    assert len(acked) > 10, "the pushers should have had time to finish some pushes"
+    try:
+        for _ in range(6):
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(round_trip())
+            _check_store(regd.data_dir)
+        for how in ("monolithic", "streamed", "chunked", "manifest"):
+            assert methods[how] >= 1, f"no {how} push was acknowledged in 6 rounds: {methods}"
 
-    async def final() -> None:
-        proc = _start(data_dir, port, log)
-        try:
+        async def final() -> None:
+            regd.start()
             async with aiohttp.ClientSession() as http:
-                await _wait_ready(http, base)
                 for digest, data in acked.items():
                     kind = "manifests" if data.startswith(b'{"schemaVersion"') else "blobs"
                     resp = await http.get(f"{base}/v2/library/crash/{kind}/{digest}")
                     assert resp.status == 200 and await resp.read() == data
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
 
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(final())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(final())
+        assert regd.stop() == 0
+    finally:
+        regd.close()

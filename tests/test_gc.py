@@ -27,9 +27,10 @@ from regd.services import SERVICES, Services
 from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
+from tests.auth_support import ADMIN, basic, create_user
 
 from .gc_support import (
-    Client,
+    DockerStyleClient,
     Image,
     check_consistent,
     digest_of,
@@ -45,7 +46,7 @@ from .gc_support import (
 @dataclass
 class Env:
     app: web.Application
-    client: Client
+    client: DockerStyleClient
     data_dir: Path
     http: ClientSession
     base: str
@@ -74,7 +75,9 @@ Start = Callable[..., Awaitable[Env]]
 
 
 @pytest.fixture
-async def start(aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path) -> AsyncIterator[Start]:
+async def gc_env(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: Path
+) -> AsyncIterator[Start]:
     sessions: list[ClientSession] = []
 
     async def make(**gc: Any) -> Env:
@@ -83,7 +86,7 @@ async def start(aiohttp_server: Callable[..., Awaitable[TestServer]], tmp_path: 
         session = ClientSession()
         sessions.append(session)
         base = str(server.make_url("")).rstrip("/")
-        return Env(app, Client(session, base), tmp_path / "data", session, base)
+        return Env(app, DockerStyleClient(session, base), tmp_path / "data", session, base)
 
     yield make
     for session in sessions:
@@ -102,8 +105,8 @@ async def status_of(env: Env, method: str, path: str) -> int:
 # -- deletion paths ----------------------------------------------------------------------
 
 
-async def test_deleting_a_tag_frees_nothing_and_the_image_still_pulls(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_deleting_a_tag_frees_nothing_and_the_image_still_pulls(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     img = random_image()
     await env.client.push("lib/app", "one", img)
     await env.client.push("lib/app", "two", img)
@@ -116,8 +119,8 @@ async def test_deleting_a_tag_frees_nothing_and_the_image_still_pulls(start: Sta
     check_consistent(env.data_dir, only_referenced=True)
 
 
-async def test_deleting_a_manifest_frees_exactly_what_nothing_else_references(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_deleting_a_manifest_frees_exactly_what_nothing_else_references(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     shared = os.urandom(3000)
     first = image([os.urandom(100), shared, os.urandom(2000)])
     second = image([os.urandom(101), shared])
@@ -140,8 +143,8 @@ async def test_deleting_a_manifest_frees_exactly_what_nothing_else_references(st
     check_consistent(env.data_dir, only_referenced=True)
 
 
-async def test_deleting_a_child_of_an_index_is_refused_with_412(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_deleting_a_child_of_an_index_is_refused_with_412(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     child = random_image()
     await env.client.push("lib/multi", child.digest, child)
     await env.client.push("lib/multi", "latest", index([child]))
@@ -152,8 +155,8 @@ async def test_deleting_a_child_of_an_index_is_refused_with_412(start: Start) ->
     await env.client.pull("lib/multi", child.digest, child)
 
 
-async def test_deleting_an_index_takes_its_untagged_children_and_keeps_tagged_ones(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_deleting_an_index_takes_its_untagged_children_and_keeps_tagged_ones(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     untagged, tagged = random_image(), random_image()
     await env.client.push("lib/multi", untagged.digest, untagged)
     await env.client.push("lib/multi", "amd64", tagged)
@@ -168,8 +171,8 @@ async def test_deleting_an_index_takes_its_untagged_children_and_keeps_tagged_on
     check_consistent(env.data_dir, only_referenced=True)
 
 
-async def test_deleting_a_repository_frees_what_only_it_used(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_deleting_a_repository_frees_what_only_it_used(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     shared = os.urandom(4000)
     mine = image([os.urandom(100), shared, os.urandom(500)])
     theirs = image([os.urandom(100), shared])
@@ -185,8 +188,8 @@ async def test_deleting_a_repository_frees_what_only_it_used(start: Start) -> No
     check_consistent(env.data_dir, only_referenced=True)
 
 
-async def test_deleting_a_blob_link_frees_a_blob_no_manifest_uses(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_deleting_a_blob_link_frees_a_blob_no_manifest_uses(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     data = os.urandom(777)
     await env.client.upload("lib/loose", data)
     assert await status_of(env, "DELETE", f"/v2/lib/loose/blobs/{sha256(data)}") == 202
@@ -197,11 +200,11 @@ async def test_deleting_a_blob_link_frees_a_blob_no_manifest_uses(start: Start) 
 
 
 async def test_sha512_manifests_referrers_and_blobs_are_deleted_then_collected_to_the_byte(
-    start: Start,
+    gc_env: Start,
 ) -> None:
     """Content addressed by sha512 (pushed by sha512 digests, a referrer whose subject is a
     sha512 digest, an index of sha512 children) is deleted and collected like sha256's."""
-    env = await start(grace_period=0)
+    env = await gc_env(grace_period=0)
     shared = os.urandom(3000)
     first = image([os.urandom(100), shared, os.urandom(2000)], algorithm="sha512")
     second = image([os.urandom(101), shared], algorithm="sha512")
@@ -229,8 +232,8 @@ async def test_sha512_manifests_referrers_and_blobs_are_deleted_then_collected_t
     check_consistent(env.data_dir, only_referenced=True)
 
 
-async def test_a_sha512_blob_whose_link_is_deleted_is_collected(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_a_sha512_blob_whose_link_is_deleted_is_collected(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     data = os.urandom(777)
     digest = digest_of(data, "sha512")
     await env.client.upload("lib/loose", data, digest)
@@ -242,10 +245,10 @@ async def test_a_sha512_blob_whose_link_is_deleted_is_collected(start: Start) ->
 
 
 async def test_delete_untagged_collects_an_untagged_sha512_manifest_and_keeps_a_tagged_one(
-    start: Start,
+    gc_env: Start,
 ) -> None:
     """Tags keep pointing at what was pushed by tag: the sha512 push is untagged."""
-    env = await start(grace_period=100)
+    env = await gc_env(grace_period=100)
     untagged = random_image(algorithm="sha512")
     tagged = random_image(algorithm="sha512")
     await env.client.push("lib/app", untagged.digest, untagged)
@@ -265,8 +268,8 @@ async def test_delete_untagged_collects_an_untagged_sha512_manifest_and_keeps_a_
     check_consistent(env.data_dir, only_referenced=True)
 
 
-async def test_foreign_layers_are_neither_needed_nor_swept(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_foreign_layers_are_neither_needed_nor_swept(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     foreign = ("sha256:" + "ab" * 32, 12345)
     img = image([os.urandom(100), os.urandom(200)], foreign=(foreign,))
     await env.client.push("win/app", "v1", img)
@@ -279,9 +282,9 @@ async def test_foreign_layers_are_neither_needed_nor_swept(start: Start) -> None
 
 
 async def test_grace_period_keeps_unreferenced_blobs_until_last_seen_plus_one_and_a_half(
-    start: Start,
+    gc_env: Start,
 ) -> None:
-    env = await start(grace_period=100)
+    env = await gc_env(grace_period=100)
     data = os.urandom(500)
     await env.client.upload("lib/app", data)
     assert (await env.collect()).blobs_purged == 0
@@ -291,8 +294,8 @@ async def test_grace_period_keeps_unreferenced_blobs_until_last_seen_plus_one_an
     assert (await env.collect()).blobs_purged == 1
 
 
-async def test_a_head_refreshes_the_grace_of_a_blob_it_confirms(start: Start) -> None:
-    env = await start(grace_period=100)
+async def test_a_head_refreshes_the_grace_of_a_blob_it_confirms(gc_env: Start) -> None:
+    env = await gc_env(grace_period=100)
     data = os.urandom(500)
     await env.client.upload("lib/app", data)
     await env.sql("UPDATE blobs SET last_seen = ?", (time.time() - 140,))
@@ -302,8 +305,8 @@ async def test_a_head_refreshes_the_grace_of_a_blob_it_confirms(start: Start) ->
     assert (await env.collect()).blobs_purged == 0
 
 
-async def test_grace_zero_push_whose_blob_was_swept_is_refused_then_the_retry_succeeds(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_grace_zero_push_whose_blob_was_swept_is_refused_then_the_retry_succeeds(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     img = random_image()
     for data in img.blobs.values():
         await env.client.upload("lib/app", data)
@@ -323,8 +326,8 @@ async def test_grace_zero_push_whose_blob_was_swept_is_refused_then_the_retry_su
 # -- delete_untagged and dry runs --------------------------------------------------------
 
 
-async def test_delete_untagged_follows_children_and_referrers_of_live_manifests(start: Start) -> None:
-    env = await start(grace_period=100)
+async def test_delete_untagged_follows_children_and_referrers_of_live_manifests(gc_env: Start) -> None:
+    env = await gc_env(grace_period=100)
     untagged = random_image()
     its_signature = image([os.urandom(40), os.urandom(41)], subject=untagged)
     tagged = random_image()
@@ -360,8 +363,8 @@ async def test_delete_untagged_follows_children_and_referrers_of_live_manifests(
     check_consistent(env.data_dir, only_referenced=True)
 
 
-async def test_a_dry_run_deletes_nothing_and_reports_what_a_run_frees(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_a_dry_run_deletes_nothing_and_reports_what_a_run_frees(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     img = random_image()
     await env.client.push("lib/app", "v1", img)
     await env.client.delete("lib/app", img.digest)
@@ -375,8 +378,8 @@ async def test_a_dry_run_deletes_nothing_and_reports_what_a_run_frees(start: Sta
 # -- files no row knows, the trash, upload sessions --------------------------------------
 
 
-async def test_orphan_files_go_after_the_grace_period_and_the_trash_is_recovered(start: Start) -> None:
-    env = await start(grace_period=100)
+async def test_orphan_files_go_after_the_grace_period_and_the_trash_is_recovered(gc_env: Start) -> None:
+    env = await gc_env(grace_period=100)
     layout = Layout(env.data_dir)
     old = time.time() - 1000
 
@@ -409,8 +412,8 @@ async def test_orphan_files_go_after_the_grace_period_and_the_trash_is_recovered
     await env.client.pull("lib/app", "v1", kept)
 
 
-async def test_sha512_orphans_go_and_a_sha512_blob_in_the_trash_is_restored(start: Start) -> None:
-    env = await start(grace_period=100)
+async def test_sha512_orphans_go_and_a_sha512_blob_in_the_trash_is_restored(gc_env: Start) -> None:
+    env = await gc_env(grace_period=100)
     layout = Layout(env.data_dir)
     orphan = os.urandom(10)
     path = layout.blob(Digest.parse(digest_of(orphan, "sha512")))
@@ -430,20 +433,20 @@ async def test_sha512_orphans_go_and_a_sha512_blob_in_the_trash_is_restored(star
     check_consistent(env.data_dir)
 
 
-async def test_the_daemon_recovers_the_trash_at_start(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_the_daemon_recovers_the_trash_at_start(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     img = random_image()
     await env.client.push("lib/app", "v1", img)
     layout = Layout(env.data_dir)
     layer = next(iter(img.blobs))
     layout.blob(Digest.parse(layer)).rename(layout.trash / f"{layer.split(':')[1]}.0001")
-    again = await start(grace_period=0)
+    again = await gc_env(grace_period=0)
     await again.client.pull("lib/app", "v1", img)
     assert os.listdir(layout.trash) == []
 
 
-async def test_expired_upload_sessions_go_and_live_ones_stay(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_expired_upload_sessions_go_and_live_ones_stay(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     locations = []
     for _ in range(2):
         async with env.http.post(f"{env.base}/v2/lib/app/blobs/uploads/") as resp:
@@ -471,8 +474,8 @@ async def wait_for_run(env: Env, location: str) -> dict[str, Any]:
     raise AssertionError("collection did not finish")
 
 
-async def test_api_runs_a_collection_now_and_keeps_its_history_and_log(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_api_runs_a_collection_now_and_keeps_its_history_and_log(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     img = random_image()
     await env.client.push("lib/app", "v1", img)
     await env.client.delete("lib/app", img.digest)
@@ -496,8 +499,8 @@ async def test_api_runs_a_collection_now_and_keeps_its_history_and_log(start: St
     assert await status_of(env, "GET", "/api/v2.0/system/gc/999") == 404
 
 
-async def test_api_sets_and_reads_the_schedule(start: Start) -> None:
-    env = await start()
+async def test_api_sets_and_reads_the_schedule(gc_env: Start) -> None:
+    env = await gc_env()
     url = f"{env.base}/api/v2.0/system/gc/schedule"
     async with env.http.get(url) as resp:
         assert (await resp.json())["schedule"]["type"] == "None"
@@ -531,30 +534,34 @@ async def test_api_sets_and_reads_the_schedule(start: Start) -> None:
         {"parameters": {}},
     ],
 )
-async def test_api_refuses_bad_schedules_and_parameters_with_400(start: Start, body: dict[str, Any]) -> None:
-    env = await start()
+async def test_api_refuses_bad_schedules_and_parameters_with_400(gc_env: Start, body: dict[str, Any]) -> None:
+    env = await gc_env()
     async with env.http.post(f"{env.base}/api/v2.0/system/gc/schedule", json=body) as resp:
         assert resp.status == 400, await resp.text()
         assert (await resp.json())["errors"][0]["code"] == "BAD_REQUEST"
 
 
-async def test_api_refuses_a_second_collection_while_one_runs(start: Start) -> None:
-    env = await start()
+async def test_api_refuses_a_second_collection_while_one_runs(gc_env: Start) -> None:
+    env = await gc_env()
     fd = fsio.try_lock_sync(Layout(env.data_dir).gc_lock)  # as if `regd gc` were running
     assert fd is not None
     try:
         body = {"schedule": {"type": "Manual"}}
         async with env.http.post(f"{env.base}/api/v2.0/system/gc/schedule", json=body) as resp:
             assert resp.status == 409
+            assert (await resp.json())["errors"][0]["code"] == "CONFLICT"
+        async with env.http.get(f"{env.base}/api/v2.0/system/gc") as resp:
+            assert resp.status == 200
+            assert await resp.json() == [], "a refused collection left a run in the history"
     finally:
         fsio.unlock_sync(fd)
 
 
 async def test_api_stops_a_running_collection_between_batches(
-    start: Start, monkeypatch: pytest.MonkeyPatch
+    gc_env: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REGD_TESTHOOK_GC_SWEEP_DELAY", "0.01")
-    env = await start(grace_period=0)
+    env = await gc_env(grace_period=0)
     for _ in range(3):
         img = random_image(layers=150, size=10)
         await env.client.push("lib/big", "v1", img)
@@ -573,13 +580,13 @@ async def test_api_stops_a_running_collection_between_batches(
 
 
 async def test_the_scheduler_runs_a_collection_when_due(
-    start: Start, monkeypatch: pytest.MonkeyPatch
+    gc_env: Start, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def soon(self: cron.Cron, moment: datetime) -> datetime:
         return moment + timedelta(seconds=0.2)
 
     monkeypatch.setattr(cron.Cron, "next_after", soon)
-    env = await start(grace_period=0)
+    env = await gc_env(grace_period=0)
     body = {"schedule": {"type": "Hourly"}, "parameters": {"delete_untagged": False}}
     async with env.http.put(f"{env.base}/api/v2.0/system/gc/schedule", json=body) as resp:
         assert resp.status == 200
@@ -594,8 +601,8 @@ async def test_the_scheduler_runs_a_collection_when_due(
 # -- the command line --------------------------------------------------------------------
 
 
-async def test_regd_gc_dry_run_reports_and_deletes_nothing_then_a_run_frees(start: Start) -> None:
-    env = await start(grace_period=0)
+async def test_regd_gc_dry_run_reports_and_deletes_nothing_then_a_run_frees(gc_env: Start) -> None:
+    env = await gc_env(grace_period=0)
     img = random_image()
     await env.client.push("lib/app", "v1", img)
     await env.client.delete("lib/app", img.digest)
@@ -637,6 +644,23 @@ async def test_api_is_for_system_administrators_only(
         assert resp.status == 401, (method, path, resp.status)
 
 
+async def test_api_refuses_a_logged_in_user_who_is_not_an_administrator(auth_client: Any) -> None:
+    await create_user(auth_client, "alice")
+    for method, path in [
+        ("GET", "/api/v2.0/system/gc"),
+        ("POST", "/api/v2.0/system/gc/schedule"),
+        ("PUT", "/api/v2.0/system/gc/schedule"),
+        ("GET", "/api/v2.0/system/gc/schedule"),
+        ("PUT", "/api/v2.0/system/gc/1"),
+    ]:
+        resp = await auth_client.request(
+            method, path, json={"schedule": {"type": "Manual"}}, headers=basic("alice")
+        )
+        assert resp.status == 403, (method, path, resp.status)
+    history = await auth_client.get("/api/v2.0/system/gc", headers=ADMIN)
+    assert await history.json() == [], "a refused request started a collection"
+
+
 # -- the protocol, step by step ----------------------------------------------------------
 
 
@@ -672,9 +696,9 @@ def sweep_after_place(monkeypatch: pytest.MonkeyPatch) -> Hook:
 
 
 async def test_a_commit_puts_back_the_file_a_sweep_took_between_link_and_record(
-    start: Start, sweep_after_place: Hook
+    gc_env: Start, sweep_after_place: Hook
 ) -> None:
-    env = await start(grace_period=100)
+    env = await gc_env(grace_period=100)
     reports = sweep_after_place(env)
     img = random_image()
     for data in img.blobs.values():
@@ -687,9 +711,9 @@ async def test_a_commit_puts_back_the_file_a_sweep_took_between_link_and_record(
 
 
 async def test_re_uploading_a_blob_being_swept_keeps_row_and_file_together(
-    start: Start, sweep_after_place: Hook
+    gc_env: Start, sweep_after_place: Hook
 ) -> None:
-    env = await start(grace_period=0)
+    env = await gc_env(grace_period=0)
     data = os.urandom(2048)
     await env.client.upload("lib/app", data)  # a row, unreferenced: the next sweep takes it
     reports = sweep_after_place(env)
@@ -701,10 +725,10 @@ async def test_re_uploading_a_blob_being_swept_keeps_row_and_file_together(
     check_consistent(env.data_dir)
 
 
-async def test_management_api_deletes_then_a_collection(start: Start) -> None:
+async def test_management_api_deletes_then_a_collection(gc_env: Start) -> None:
     """Harbor's paths: a tag, an artifact by tag, a repository; then a collection frees
     what nothing references and the rest pulls intact."""
-    env = await start(grace_period=0)
+    env = await gc_env(grace_period=0)
     async with env.http.post(f"{env.base}/api/v2.0/projects", json={"project_name": "team"}) as resp:
         assert resp.status == 201, await resp.text()
     shared = os.urandom(3000)

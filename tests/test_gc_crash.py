@@ -21,7 +21,7 @@ from regd.app import create_app
 from regd.storage.layout import Layout
 
 from .gc_support import (
-    Client,
+    DockerStyleClient,
     Image,
     check_consistent,
     gc_config,
@@ -69,10 +69,10 @@ async def test_kill_9_mid_sweep_then_restart_and_collect_again(
     data_dir = tmp_path / "data"
     kept: dict[str, Image] = {}
 
-    async def serve() -> tuple[TestServer, ClientSession, Client]:
+    async def serve() -> tuple[TestServer, ClientSession, DockerStyleClient]:
         server = await aiohttp_server(create_app(gc_config(data_dir, grace_period=0)))
         session = ClientSession()
-        return server, session, Client(session, str(server.make_url("")).rstrip("/"))
+        return server, session, DockerStyleClient(session, str(server.make_url("")).rstrip("/"))
 
     server, session, client = await serve()
     for n in range(4):

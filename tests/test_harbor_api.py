@@ -15,13 +15,13 @@ from tests.auth_support import (
     API,
     PASSWORD,
     Starter,
+    add_member,
     basic,
     create_project,
     create_robot,
     create_user,
-    push_image,
+    push_image_as,
     setup_roles,
-    starter,
     token,
 )
 from tests.conftest import Client, assert_error, image_manifest, sha512
@@ -30,20 +30,10 @@ AiohttpClient = Callable[..., Awaitable[Client]]
 
 
 @pytest.fixture
-def start(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
-    return starter(aiohttp_client, data_dir, monkeypatch)
-
-
-@pytest.fixture
-async def client(start: Starter) -> Client:
-    return await start()
-
-
-@pytest.fixture
-async def demo(client: Client) -> Client:
-    """``client`` with project demo (private), a user per role and demo/app:v1."""
-    await setup_roles(client)
-    return client
+async def demo(auth_client: Client) -> Client:
+    """``auth_client`` with project demo (private), a user per role and demo/app:v1."""
+    await setup_roles(auth_client)
+    return auth_client
 
 
 async def body_of(resp: Any) -> Any:
@@ -53,16 +43,16 @@ async def body_of(resp: Any) -> Any:
 # -- system --------------------------------------------------------------------------
 
 
-async def test_ping_answers_pong(client: Client) -> None:
-    resp = await client.get(f"{API}/ping")
+async def test_ping_answers_pong(auth_client: Client) -> None:
+    resp = await auth_client.get(f"{API}/ping")
 
     assert resp.status == 200
     assert await resp.text() == "Pong"
 
 
-async def test_systeminfo_tells_anonymous_callers_only_the_public_part(client: Client) -> None:
-    anonymous = await body_of(await client.get(f"{API}/systeminfo"))
-    admin = await body_of(await client.get(f"{API}/systeminfo", headers=ADMIN))
+async def test_systeminfo_tells_anonymous_callers_only_the_public_part(auth_client: Client) -> None:
+    anonymous = await body_of(await auth_client.get(f"{API}/systeminfo"))
+    admin = await body_of(await auth_client.get(f"{API}/systeminfo", headers=ADMIN))
 
     assert anonymous == {
         "auth_mode": "db_auth",
@@ -77,14 +67,14 @@ async def test_systeminfo_tells_anonymous_callers_only_the_public_part(client: C
     assert admin["project_creation_restriction"] == "everyone"
 
 
-async def test_getcert_is_404_without_a_ca(client: Client) -> None:
-    await assert_error(await client.get(f"{API}/systeminfo/getcert"), 404, "NOT_FOUND")
+async def test_getcert_is_404_without_a_ca(auth_client: Client) -> None:
+    await assert_error(await auth_client.get(f"{API}/systeminfo/getcert"), 404, "NOT_FOUND")
 
 
-async def test_getcert_answers_the_ca_as_ca_crt_without_login(start: Starter, tmp_path: Path) -> None:
+async def test_getcert_answers_the_ca_as_ca_crt_without_login(auth_start: Starter, tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_bytes(b"-----BEGIN CERTIFICATE-----\nabc\n-----END CERTIFICATE-----\n")
-    client = await start(server={"ca_cert": str(ca), "external_url": "https://reg.example.com"})
+    client = await auth_start(server={"ca_cert": str(ca), "external_url": "https://reg.example.com"})
 
     resp = await client.get(f"{API}/systeminfo/getcert")
     info = await body_of(await client.get(f"{API}/systeminfo", headers=ADMIN))
@@ -95,20 +85,20 @@ async def test_getcert_answers_the_ca_as_ca_crt_without_login(start: Starter, tm
     assert info["has_ca_root"] is True
 
 
-async def test_wrong_basic_credentials_on_the_api_are_401(client: Client) -> None:
+async def test_wrong_basic_credentials_on_the_api_are_401(auth_client: Client) -> None:
     await assert_error(
-        await client.get(f"{API}/projects", headers=basic("admin", "Nope12345")), 401, "UNAUTHORIZED"
+        await auth_client.get(f"{API}/projects", headers=basic("admin", "Nope12345")), 401, "UNAUTHORIZED"
     )
 
 
 # -- projects ------------------------------------------------------------------------
 
 
-async def test_create_project_answers_201_with_location(client: Client) -> None:
-    resp = await client.post(
+async def test_create_project_answers_201_with_location(auth_client: Client) -> None:
+    resp = await auth_client.post(
         f"{API}/projects", json={"project_name": "demo", "metadata": {"public": "false"}}, headers=ADMIN
     )
-    by_name = await client.post(
+    by_name = await auth_client.post(
         f"{API}/projects",
         json={"project_name": "named"},
         headers={**ADMIN, "X-Resource-Name-In-Location": "true"},
@@ -119,13 +109,15 @@ async def test_create_project_answers_201_with_location(client: Client) -> None:
     assert by_name.headers["Location"] == f"{API}/projects/named"
 
 
-async def test_created_project_has_harbor_shape_and_defaults_to_private(client: Client) -> None:
-    await create_user(client, "alice")
-    resp = await client.post(f"{API}/projects", json={"project_name": "mine"}, headers=basic("alice"))
+async def test_created_project_has_harbor_shape_and_defaults_to_private(auth_client: Client) -> None:
+    await create_user(auth_client, "alice")
+    resp = await auth_client.post(f"{API}/projects", json={"project_name": "mine"}, headers=basic("alice"))
     assert resp.status == 201
 
     project = await body_of(
-        await client.get(f"{API}/projects/mine", headers={**basic("alice"), "X-Is-Resource-Name": "true"})
+        await auth_client.get(
+            f"{API}/projects/mine", headers={**basic("alice"), "X-Is-Resource-Name": "true"}
+        )
     )
 
     assert project["name"] == "mine"
@@ -138,42 +130,44 @@ async def test_created_project_has_harbor_shape_and_defaults_to_private(client: 
 
 
 @pytest.mark.parametrize("name", ["Demo", "-demo", "demo_", "de mo", "", "a" * 256])
-async def test_create_project_refuses_bad_names(client: Client, name: str) -> None:
-    resp = await client.post(f"{API}/projects", json={"project_name": name}, headers=ADMIN)
+async def test_create_project_refuses_bad_names(auth_client: Client, name: str) -> None:
+    resp = await auth_client.post(f"{API}/projects", json={"project_name": name}, headers=ADMIN)
 
     body = await assert_error(resp, 400, "BAD_REQUEST")
     assert "lower case" in body["errors"][0]["message"]
 
 
-async def test_create_project_refuses_a_non_string_public(client: Client) -> None:
-    resp = await client.post(
+async def test_create_project_refuses_a_non_string_public(auth_client: Client) -> None:
+    resp = await auth_client.post(
         f"{API}/projects", json={"project_name": "p", "metadata": {"public": True}}, headers=ADMIN
     )
 
     await assert_error(resp, 400, "BAD_REQUEST")
 
 
-async def test_deprecated_top_level_public_is_honoured(client: Client) -> None:
-    await client.post(f"{API}/projects", json={"project_name": "p", "public": True}, headers=ADMIN)
+async def test_deprecated_top_level_public_is_honoured(auth_client: Client) -> None:
+    await auth_client.post(f"{API}/projects", json={"project_name": "p", "public": True}, headers=ADMIN)
 
-    project = await body_of(await client.get(f"{API}/projects/p", headers={"X-Is-Resource-Name": "true"}))
+    by_name = {"X-Is-Resource-Name": "true"}
+    project = await body_of(await auth_client.get(f"{API}/projects/p", headers=by_name))
 
     assert project["metadata"]["public"] == "true"
 
 
-async def test_duplicate_project_is_409(client: Client) -> None:
-    resp = await client.post(f"{API}/projects", json={"project_name": "library"}, headers=ADMIN)
+async def test_duplicate_project_is_409(auth_client: Client) -> None:
+    resp = await auth_client.post(f"{API}/projects", json={"project_name": "library"}, headers=ADMIN)
 
     body = await assert_error(resp, 409, "CONFLICT")
     assert body["errors"][0]["message"] == "The project named library already exists"
 
 
-async def test_anonymous_cannot_create_projects(client: Client) -> None:
-    await assert_error(await client.post(f"{API}/projects", json={"project_name": "p"}), 401, "UNAUTHORIZED")
+async def test_anonymous_cannot_create_projects(auth_client: Client) -> None:
+    anonymous = await auth_client.post(f"{API}/projects", json={"project_name": "p"})
+    await assert_error(anonymous, 401, "UNAUTHORIZED")
 
 
-async def test_adminonly_restriction_refuses_users(start: Starter) -> None:
-    client = await start(auth={"project_creation_restriction": "adminonly"})
+async def test_adminonly_restriction_refuses_users(auth_start: Starter) -> None:
+    client = await auth_start(auth={"project_creation_restriction": "adminonly"})
     await create_user(client, "alice")
 
     resp = await client.post(f"{API}/projects", json={"project_name": "p"}, headers=basic("alice"))
@@ -191,10 +185,10 @@ async def test_robots_cannot_create_projects(demo: Client) -> None:
     await assert_error(resp, 403, "FORBIDDEN")
 
 
-async def test_head_project_tells_whether_it_exists(client: Client) -> None:
-    found = await client.head(f"{API}/projects", params={"project_name": "library"}, headers=ADMIN)
-    missing = await client.head(f"{API}/projects", params={"project_name": "nope"}, headers=ADMIN)
-    anonymous = await client.head(f"{API}/projects", params={"project_name": "library"})
+async def test_head_project_tells_whether_it_exists(auth_client: Client) -> None:
+    found = await auth_client.head(f"{API}/projects", params={"project_name": "library"}, headers=ADMIN)
+    missing = await auth_client.head(f"{API}/projects", params={"project_name": "nope"}, headers=ADMIN)
+    anonymous = await auth_client.head(f"{API}/projects", params={"project_name": "library"})
 
     assert (found.status, missing.status, anonymous.status) == (200, 404, 401)
 
@@ -226,12 +220,12 @@ async def test_project_list_filters_by_name_and_public(demo: Client) -> None:
     assert [p["name"] for p in public] == ["library"]
 
 
-async def test_project_list_pages_with_total_count_and_link(client: Client) -> None:
+async def test_project_list_pages_with_total_count_and_link(auth_client: Client) -> None:
     for name in ("a1", "a2", "a3"):
-        await create_project(client, name)
+        await create_project(auth_client, name)
 
-    first = await client.get(f"{API}/projects", params={"page": "1", "page_size": "2"}, headers=ADMIN)
-    second = await client.get(f"{API}/projects", params={"page": "2", "page_size": "2"}, headers=ADMIN)
+    first = await auth_client.get(f"{API}/projects", params={"page": "1", "page_size": "2"}, headers=ADMIN)
+    second = await auth_client.get(f"{API}/projects", params={"page": "2", "page_size": "2"}, headers=ADMIN)
 
     assert first.headers["X-Total-Count"] == "4"
     assert [p["name"] for p in await body_of(first)] == ["a1", "a2"]
@@ -241,8 +235,8 @@ async def test_project_list_pages_with_total_count_and_link(client: Client) -> N
 
 
 @pytest.mark.parametrize("params", [{"page_size": "101"}, {"page": "0"}, {"page_size": "x"}])
-async def test_bad_pagination_is_400(client: Client, params: dict[str, str]) -> None:
-    await assert_error(await client.get(f"{API}/projects", params=params), 400, "BAD_REQUEST")
+async def test_bad_pagination_is_400(auth_client: Client, params: dict[str, str]) -> None:
+    await assert_error(await auth_client.get(f"{API}/projects", params=params), 400, "BAD_REQUEST")
 
 
 @pytest.mark.parametrize(("user", "status"), [("pa", 200), ("lg", 200), ("out", 403), (None, 401)])
@@ -263,8 +257,8 @@ async def test_get_project_by_id_and_missing_project(demo: Client) -> None:
     await assert_error(await demo.get(f"{API}/projects/nope", headers=ADMIN), 404, "NOT_FOUND")
 
 
-async def test_anonymous_gets_a_public_project(client: Client) -> None:
-    assert (await client.get(f"{API}/projects/library")).status == 200
+async def test_anonymous_gets_a_public_project(auth_client: Client) -> None:
+    assert (await auth_client.get(f"{API}/projects/library")).status == 200
 
 
 @pytest.mark.parametrize(("user", "status"), [("pa", 200), ("ma", 403), ("dev", 403), ("out", 403)])
@@ -289,21 +283,21 @@ async def test_delete_project_with_repositories_is_412(demo: Client) -> None:
 
 
 @pytest.mark.parametrize(("user", "status"), [("pa", 200), ("ma", 403), (None, 401)])
-async def test_delete_empty_project_by_role(client: Client, user: str | None, status: int) -> None:
-    await create_project(client, "empty")
-    await create_user(client, "pa")
-    await client.post(
+async def test_delete_empty_project_by_role(auth_client: Client, user: str | None, status: int) -> None:
+    await create_project(auth_client, "empty")
+    await create_user(auth_client, "pa")
+    await auth_client.post(
         f"{API}/projects/empty/members", json={"role_id": 1, "member_user": {"username": "pa"}}, headers=ADMIN
     )
-    await create_user(client, "ma")
-    await client.post(
+    await create_user(auth_client, "ma")
+    await auth_client.post(
         f"{API}/projects/empty/members", json={"role_id": 4, "member_user": {"username": "ma"}}, headers=ADMIN
     )
 
-    resp = await client.delete(f"{API}/projects/empty", headers=basic(user) if user else {})
+    resp = await auth_client.delete(f"{API}/projects/empty", headers=basic(user) if user else {})
 
     assert resp.status == status
-    remaining = await client.get(f"{API}/projects/empty", headers=ADMIN)
+    remaining = await auth_client.get(f"{API}/projects/empty", headers=ADMIN)
     assert remaining.status == (404 if status == 200 else 200)
 
 
@@ -342,6 +336,9 @@ async def test_add_member_by_role(demo: Client, user: str, status: int) -> None:
     resp = await demo.post(f"{API}/projects/demo/members", json=body, headers=basic(user))
 
     assert resp.status == status
+    members = await body_of(await demo.get(f"{API}/projects/demo/members", headers=ADMIN))
+    added = [m for m in members if m["entity_name"] == "out"]
+    assert [m["role_id"] for m in added] == ([3] if status == 201 else [])
 
 
 async def test_add_member_refusals(demo: Client) -> None:
@@ -389,17 +386,17 @@ async def test_list_repositories_by_role(demo: Client, user: str | None, status:
         assert set(repository) >= {"id", "project_id", "description", "pull_count", "creation_time"}
 
 
-async def test_anonymous_lists_repositories_of_a_public_project(client: Client) -> None:
-    await push_image(client, "library/app", "v1", ADMIN)
+async def test_anonymous_lists_repositories_of_a_public_project(auth_client: Client) -> None:
+    await push_image_as(auth_client, "library/app", "v1", ADMIN)
 
-    resp = await client.get(f"{API}/projects/library/repositories")
+    resp = await auth_client.get(f"{API}/projects/library/repositories")
 
     assert [r["name"] for r in await body_of(resp)] == ["library/app"]
 
 
 async def test_repository_query_and_all_repositories(demo: Client) -> None:
-    await push_image(demo, "demo/other", "v1", ADMIN)
-    await push_image(demo, "library/pub", "v1", ADMIN)
+    await push_image_as(demo, "demo/other", "v1", ADMIN)
+    await push_image_as(demo, "library/pub", "v1", ADMIN)
 
     fuzzy = await body_of(await demo.get(f"{API}/projects/demo/repositories?q=name%3D~oth", headers=ADMIN))
     everything = await body_of(await demo.get(f"{API}/repositories", headers=ADMIN))
@@ -411,7 +408,7 @@ async def test_repository_query_and_all_repositories(demo: Client) -> None:
 
 
 async def test_repository_name_with_a_slash_is_url_encoded_twice(demo: Client) -> None:
-    await push_image(demo, "demo/team/app", "v1", ADMIN)
+    await push_image_as(demo, "demo/team/app", "v1", ADMIN)
 
     resp = await demo.get(f"{API}/projects/demo/repositories/team%252Fapp", headers=ADMIN)
     artifacts = await demo.get(f"{API}/projects/demo/repositories/team%252Fapp/artifacts", headers=ADMIN)
@@ -561,11 +558,11 @@ async def test_delete_a_tag_the_artifact_does_not_have_is_404(demo: Client) -> N
 # -- users ---------------------------------------------------------------------------
 
 
-async def test_create_user_and_log_in(client: Client) -> None:
+async def test_create_user_and_log_in(auth_client: Client) -> None:
     body = {"username": "alice", "email": "a@example.com", "realname": "Alice", "password": PASSWORD}
 
-    resp = await client.post(f"{API}/users", json=body, headers=ADMIN)
-    current = await body_of(await client.get(f"{API}/users/current", headers=basic("alice")))
+    resp = await auth_client.post(f"{API}/users", json=body, headers=ADMIN)
+    current = await body_of(await auth_client.get(f"{API}/users/current", headers=basic("alice")))
 
     assert resp.status == 201
     assert resp.headers["Location"] == f"{API}/users/{current['user_id']}"
@@ -585,21 +582,25 @@ async def test_create_user_and_log_in(client: Client) -> None:
         ({"username": "admin", "password": PASSWORD}, 409),
     ],
 )
-async def test_create_user_refusals(client: Client, body: dict[str, str], status: int) -> None:
-    resp = await client.post(f"{API}/users", json=body, headers=ADMIN)
+async def test_create_user_refusals(auth_client: Client, body: dict[str, str], status: int) -> None:
+    before = await body_of(await auth_client.get(f"{API}/users", headers=ADMIN))
 
-    assert resp.status == status
+    resp = await auth_client.post(f"{API}/users", json=body, headers=ADMIN)
+
+    await assert_error(resp, status, "CONFLICT" if status == 409 else "BAD_REQUEST")
+    after = await body_of(await auth_client.get(f"{API}/users", headers=ADMIN))
+    assert after == before
 
 
-async def test_only_admins_create_and_list_users(client: Client) -> None:
-    await create_user(client, "alice")
+async def test_only_admins_create_and_list_users(auth_client: Client) -> None:
+    await create_user(auth_client, "alice")
 
-    created = await client.post(
+    created = await auth_client.post(
         f"{API}/users", json={"username": "x", "password": PASSWORD}, headers=basic("alice")
     )
-    anonymous = await client.post(f"{API}/users", json={"username": "x", "password": PASSWORD})
-    listed = await client.get(f"{API}/users", headers=basic("alice"))
-    admin_list = await client.get(f"{API}/users", headers=ADMIN)
+    anonymous = await auth_client.post(f"{API}/users", json={"username": "x", "password": PASSWORD})
+    listed = await auth_client.get(f"{API}/users", headers=basic("alice"))
+    admin_list = await auth_client.get(f"{API}/users", headers=ADMIN)
 
     await assert_error(created, 403, "FORBIDDEN")
     await assert_error(anonymous, 401, "UNAUTHORIZED")
@@ -607,83 +608,96 @@ async def test_only_admins_create_and_list_users(client: Client) -> None:
     assert [u["username"] for u in await body_of(admin_list)] == ["admin", "alice"]
 
 
-async def test_search_users_needs_login(client: Client) -> None:
-    await create_user(client, "alice")
+async def test_search_users_is_for_admins_and_project_admins(auth_client: Client) -> None:
+    await create_user(auth_client, "alice")
+    await create_user(auth_client, "bob")
+    await create_project(auth_client, "demo")
+    await add_member(auth_client, "demo", "alice", 1)
 
-    found = await body_of(await client.get(f"{API}/users/search?username=ali", headers=basic("alice")))
+    found = await body_of(await auth_client.get(f"{API}/users/search?username=ali", headers=basic("alice")))
+    by_admin = await body_of(await auth_client.get(f"{API}/users/search?username=bo", headers=ADMIN))
 
     assert found == [{"user_id": 2, "username": "alice"}]
-    await assert_error(await client.get(f"{API}/users/search?username=ali"), 401, "UNAUTHORIZED")
+    assert by_admin == [{"user_id": 3, "username": "bob"}]
+    await assert_error(
+        await auth_client.get(f"{API}/users/search?username=ali", headers=basic("bob")), 403, "FORBIDDEN"
+    )
+    await assert_error(await auth_client.get(f"{API}/users/search?username=ali"), 401, "UNAUTHORIZED")
 
 
-async def test_users_see_themselves_not_others(client: Client) -> None:
-    alice = await create_user(client, "alice")
-    bob = await create_user(client, "bob")
+async def test_users_see_themselves_not_others(auth_client: Client) -> None:
+    alice = await create_user(auth_client, "alice")
+    bob = await create_user(auth_client, "bob")
 
-    own = await client.get(f"{API}/users/{alice}", headers=basic("alice"))
-    other = await client.get(f"{API}/users/{bob}", headers=basic("alice"))
-    admin = await client.get(f"{API}/users/{bob}", headers=ADMIN)
-    profile = await client.put(f"{API}/users/{alice}", json={"realname": "Alice A."}, headers=basic("alice"))
+    own = await auth_client.get(f"{API}/users/{alice}", headers=basic("alice"))
+    other = await auth_client.get(f"{API}/users/{bob}", headers=basic("alice"))
+    admin = await auth_client.get(f"{API}/users/{bob}", headers=ADMIN)
+    profile = await auth_client.put(
+        f"{API}/users/{alice}", json={"realname": "Alice A."}, headers=basic("alice")
+    )
 
     assert own.status == 200
     await assert_error(other, 403, "FORBIDDEN")
     assert admin.status == 200
     assert profile.status == 200
-    assert (await body_of(await client.get(f"{API}/users/current", headers=basic("alice"))))[
+    assert (await body_of(await auth_client.get(f"{API}/users/current", headers=basic("alice"))))[
         "realname"
     ] == "Alice A."
 
 
-async def test_change_own_password_needs_the_old_one(client: Client) -> None:
-    alice = await create_user(client, "alice")
+async def test_change_own_password_needs_the_old_one(auth_client: Client) -> None:
+    alice = await create_user(auth_client, "alice")
     url = f"{API}/users/{alice}/password"
 
-    wrong = await client.put(
+    wrong = await auth_client.put(
         url, json={"old_password": "Wrong1234", "new_password": "Newpass12"}, headers=basic("alice")
     )
-    weak = await client.put(
+    weak = await auth_client.put(
         url, json={"old_password": PASSWORD, "new_password": "weak"}, headers=basic("alice")
     )
-    changed = await client.put(
+    changed = await auth_client.put(
         url, json={"old_password": PASSWORD, "new_password": "Newpass12"}, headers=basic("alice")
     )
 
     await assert_error(wrong, 403, "FORBIDDEN")
     await assert_error(weak, 400, "BAD_REQUEST")
     assert changed.status == 200
-    await assert_error(await client.get(f"{API}/users/current", headers=basic("alice")), 401, "UNAUTHORIZED")
-    assert (await client.get(f"{API}/users/current", headers=basic("alice", "Newpass12"))).status == 200
+    old = await auth_client.get(f"{API}/users/current", headers=basic("alice"))
+    await assert_error(old, 401, "UNAUTHORIZED")
+    assert (await auth_client.get(f"{API}/users/current", headers=basic("alice", "Newpass12"))).status == 200
 
 
-async def test_admin_sets_another_users_password_without_the_old_one(client: Client) -> None:
-    alice = await create_user(client, "alice")
+async def test_admin_sets_another_users_password_without_the_old_one(auth_client: Client) -> None:
+    alice = await create_user(auth_client, "alice")
 
-    resp = await client.put(
+    resp = await auth_client.put(
         f"{API}/users/{alice}/password", json={"new_password": "Reset1234"}, headers=ADMIN
     )
 
     assert resp.status == 200
-    assert (await client.get("/v2/", headers=basic("alice", "Reset1234"))).status == 200
+    assert (await auth_client.get("/v2/", headers=basic("alice", "Reset1234"))).status == 200
 
 
-async def test_sysadmin_flag_and_delete_user(client: Client) -> None:
-    alice = await create_user(client, "alice")
-    bob = await create_user(client, "bob")
+async def test_sysadmin_flag_and_delete_user(auth_client: Client) -> None:
+    alice = await create_user(auth_client, "alice")
+    bob = await create_user(auth_client, "bob")
 
-    refused = await client.put(
+    refused = await auth_client.put(
         f"{API}/users/{bob}/sysadmin", json={"sysadmin_flag": True}, headers=basic("alice")
     )
-    granted = await client.put(f"{API}/users/{alice}/sysadmin", json={"sysadmin_flag": True}, headers=ADMIN)
-    alice_lists = await client.get(f"{API}/users", headers=basic("alice"))
-    self_delete = await client.delete(f"{API}/users/{alice}", headers=basic("alice"))
-    deleted = await client.delete(f"{API}/users/{bob}", headers=basic("alice"))
+    granted = await auth_client.put(
+        f"{API}/users/{alice}/sysadmin", json={"sysadmin_flag": True}, headers=ADMIN
+    )
+    alice_lists = await auth_client.get(f"{API}/users", headers=basic("alice"))
+    self_delete = await auth_client.delete(f"{API}/users/{alice}", headers=basic("alice"))
+    deleted = await auth_client.delete(f"{API}/users/{bob}", headers=basic("alice"))
 
     await assert_error(refused, 403, "FORBIDDEN")
     assert granted.status == 200
     assert alice_lists.status == 200
     await assert_error(self_delete, 403, "FORBIDDEN")
     assert deleted.status == 200
-    await assert_error(await client.get("/v2/", headers=basic("bob")), 401, "UNAUTHORIZED")
+    await assert_error(await auth_client.get("/v2/", headers=basic("bob")), 401, "UNAUTHORIZED")
 
 
 # -- robots --------------------------------------------------------------------------
@@ -724,6 +738,8 @@ async def test_create_robot_by_role(demo: Client, user: str, status: int) -> Non
     resp = await demo.post(f"{API}/robots", json=robot_body("ci"), headers=basic(user))
 
     assert resp.status == status
+    names = [r["name"] for r in await body_of(await demo.get(f"{API}/robots", headers=ADMIN))]
+    assert names == (["robot$demo+ci"] if status == 201 else [])
 
 
 @pytest.mark.parametrize(
@@ -737,7 +753,10 @@ async def test_create_robot_by_role(demo: Client, user: str, status: int) -> Non
     ],
 )
 async def test_create_robot_refusals(demo: Client, body: dict[str, Any], status: int) -> None:
-    assert (await demo.post(f"{API}/robots", json=body, headers=ADMIN)).status == status
+    resp = await demo.post(f"{API}/robots", json=body, headers=ADMIN)
+
+    await assert_error(resp, status, "NOT_FOUND" if status == 404 else "BAD_REQUEST")
+    assert await body_of(await demo.get(f"{API}/robots", headers=ADMIN)) == []
 
 
 async def test_duplicate_robot_is_409(demo: Client) -> None:
@@ -832,5 +851,5 @@ async def test_delete_robot_by_role(demo: Client, user: str, status: int) -> Non
     assert login.status == (401 if status == 200 else 200)
 
 
-async def test_unknown_api_path_is_harbor_shaped_404(client: Client) -> None:
-    await assert_error(await client.get(f"{API}/nothing-here"), 404, "NOT_FOUND")
+async def test_unknown_api_path_is_harbor_shaped_404(auth_client: Client) -> None:
+    await assert_error(await auth_client.get(f"{API}/nothing-here"), 404, "NOT_FOUND")

@@ -271,19 +271,6 @@ async def test_a_collection_in_the_daemon_counts_its_run_and_what_it_freed(obser
     assert _value(after, "regd_blobs") == 0
 
 
-async def test_gc_counters_are_exposed_for_the_collector_to_update(observed: Client) -> None:
-    before = await _scrape(observed)
-
-    metrics.GC_RUNS.inc()
-    metrics.GC_BYTES_FREED.inc(4096)
-    metrics.GC_BLOBS_DELETED.inc(2)
-
-    after = await _scrape(observed)
-    assert _value(after, "regd_gc_runs_total") - _value(before, "regd_gc_runs_total") == 1
-    assert _value(after, "regd_gc_freed_bytes_total") - _value(before, "regd_gc_freed_bytes_total") == 4096
-    assert _value(after, "regd_gc_deleted_blobs_total") - _value(before, "regd_gc_deleted_blobs_total") == 2
-
-
 # -- /api/v2.0/health --------------------------------------------------------------------
 
 
@@ -329,6 +316,29 @@ async def test_health_is_unhealthy_when_the_data_directory_is_not_usable(
     storage = body["components"][2]
     assert storage == {"name": "storage", "status": "unhealthy", "error": storage["error"]}
     assert "tmp" in storage["error"]
+
+
+async def test_health_reports_storage_unhealthy_below_the_free_space_floor(
+    aiohttp_client: ClientFactory, data_dir: Path
+) -> None:
+    floor = 1 << 60  # more than any disk here has free
+    app = create_app(make_config(data_dir, storage={"min_free": floor}))
+    client = await aiohttp_client(app)
+
+    body = await _health(client)
+
+    assert body["status"] == "unhealthy"
+    storage = body["components"][2]
+    assert storage["status"] == "unhealthy" and f"below [storage] min_free ({floor})" in storage["error"]
+
+
+async def test_metrics_and_health_need_no_login_when_access_control_is_on(auth_client: Client) -> None:
+    # Scrapers and load balancers have no account; the registry itself does want one.
+    assert (await auth_client.get("/v2/")).status == 401
+    metrics_resp = await auth_client.get("/metrics")
+    assert metrics_resp.status == 200 and "regd_build_info" in await metrics_resp.text()
+    health = await auth_client.get("/api/v2.0/health")
+    assert health.status == 200 and orjson.loads(await health.read())["status"] == "healthy"
 
 
 # -- the daemon: JSON lines on stderr ----------------------------------------------------

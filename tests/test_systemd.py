@@ -3,6 +3,7 @@ and the unit file as systemd itself reads it."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from regd.systemd import Notifier
+from tests.prerequisites import require_tool
 from tests.regd_process import RegdProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,15 +71,16 @@ def test_watchdog_pings_every_half_interval(tmp_path: Path) -> None:
     try:
         regd.start()
         regd.notify.messages.clear()
-        started = time.monotonic()
-        pings = 0
-        while pings < 5:
-            regd.notify.wait_for("WATCHDOG=1", 2)
+        arrivals = []
+        while len(arrivals) < 10:
+            regd.notify.wait_for("WATCHDOG=1", 5)
+            arrivals.append(time.monotonic())
             regd.notify.messages.clear()
-            pings += 1
-        elapsed = time.monotonic() - started
-        # Five pings at 0.2 s apart: about a second, never the full 0.4 s interval each.
-        assert 0.6 < elapsed < 1.9
+        gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+        # Pings every half interval (0.2 s), not every full one (0.4 s): judged by the
+        # median gap, which one late ping on a loaded machine cannot move.
+        median = gaps[len(gaps) // 2]
+        assert 0.1 < median < 0.35, gaps
     finally:
         regd.close()
 
@@ -127,18 +130,8 @@ def test_a_missing_notify_socket_never_fails_regd() -> None:
 # -- the unit file ---------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: missing tools are failures)")
-    pytest.skip(reason)
-
-
 def _systemd_analyze() -> str:
-    path = shutil.which("systemd-analyze")
-    if path is None:
-        _unavailable("systemd-analyze is not installed (apt-get install systemd)")
-    assert path is not None
-    return path
+    return require_tool("systemd-analyze")
 
 
 def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -190,7 +183,7 @@ def test_unit_file_exposure_is_the_score_the_readme_states(tmp_path: Path) -> No
         capture_output=True, text=True, timeout=60, check=False,
     )
     if "--offline" in result.stderr and "unrecognized" in result.stderr:
-        _unavailable("this systemd-analyze has no --offline (systemd 252 or newer has)")
+        pytest.skip("this systemd-analyze has no --offline (systemd 252 or newer has)")
     overall = [line for line in result.stdout.splitlines() if "Overall exposure level" in line]
     assert overall, result.stdout + result.stderr
     score = float(overall[0].split(":")[1].split()[0])

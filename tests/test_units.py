@@ -109,6 +109,7 @@ def test_config_defaults_serve_with_no_file() -> None:
     config = load_config(None, environ={})
     assert config.server.listen == "127.0.0.1:5000"
     assert config.storage.data_dir == "./regd-data"
+    assert config.server.workers == "auto"  # one worker per CPU (tests/test_cpus.py)
 
 
 def test_config_precedence_file_env_flags(tmp_path: Path) -> None:
@@ -133,7 +134,9 @@ def test_config_precedence_file_env_flags(tmp_path: Path) -> None:
         ("[server]\nlistn = 'x:1'\n", "unknown key 'listn' in [server]"),
         ("[nosuch]\na = 1\n", "unknown section [nosuch]"),
         ("[storage]\nfsync = 'yes'\n", "[storage] fsync: expected bool"),
-        ("[server]\nworkers = 1.5\n", "[server] workers: expected int"),
+        ("[server]\nworkers = 1.5\n", "[server] workers: expected int or 'auto'"),
+        ("[server]\nworkers = 'all'\n", "[server] workers: expected int or 'auto'"),
+        ("[server]\nworkers = 0\n", "[server] workers: must be at least 1"),
         ("[server\n", "invalid TOML"),
     ],
 )
@@ -145,7 +148,9 @@ def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> 
 
 
 def test_config_env_of_wrong_type_is_refused() -> None:
-    with pytest.raises(ConfigError, match="environment: \\[server\\] workers: expected int"):
+    assert load_config(None, environ={"REGD_SERVER_WORKERS": "auto"}).server.workers == "auto"
+    assert load_config(None, environ={"REGD_SERVER_WORKERS": "3"}).server.workers == 3
+    with pytest.raises(ConfigError, match="environment: \\[server\\] workers: expected int or 'auto'"):
         load_config(None, environ={"REGD_SERVER_WORKERS": "many"})
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
         load_config(None, environ={"REGD_SERVER_NOPE": "1"})
@@ -154,3 +159,39 @@ def test_config_env_of_wrong_type_is_refused() -> None:
 def test_readme_draws_the_upload_table_as_it_is() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert diagram() in readme
+
+
+def test_out_of_space_is_recognised_in_os_errors_sqlite_errors_and_their_causes() -> None:
+    import errno
+    import sqlite3
+
+    from regd.errors import ErrorCode, is_out_of_space
+
+    full = sqlite3.connect(":memory:")
+    try:
+        full.execute("PRAGMA max_page_count = 2")
+        full.execute("CREATE TABLE t (x BLOB)")
+        with pytest.raises(sqlite3.OperationalError) as caught:
+            full.execute("INSERT INTO t VALUES (zeroblob(100000))")
+    finally:
+        full.close()
+    assert is_out_of_space(caught.value)  # SQLITE_FULL, as SQLite itself raised it
+    assert is_out_of_space(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_out_of_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("bookkeeping failed after the write") from None
+    except RuntimeError as wrapped:
+        assert not is_out_of_space(wrapped)  # "from None" hides the cause on purpose
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as e:
+            raise RuntimeError("bookkeeping failed after the write") from e
+    except RuntimeError as wrapped:
+        assert is_out_of_space(wrapped)
+    assert not is_out_of_space(OSError(errno.EIO, "I/O error"))
+    assert not is_out_of_space(sqlite3.OperationalError("database is locked"))
+    assert ErrorCode.INSUFFICIENT_STORAGE.status == 507

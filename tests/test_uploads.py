@@ -12,7 +12,7 @@ from regd.services import SERVICES
 from tests.conftest import Client, assert_error, make_config, push_blob, sha256
 
 
-async def start(client: Client, name: str = "library/app") -> str:
+async def open_upload(client: Client, name: str = "library/app") -> str:
     resp = await client.post(f"/v2/{name}/blobs/uploads/")
     assert resp.status == 202
     assert resp.headers["Range"] == "0-0"
@@ -27,7 +27,7 @@ async def assert_stored(client: Client, name: str, data: bytes) -> None:
 
 
 async def test_post_starts_a_session_with_location_and_range(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     resp = await client.get(location)
     assert resp.status == 204
     assert resp.headers["Range"] == "0-0"
@@ -45,7 +45,7 @@ async def test_monolithic_post_with_digest_returns_201(client: Client) -> None:
 
 async def test_streamed_patch_without_content_range_then_put(client: Client) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)
-    location = await start(client)
+    location = await open_upload(client)
 
     async def body():  # type: ignore[no-untyped-def]
         for i in range(0, len(data), 100_000):
@@ -61,7 +61,7 @@ async def test_streamed_patch_without_content_range_then_put(client: Client) -> 
 
 async def test_chunked_patches_with_content_range(client: Client) -> None:
     data = os.urandom(10_000)
-    location = await start(client)
+    location = await open_upload(client)
     for start_at in range(0, 10_000, 4000):
         chunk = data[start_at : start_at + 4000]
         resp = await client.patch(
@@ -80,7 +80,7 @@ async def test_chunked_patches_with_content_range(client: Client) -> None:
 
 
 async def test_patch_out_of_order_returns_416_range_invalid(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     resp = await client.patch(location, data=b"abcd", headers={"Content-Range": "0-3"})
     assert resp.status == 202
     resp = await client.patch(location, data=b"efgh", headers={"Content-Range": "8-11"})
@@ -96,7 +96,7 @@ async def test_patch_out_of_order_returns_416_range_invalid(client: Client) -> N
 
 
 async def test_repeated_chunk_returns_416(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     assert (await client.patch(location, data=b"abcd", headers={"Content-Range": "0-3"})).status == 202
     resp = await client.patch(location, data=b"abcd", headers={"Content-Range": "0-3"})
     await assert_error(resp, 416, "RANGE_INVALID")
@@ -106,20 +106,20 @@ async def test_repeated_chunk_returns_416(client: Client) -> None:
 
 
 async def test_content_length_not_matching_range_returns_400_size_invalid(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     resp = await client.patch(location, data=b"abcdef", headers={"Content-Range": "0-3"})
     await assert_error(resp, 400, "SIZE_INVALID")
     assert (await client.get(location)).headers["Range"] == "0-0"
 
 
 async def test_malformed_content_range_returns_416(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     resp = await client.patch(location, data=b"abcd", headers={"Content-Range": "zero-three"})
     await assert_error(resp, 416, "RANGE_INVALID")
 
 
 async def test_put_with_final_chunk(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     await client.patch(location, data=b"hello ", headers={"Content-Range": "0-5"})
     resp = await client.put(
         location, params={"digest": sha256(b"hello world")}, data=b"world", headers={"Content-Range": "6-10"}
@@ -129,7 +129,7 @@ async def test_put_with_final_chunk(client: Client) -> None:
 
 
 async def test_wrong_digest_returns_400_and_stores_nothing(client: Client, data_dir: Path) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     await client.patch(location, data=b"some bytes")
     wrong = sha256(b"other bytes")
     resp = await client.put(location, params={"digest": wrong})
@@ -151,7 +151,7 @@ async def test_monolithic_wrong_digest_stores_nothing(client: Client) -> None:
 
 
 async def test_malformed_digest_returns_400_digest_invalid(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     for bad in [
         "sha256:abc",
         "md5:" + "0" * 32,
@@ -166,12 +166,12 @@ async def test_malformed_digest_returns_400_digest_invalid(client: Client) -> No
 
 
 async def test_put_without_digest_is_refused(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     await assert_error(await client.put(location), 400, "DIGEST_INVALID")
 
 
 async def test_delete_cancels_and_later_requests_are_404(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     await client.patch(location, data=b"abc")
     assert (await client.delete(location)).status == 204
     await assert_error(await client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
@@ -183,7 +183,7 @@ async def test_delete_cancels_and_later_requests_are_404(client: Client) -> None
 
 
 async def test_finished_session_is_unknown(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     await client.put(location, params={"digest": sha256(b"abc")}, data=b"abc")
     await assert_error(await client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
     await assert_error(
@@ -202,7 +202,7 @@ async def test_unknown_and_traversal_upload_ids_are_404(client: Client) -> None:
 
 
 async def test_session_belongs_to_the_repository_in_its_url(client: Client) -> None:
-    location = await start(client, "library/a")
+    location = await open_upload(client, "library/a")
     other = location.replace("/library/a/", "/library/b/")
     await assert_error(await client.get(other), 404, "BLOB_UPLOAD_UNKNOWN")
     await assert_error(await client.patch(other, data=b"x"), 404, "BLOB_UPLOAD_UNKNOWN")
@@ -239,7 +239,7 @@ async def test_upload_survives_an_app_restart(aiohttp_client, data_dir: Path) ->
     config = make_config(data_dir)
     client = await aiohttp_client(create_app(config))
     data = os.urandom(50_000)
-    location = await start(client)
+    location = await open_upload(client)
     await client.patch(location, data=data[:20_000], headers={"Content-Range": "0-19999"})
     await client.close()
 
@@ -256,7 +256,7 @@ async def test_upload_survives_an_app_restart(aiohttp_client, data_dir: Path) ->
 
 
 async def test_client_disconnect_mid_upload_keeps_what_arrived(client: Client) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     first = os.urandom(100_000)
     _reader, writer = await asyncio.open_connection(client.host, client.port)
     writer.write(
@@ -287,9 +287,9 @@ async def test_client_disconnect_mid_upload_keeps_what_arrived(client: Client) -
 
 
 async def test_janitor_expires_abandoned_sessions(client: Client, data_dir: Path) -> None:
-    location = await start(client)
+    location = await open_upload(client)
     await client.patch(location, data=b"abandoned")
-    keep = await start(client)
+    keep = await open_upload(client)
     services = client.app[SERVICES]  # type: ignore[index]
     upload_id = location.rsplit("/", 1)[1]
     await services.db.writer.execute("UPDATE uploads SET updated_at = 0 WHERE id = ?", (upload_id,))

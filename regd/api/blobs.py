@@ -12,7 +12,7 @@ from regd.api.sendfile import SendfileResponse
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.names import check_name
-from regd.services import PRINCIPAL, Services
+from regd.services import PRINCIPAL, USER, Services
 from regd.storage import fsio
 
 
@@ -84,7 +84,9 @@ async def start_upload(request: web.Request, s: Services, name: str) -> web.Stre
         # Not mountable: fall back to a fresh upload session (spec: 202).
     digest_text = request.query.get("digest")
     digest = Digest.parse(digest_text) if digest_text is not None else None
-    row = await s.uploads.start(name)
+    # Open sessions are capped per account too; without access control all are "anonymous".
+    account = request.get(USER, "") if s.config.auth.enabled else ""
+    row = await s.uploads.start(name, account)
     if digest is not None:
         row = await s.uploads.append(row, request.content, None, content_length(request))
         await s.uploads.commit(row, digest)

@@ -9,9 +9,11 @@ import orjson
 from aiohttp import web
 
 from regd.errors import ErrorCode, RegistryError
+from regd.numbers import parse_uint
 
-_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only (``\d`` would take any script's), at most 19 (a 64-bit size).
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})$")
+_RANGE = re.compile(r"^bytes=([0-9]{0,19})-([0-9]{0,19})$")
 
 
 def json_response(
@@ -49,9 +51,10 @@ def content_length(request: web.Request) -> int | None:
     value = request.headers.get("Content-Length")
     if value is None:
         return None
-    if not value.isdigit():
+    length = parse_uint(value)
+    if length is None:
         raise RegistryError(ErrorCode.SIZE_INVALID, f"invalid Content-Length {value[:100]!r}")
-    return int(value)
+    return length
 
 
 def has_body(request: web.Request) -> bool:
@@ -100,9 +103,9 @@ def page_args(request: web.Request) -> tuple[int | None, str]:
     raw_n = request.query.get("n")
     n: int | None = None
     if raw_n is not None:
-        if not raw_n.isdigit():
+        n = parse_uint(raw_n)
+        if n is None:
             raise RegistryError(
                 ErrorCode.PAGINATION_NUMBER_INVALID, f"n must be a non-negative integer, not {raw_n[:50]!r}"
             )
-        n = int(raw_n)
     return n, request.query.get("last", "")

@@ -7,8 +7,9 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from regd import metrics
 from regd.api.http import error_response
-from regd.errors import ErrorCode, RegistryError, code_for_status
+from regd.errors import ErrorCode, RegistryError, causes, code_for_status, is_out_of_space
 
 log = logging.getLogger("regd.api")
 
@@ -28,14 +29,26 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if http.status == 405:
             mapped.headers["Allow"] = http.headers.get("Allow", "")
         return error_response(mapped)
-    except (ConnectionError, OSError) as exc:
+    except Exception as exc:
+        if not is_out_of_space(exc):
+            return _unexpected(request, exc)
+        # Nothing of the request became visible: blobs and manifests appear by an atomic
+        # link of a complete file, metadata in one transaction; an upload keeps what it
+        # wrote and resumes. The operator hears it in the log and in /metrics.
+        metrics.STORAGE_FULL.inc()
+        why = " <- ".join(str(e) for e in causes(exc))
+        log.warning("out of storage space: %s %s refused with 507: %s", request.method, request.path, why)
+        return error_response(RegistryError(ErrorCode.INSUFFICIENT_STORAGE))
+
+
+def _unexpected(request: web.Request, exc: Exception) -> web.StreamResponse:
+    if isinstance(exc, ConnectionError | OSError):
         if request.transport is None or request.transport.is_closing():
-            raise  # the client went away; nobody to answer
-        log.exception("I/O error on %s %s", request.method, request.path)
+            raise exc  # the client went away; nobody to answer
+        log.error("I/O error on %s %s", request.method, request.path, exc_info=exc)
         return error_response(RegistryError(ErrorCode.UNKNOWN, f"storage error: {exc.__class__.__name__}"))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(RegistryError(ErrorCode.UNKNOWN))
+    log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    return error_response(RegistryError(ErrorCode.UNKNOWN))
 
 
 async def common_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import uuid
 from collections.abc import Coroutine
@@ -36,6 +37,7 @@ from regd import metrics
 from regd.api.sendfile import SendfileResponse
 from regd.api.tee import TeeResponse
 from regd.config import Config
+from regd.metadata import scrub as scrub_rows
 from regd.metadata import stats
 from regd.services import PROXY_CACHE, REPOSITORY, ROUTE, SERVICES, USER, Services
 from regd.storage import fsio
@@ -132,7 +134,9 @@ def _if_cut_off(request: web.Request, task: asyncio.Task[Any], started: float) -
 
 def _config(request: BaseRequest) -> Config | None:
     # The live configuration (SIGHUP replaces it); a request aiohttp failed to parse has
-    # no application behind it.
+    # no application behind it (and ``request.app`` asserts a matched route).
+    if getattr(request, "_match_info", None) is None:
+        return None
     try:
         services: Services = request.app[SERVICES]  # type: ignore[attr-defined]
     except (AttributeError, KeyError, RuntimeError, AssertionError):
@@ -178,6 +182,7 @@ def access_fields(request: BaseRequest, status: int, sent: int, duration: float)
         "request_id": request_id(request),
         "remote": request.remote or "-",
         "user_agent": request.headers.get("User-Agent", "-")[:300],
+        "pid": os.getpid(),  # which worker process answered ([server] workers)
         "cache": request.get(PROXY_CACHE) or "-",
     }
 
@@ -201,7 +206,7 @@ def _text(fields: dict[str, Any]) -> str:
     f = fields
     head = f"{f['method']} {f['path']} {f['status']} {f['bytes']} {f['duration']:.3f}s"
     tail = " ".join(
-        f"{key}={fields[key]}" for key in ("repository", "user", "request_id", "remote", "received")
+        f"{key}={fields[key]}" for key in ("repository", "user", "request_id", "remote", "received", "pid")
     )
     if fields["cache"] != "-":  # a proxy-cache project's pull: hit or miss
         tail += f" cache={fields['cache']}"
@@ -244,6 +249,7 @@ async def _update_store_metrics(s: Services) -> None:
     for state in ("active", "receiving", "committing"):
         metrics.UPLOADS.labels(state).set(counts.get(state, 0))
     metrics.FREE_BYTES.set(await fsio.run(fsio.free_bytes_sync, s.layout.root))
+    metrics.QUARANTINED.set(await scrub_rows.quarantined_count(s.db))
 
 
 async def get_metrics(request: web.Request) -> web.StreamResponse:
@@ -267,6 +273,10 @@ async def _check_storage(s: Services) -> None:
     for directory in s.layout.directories():
         if not await fsio.run(directory.is_dir):
             raise OSError(f"{directory} is not a directory")
+    free = await fsio.run(fsio.free_bytes_sync, s.layout.root)
+    floor = s.config.storage.min_free
+    if free < floor:
+        raise OSError(f"{free} bytes free, below [storage] min_free ({floor}): pushes may fail with 507")
     await fsio.run(fsio.probe_sync, s.layout.tmp)
 
 

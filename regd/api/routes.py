@@ -3,7 +3,8 @@
 Repository names contain slashes, so ``/v2/`` paths are matched here against a table of
 patterns, in order, instead of by aiohttp's router. Each route names the handler, the
 methods it answers and the action each method needs on the repository (Harbor's
-``v2auth``: GET/HEAD pull, POST/PATCH/PUT push, DELETE delete).
+``v2auth``: GET/HEAD pull, POST/PATCH/PUT push, DELETE delete; except that cancelling
+an upload is part of pushing, so that whoever may push can clean up after itself).
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ class Route:
     actions: dict[str, tuple[str, ...]]
 
 
-def _route(name: str, pattern: str, handlers: dict[str, Handler]) -> Route:
+_PULL, _PUSH, _DELETE = ("pull",), ("pull", "push"), ("delete",)
+
+
+def _route(name: str, pattern: str, handlers: dict[str, Handler], delete: tuple[str, ...] = _DELETE) -> Route:
     actions: dict[str, tuple[str, ...]] = {
-        method: ("pull",)
-        if method in ("GET", "HEAD")
-        else ("delete",)
-        if method == "DELETE"
-        else ("pull", "push")
+        method: _PULL if method in ("GET", "HEAD") else delete if method == "DELETE" else _PUSH
         for method in handlers
     }
     return Route(name, re.compile(f"^{pattern}$"), handlers, actions)
@@ -70,6 +70,7 @@ ROUTES: list[Route] = [
             "PUT": blobs.complete_upload,
             "DELETE": blobs.cancel_upload,
         },
+        delete=_PUSH,
     ),
     _route(
         "blob",

@@ -29,6 +29,7 @@ def make_authorizer(config: Config, accounts: Accounts) -> Authorizer:
 async def _start_accounts(app: web.Application) -> AsyncIterator[None]:
     await app[SERVICES].accounts.start()
     yield
+    app[SERVICES].accounts.close()
 
 
 def setup_security(app: web.Application) -> None:

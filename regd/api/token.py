@@ -40,7 +40,7 @@ async def _issue(request: web.Request, account: Account, scopes: list[Access]) -
     if account.name:
         request[USER] = account.name  # for the access log
     granted = await services.accounts.grant(account, scopes)
-    issued = services.accounts.issuer.issue(account.name, granted)
+    issued = services.accounts.issuer.issue(account.name, granted, mark=account.mark)
     return json_response(issued.body(), headers=_NO_STORE)
 
 
@@ -62,7 +62,10 @@ async def get_token(request: web.Request) -> web.Response:
 
 async def post_token(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # a malformed multipart or urlencoded body
+        raise RegistryError(ErrorCode.BAD_REQUEST, "malformed form body") from None
     _check_service(services, _field(form, "service"))
     grant_type = _field(form, "grant_type")
     if grant_type != "password":

@@ -1,11 +1,16 @@
 """Accounts: who a caller is (users, robot accounts, anonymous) and what they may do.
 
-- ``authenticate`` checks a username and password or robot secret, behind the login
-  throttle; a wrong password and an unknown user take the same time and get the same
-  answer. scrypt runs in the executor. A successful check is remembered for a minute
-  (keyed by an HMAC of the credentials under a per-process key, and bound to the stored
-  hash, so a password change ends it at once), so that clients that send Basic
-  credentials with every request do not pay scrypt each time.
+- ``authenticate`` checks a username and password or robot secret. User logins go
+  through the login throttle (``throttle.py``), counted before the password is checked;
+  a wrong password and an unknown user take the same time and get the same answer.
+  scrypt runs in its own small pool (``hashing.py``). A successful check is remembered
+  for a minute (keyed by an HMAC of the credentials under a per-process key, and bound
+  to the stored hash, so a password change ends it at once), so that clients that send
+  Basic credentials with every request do not pay scrypt each time. Robot secrets are
+  190-bit random and check in microseconds: robots are never throttled nor locked out.
+- ``account_named`` is the account a token names as it stands now (gone, disabled or
+  expired: anonymous). Each account carries ``mark``, a fingerprint of its stored
+  password or secret hash that its tokens carry too: a new password or secret ends them.
 - ``actions`` answers which registry actions an account holds on a repository: the
   project is the first component of the name; see ``roles`` for the table.
 - ``bootstrap`` creates the system administrator and the public project ``library`` on
@@ -29,6 +34,7 @@ from pathlib import Path
 
 from regd.auth import Access, Principal
 from regd.auth import passwords as pw
+from regd.auth.hashing import HashPool
 from regd.auth.roles import ADMIN_ACTIONS, PUBLIC_ACTIONS, Role, registry_actions
 from regd.auth.throttle import LoginThrottle
 from regd.auth.tokens import TokenIssuer, load_or_create_key
@@ -63,6 +69,8 @@ class Account:
     is_admin: bool = False
     robot_project_id: int | None = None
     robot_actions: frozenset[str] = field(default_factory=frozenset)
+    mark: str = ""  # fingerprint of the stored credential (credential_mark)
+    expires_at: int = -1  # robots: unix seconds, -1 for never
 
     @property
     def authenticated(self) -> bool:
@@ -81,12 +89,28 @@ def robot_name(project: str, name: str) -> str:
     return f"{ROBOT_PREFIX}{project}+{name}"
 
 
+def credential_mark(stored_hash: str) -> str:
+    """A short fingerprint of a stored password or secret hash, carried by the tokens
+    issued on it: when the credential changes, so does the mark, and its tokens stop
+    working. (A hash of a salted hash: it tells nothing about the password.)"""
+    return hashlib.sha256(stored_hash.encode()).hexdigest()[:16]
+
+
 def _user_account(user: users.User) -> Account:
-    return Account(user.username, Kind.USER, user.id, user.sysadmin)
+    return Account(user.username, Kind.USER, user.id, user.sysadmin, mark=credential_mark(user.password_hash))
 
 
 def _robot_account(robot: robots.Robot) -> Account:
-    return Account(robot.name, Kind.ROBOT, robot.id, False, robot.project_id, robot.actions)
+    return Account(
+        robot.name,
+        Kind.ROBOT,
+        robot.id,
+        False,
+        robot.project_id,
+        robot.actions,
+        credential_mark(robot.secret_hash),
+        robot.expires_at,
+    )
 
 
 class Accounts:
@@ -95,7 +119,8 @@ class Accounts:
         self._lookups = LookupCache(db.generation)
         self.layout = layout
         self.config = config
-        self.throttle = LoginThrottle(config.auth.max_failed_logins, config.auth.lockout_seconds)
+        self.throttle = LoginThrottle(db, config.auth.max_failed_logins, config.auth.lockout_seconds)
+        self.hashing = HashPool()
         self._issuer: TokenIssuer | None = None
         self._cache_key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[float, str]] = {}  # HMAC -> (expiry, hash checked)
@@ -114,6 +139,9 @@ class Accounts:
         auth = self.config.auth
         self._issuer = TokenIssuer(key, auth.issuer, auth.service, auth.token_expiration * 60)
         await self.bootstrap(os.environ if environ is None else environ)
+
+    def close(self) -> None:
+        self.hashing.close()
 
     async def bootstrap(self, environ: Mapping[str, str]) -> None:
         if await users.count(self.db) > 0:
@@ -143,42 +171,57 @@ class Accounts:
     # -- passwords ---------------------------------------------------------------
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(None, pw.hash_password, password)
+        return await self.hashing.run(pw.hash_password, password)
 
     async def verify_password(self, password: str, hashed: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(None, pw.verify_password, password, hashed)
+        return await self.hashing.run(pw.verify_password, password, hashed)
 
     async def authenticate(self, username: str, password: str, address: str) -> Account:
         """The account these credentials belong to; UNAUTHORIZED (the same answer whether
-        or not the account exists) or TOOMANYREQUESTS while locked out."""
+        or not the account exists), TOOMANYREQUESTS while locked out, UNAVAILABLE while
+        the hashing pool is full."""
         now = time.time()
-        keys = [f"account:{username}", f"address:{address}"]
-        wait = self.throttle.wait(keys, now)
+        if username.startswith(ROBOT_PREFIX):
+            return self._refuse(await self._check_robot(username, password, now), address)
+        attempt = self.throttle.attempt(username, address)
+        wait = await self.throttle.begin(attempt, now)  # counted before the password is checked
         if wait > 0:
             raise RegistryError(
                 ErrorCode.TOOMANYREQUESTS,
                 f"too many failed logins; try again in {math.ceil(wait)} seconds",
                 headers={"Retry-After": str(math.ceil(wait))},
             )
-        account = await self._check(username, password, now)
+        account: Account | None = None
+        checked = False
+        try:
+            account = await self._check_user(username, password, now)
+            checked = True
+        finally:
+            await self.throttle.finish(attempt, time.time(), (account is not None) if checked else None)
+        return self._refuse(account, address)
+
+    def _refuse(self, account: Account | None, address: str) -> Account:
         if account is None:
-            self.throttle.failed(keys, now)
             log.info("failed login from %s", address)
             raise RegistryError(ErrorCode.UNAUTHORIZED, "invalid username or password")
-        self.throttle.succeeded(keys)
         return account
 
-    async def _check(self, username: str, password: str, now: float) -> Account | None:
-        if username.startswith(ROBOT_PREFIX):
-            robot = await robots.by_name(self.db, username)
-            if robot is None:
-                pw.verify_secret(password, "sha256$AAAA$AAAA")
-                return None
-            ok = pw.verify_secret(password, robot.secret_hash)
-            return _robot_account(robot) if ok and not robot.disabled and not robot.expired(now) else None
+    async def _check_robot(self, username: str, password: str, now: float) -> Account | None:
+        if len(password) > pw.MAX_LENGTH:  # no secret is longer: not worth hashing
+            return None
+        robot = await robots.by_name(self.db, username)
+        if robot is None:
+            pw.verify_secret(password, "sha256$AAAA$AAAA")
+            return None
+        ok = pw.verify_secret(password, robot.secret_hash)
+        return _robot_account(robot) if ok and not robot.disabled and not robot.expired(now) else None
+
+    async def _check_user(self, username: str, password: str, now: float) -> Account | None:
+        if len(password) > pw.MAX_LENGTH:  # no password is longer (the rule): a failure, unhashed
+            return None
         user = await users.by_name(self.db, username)
         if user is None:
-            await asyncio.get_running_loop().run_in_executor(None, pw.burn_time, password)
+            await self.hashing.run(pw.burn_time, password)
             return None
         mark = hmac.new(self._cache_key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
         cached = self._cache.get(mark)
@@ -193,22 +236,24 @@ class Accounts:
 
     async def account_named(self, name: str) -> Account:
         """The account a token was issued to, as it stands now (anonymous if gone)."""
-        now = time.time()
-        if name.startswith(ROBOT_PREFIX):
-            robot = await robots.by_name(self.db, name)
-            usable = robot is not None and not robot.disabled and not robot.expired(now)
-            return _robot_account(robot) if robot is not None and usable else ANONYMOUS
         if not name:
             return ANONYMOUS
-        key = ("user", name)
+        key = ("account", name)
         cached: Account | None = self._lookups.get(key)
-        if cached is not None:
-            return cached
-        stamp = self._lookups.stamp()
-        user = await users.by_name(self.db, name)
-        account = ANONYMOUS if user is None else _user_account(user)
-        self._lookups.put(key, account, stamp)  # any commit (password, admin flag...) empties it
-        return account
+        if cached is None:
+            stamp = self._lookups.stamp()
+            if name.startswith(ROBOT_PREFIX):
+                robot = await robots.by_name(self.db, name)
+                cached = ANONYMOUS
+                if robot is not None and not robot.disabled:
+                    cached = _robot_account(robot)
+            else:
+                user = await users.by_name(self.db, name)
+                cached = ANONYMOUS if user is None else _user_account(user)
+            # Any commit, by any process (a password, a robot disabled...), empties it.
+            self._lookups.put(key, cached, stamp)
+        expired = cached.expires_at != -1 and time.time() >= cached.expires_at
+        return ANONYMOUS if expired else cached
 
     # -- permissions -------------------------------------------------------------
 
@@ -219,8 +264,20 @@ class Accounts:
         return None if value is None or value not in Role._value2member_map_ else Role(value)
 
     async def actions(self, account: Account, repository: str) -> frozenset[str] | None:
-        """Registry actions ``account`` holds on ``repository``; None if its project is missing."""
-        project = await projects.by_name(self.db, project_of(repository))
+        """Registry actions ``account`` holds on ``repository``; None if its project is
+        missing. Asked on every request a token allows (tokens are re-checked at use), so
+        the answer is cached until the next commit of any process."""
+        name = project_of(repository)
+        key = ("actions", account, name)
+        cached: tuple[frozenset[str] | None] | None = self._lookups.get(key)
+        if cached is None:
+            stamp = self._lookups.stamp()
+            cached = (await self._actions(account, name),)
+            self._lookups.put(key, cached, stamp)
+        return cached[0]
+
+    async def _actions(self, account: Account, project_name: str) -> frozenset[str] | None:
+        project = await projects.by_name(self.db, project_name)
         if project is None:
             return None
         if account.is_admin:

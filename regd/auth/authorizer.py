@@ -3,16 +3,20 @@
 - No ``Authorization`` header: 401 with ``WWW-Authenticate: Bearer realm=...,
   service=...[,scope=...]``, always, even for a public project (Harbor #11271: the
   client must learn the realm), and with no scope on ``/v2/`` itself.
-- ``Bearer``: a token this regd signed, unexpired, for this service. Each need must be
-  in its ``access`` claim. When it is not, the account is looked up as it stands now:
-  if it may do it after all (the client asked for a narrower token), 401 with
+- ``Bearer``: a token this regd signed, unexpired, for this service, whose account
+  still exists, is enabled and has the credential the token was issued on (else 401:
+  revoked). Each need must be in its ``access`` claim *and* still be held by the account
+  on the project as it is now (a removed member, a robot that lost push, a project
+  deleted and created again by someone else: 403/401). When the claim lacks a need the
+  account holds (the client asked for a narrower token), 401 with
   ``error="insufficient_scope"`` sends it back for a new token, its challenge naming
   every scope the request needs (not only the missing ones: a client that asks for just
-  those would lose the rest and loop); if not, it is refused.
+  those would lose the rest and loop). The lookups are cached until the next commit of
+  any process (``metadata/generation.py``).
 - ``wants`` (the source of a cross-repository mount) never refuse a request: granted
-  ones go into the principal, the rest are left out, and the handler falls back (a mount
-  becomes a new upload session). A token lacking a want the account holds is sent back
-  for one that has it, like a need.
+  ones (still held now) go into the principal, the rest are left out, and the handler
+  falls back (a mount becomes a new upload session). A token lacking a want the account
+  holds is sent back for one that has it, like a need.
 - ``Basic``: checked like a login (throttled), then the account's actions decide.
 - Refusals: anonymous callers get 401 ``UNAUTHORIZED`` with the challenge (log in);
   authenticated ones get 403 ``DENIED`` (docker prints "denied: ..." and does not
@@ -104,12 +108,15 @@ class TokenAuthorizer:
         except InvalidTokenError as e:
             log.debug("refused a bearer token: %s", e)
             raise self._unauthorized(needs, "invalid or expired token", wants=wants) from None
+        account = await self.accounts.account_named(claims.subject)
+        if account.name != claims.subject or account.mark != claims.mark:
+            log.info("refused a token of %s: account removed, disabled or credential changed", claims.subject)
+            raise self._unauthorized(needs, "token revoked: log in again", wants=wants)
         if not needs and not wants:  # /v2/ itself, or a caller that asks who this is (the GC API)
-            return (await self.accounts.account_named(claims.subject)).principal()
+            return account.principal()
         missing = [need for need in needs if not claims.allows(need)]
         unheld = [want for want in wants if not claims.allows(want)]
         if missing or unheld:
-            account = await self.accounts.account_named(claims.subject)
             await self._check(account, missing)
             usable = [want for want in unheld if await self._holds(account, want)]
             if missing or usable:
@@ -118,11 +125,8 @@ class TokenAuthorizer:
                 # missing ones, or the new token would lose what the old one held.
                 held = [want for want in wants if want not in unheld or want in usable]
                 raise self._unauthorized(needs, "insufficient scope", "insufficient_scope", held)
-        granted = {access.name: frozenset(access.actions) for access in needs}
-        for want in wants:
-            if want not in unheld:
-                granted[want.name] = granted.get(want.name, frozenset()) | frozenset(want.actions)
-        return Principal(claims.subject, False, granted)
+        # What the token says must still be held now, not only when it was issued.
+        return await self._check(account, needs, [want for want in wants if want not in unheld])
 
     async def _check(
         self, account: Account, needs: list[Access], wants: list[Access] | None = None

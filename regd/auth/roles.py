@@ -95,6 +95,8 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.ROBOT_MANAGE: _ADMIN,
 }
 PUBLIC_PERMISSIONS = frozenset({Permission.PROJECT_READ, Permission.REPOSITORY_READ})
+# What a robot account may read of its own project through the management API.
+ROBOT_PERMISSIONS = PUBLIC_PERMISSIONS
 
 
 def registry_actions(role: Role | None, public: bool) -> frozenset[str]:

@@ -4,8 +4,14 @@ A token is an RS256 JWT signed with a key pair regd generates on first start and
 in ``<data_dir>/auth/token.key`` (0600). Claims, as Harbor's ``MakeToken``:
 ``iss``, ``sub`` (the account, "" for anonymous), ``aud`` (the service), ``exp``,
 ``nbf``, ``iat``, ``jti`` and ``access``: ``[{"type", "name", "actions"}]`` holding
-exactly what the account may do on each requested resource. The header's ``kid`` is
-the libtrust key id of the public key, as distribution expects.
+exactly what the account may do on each requested resource; and regd's own ``cred``:
+the fingerprint of the account's stored password or secret when the token was issued
+(``accounts.credential_mark``), so that a new password or secret ends its tokens. The
+header's ``kid`` is the libtrust key id of the public key, as distribution expects.
+
+A token is a claim of what was allowed when it was issued, never more: the authorizer
+re-checks at each use that its account still exists, is enabled, has the same
+credential and still holds each action on the project as it is now.
 """
 
 from __future__ import annotations
@@ -90,6 +96,7 @@ class IssuedToken:
 class TokenClaims:
     subject: str
     access: dict[tuple[str, str], frozenset[str]]
+    mark: str = ""
 
     def allows(self, need: Access) -> bool:
         held = self.access.get((need.type, need.name), frozenset())
@@ -110,7 +117,9 @@ class TokenIssuer:
         # of a small request's time.
         self._verified: dict[str, tuple[float, TokenClaims]] = {}
 
-    def issue(self, subject: str, access: list[Access], now: float | None = None) -> IssuedToken:
+    def issue(
+        self, subject: str, access: list[Access], now: float | None = None, mark: str = ""
+    ) -> IssuedToken:
         issued = int(time.time() if now is None else now)
         claims = {
             "iss": self.issuer,
@@ -121,6 +130,7 @@ class TokenIssuer:
             "iat": issued,
             "jti": secrets.token_urlsafe(12),
             "access": [{"type": a.type, "name": a.name, "actions": list(a.actions)} for a in access],
+            "cred": mark,
         }
         token = jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self.kid})
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued))
@@ -145,7 +155,7 @@ class TokenIssuer:
             )
         except jwt.PyJWTError as e:
             raise InvalidTokenError(str(e)) from None
-        verified = TokenClaims(str(claims["sub"]), _access(claims.get("access")))
+        verified = TokenClaims(str(claims["sub"]), _access(claims.get("access")), str(claims.get("cred", "")))
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             self._verified.clear()
         self._verified[token] = (float(claims["exp"]), verified)

@@ -120,11 +120,6 @@ def _take(iterator: Iterator[Any], n: int) -> list[Any]:
     return list(itertools.islice(iterator, n))
 
 
-def _unlink_all_sync(paths: list[Path]) -> None:
-    for path in paths:
-        fsio.unlink_sync(path)
-
-
 # -- the mark ------------------------------------------------------------------------
 # Live manifests: tagged ones, untagged ones pushed (or re-pushed) within the grace
 # period, and everything a live manifest reaches: the children of a live index and the
@@ -391,7 +386,7 @@ class Collector:
         self.report.blobs_purged += len(rows)
         if self._slowdown:
             await asyncio.sleep(self._slowdown * len(moved))
-        await fsio.run(_unlink_all_sync, [t for t, _, _ in moved])
+        await fsio.run(self.store.remove_sync, [t for t, _, _ in moved])
         self.report.bytes_freed += sum(size for _, _, size in moved)
 
     async def _count_freed_by(self, dead: list[int]) -> None:
@@ -493,7 +488,7 @@ class Collector:
             for trashed, _, key in moved:
                 await self.store.restore_from_trash(trashed, named[key][0])
             raise
-        await fsio.run(_unlink_all_sync, [t for t, _, _ in moved])
+        await fsio.run(self.store.remove_sync, [t for t, _, _ in moved])
         for _, size, key in moved:
             self._item(f"orphan blob file deleted: {key}")
             self.report.orphans_purged += 1

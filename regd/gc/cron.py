@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from regd.numbers import parse_uint
+
 # Harbor's preset types and the crons it stores for them.
 PRESETS: dict[str, str] = {
     "Hourly": "0 0 * * * *",
@@ -45,9 +47,9 @@ def _value(text: str, field: int) -> int:
     named = _NAMES[field].get(text.upper())
     if named is not None:
         return named
-    if not text.isdigit():
+    value = parse_uint(text)
+    if value is None:
         raise CronError(f"invalid value {text!r}")
-    value = int(text)
     low, high = _BOUNDS[field]
     if not low <= value <= high:
         raise CronError(f"value {value} out of range {low}-{high}")
@@ -62,9 +64,10 @@ def _field(text: str, field: int) -> tuple[frozenset[int], bool]:
         spec, _, step_text = part.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
+            parsed = parse_uint(step_text, minimum=1)
+            if parsed is None:
                 raise CronError(f"invalid step in {part!r}")
-            step = int(step_text)
+            step = parsed
         if spec in ("*", "?"):
             first, last = low, high
         elif "-" in spec:

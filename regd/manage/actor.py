@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from regd.auth.accounts import ANONYMOUS, Account, Kind
-from regd.auth.roles import Permission, Role, may
+from regd.auth.roles import ROBOT_PERMISSIONS, Permission, Role, may
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata.projects import Project
 
@@ -47,7 +47,16 @@ class Actor:
         return self.roles.get(project.id)
 
     def may(self, project: Project, permission: Permission) -> bool:
-        return self.is_admin or may(self.role(project), project.public, permission)
+        own_robot = self.is_robot and self.account.robot_project_id == project.id
+        return (
+            self.is_admin
+            or may(self.role(project), project.public, permission)
+            or (own_robot and permission in ROBOT_PERMISSIONS)  # a robot reads its project
+        )
+
+    @property
+    def administers_a_project(self) -> bool:
+        return Role.PROJECT_ADMIN in self.roles.values()
 
     def refusal(self, message: str = "forbidden") -> RegistryError:
         if not self.authenticated:

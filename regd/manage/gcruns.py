@@ -17,6 +17,7 @@ from regd.gc.service import GCBusyError, GCParametersError, GCService, Parameter
 from regd.manage.actor import Actor
 from regd.manage.paging import Listing, Page
 from regd.metadata.gc_runs import RunRow, ScheduleRow
+from regd.numbers import parse_uint
 
 # Harbor's schedule types; "Manual" means "run now" and is no periodic schedule.
 SCHEDULE_TYPES = ("None", "Hourly", "Daily", "Weekly", "Custom")
@@ -82,7 +83,8 @@ class GCRunService:
     async def get(self, actor: Actor, run_id: str | int) -> RunRow:
         actor.require_admin()
         raw = str(run_id)
-        run = await self.gc.get_run(int(raw)) if raw.isdigit() else None
+        number = parse_uint(raw)
+        run = await self.gc.get_run(number) if number is not None else None
         if run is None:
             raise RegistryError(ErrorCode.NOT_FOUND, f"garbage collection {raw[:50]} not found")
         return run

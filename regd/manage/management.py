@@ -39,7 +39,7 @@ class Management:
     def build(
         cls, config: Config, db: Database, accounts: Accounts, registry: Registry, gc: GCService
     ) -> Management:
-        project_service = ProjectService(db, config)
+        project_service = ProjectService(db, config, gc.uploads)
         return cls(
             db=db,
             accounts=accounts,

@@ -2,7 +2,9 @@
 
 Harbor's rules (``handler/project.go``): names match ``^[a-z0-9]+(?:[._-][a-z0-9]+)*$``
 (1-255 characters); ``metadata.public`` is the string "true" or "false" (missing:
-"false"); duplicates get 409; a project that holds repositories cannot be deleted (412).
+"false"); duplicates get 409; a project that holds repositories cannot be deleted (412),
+and deleting one removes its empty repositories, their blob links and its upload
+sessions with it.
 The creator becomes the project's project admin; robots never create projects, and with
 ``[auth] project_creation_restriction = "adminonly"`` only system administrators do.
 A project with a ``registry_id`` is a proxy-cache project (system administrators only;
@@ -24,6 +26,8 @@ from regd.metadata import projects
 from regd.metadata import registries as registry_rows
 from regd.metadata.db import Database
 from regd.metadata.projects import Project
+from regd.numbers import parse_uint
+from regd.uploads.session import UploadService
 
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 # Metadata keys kept as given (strings); regd enforces only ``public``.
@@ -101,14 +105,16 @@ class ProjectView:
 
 
 class ProjectService:
-    def __init__(self, db: Database, config: Config) -> None:
+    def __init__(self, db: Database, config: Config, uploads: UploadService) -> None:
         self.db = db
         self.config = config
+        self.uploads = uploads
 
     async def find(self, name_or_id: str, by_name: bool = False) -> Project:
         """A project by name, or by id when ``name_or_id`` is a number and not ``by_name``."""
-        if name_or_id.isdigit() and not by_name:
-            project = await projects.by_id(self.db, int(name_or_id))
+        project_id = None if by_name else parse_uint(name_or_id)
+        if project_id is not None:
+            project = await projects.by_id(self.db, project_id)
         else:
             project = await projects.by_name(self.db, name_or_id)
         if project is None:
@@ -137,6 +143,7 @@ class ProjectService:
         total, rows = await projects.page(
             self.db,
             visible_to=actor.account.id if actor.is_user else None,
+            robot_project=actor.account.robot_project_id if actor.is_robot else None,
             all_projects=actor.is_admin,
             name=name,
             exact_name=exact,
@@ -199,11 +206,18 @@ class ProjectService:
         return "the project contains repositories, can not be deleted" if count else None
 
     async def delete(self, actor: Actor, project: Project) -> None:
+        """The project and everything under its name (``metadata.projects.delete``):
+        whoever creates a project of the same name later finds nothing of it."""
         problem = await self.deletable(actor, project)
         if problem is not None:
             raise RegistryError(ErrorCode.PRECONDITION, problem)
         async with self.db.transaction() as conn:
-            await projects.delete(conn, project.id)
+            removed = await projects.delete(conn, project)
+        if removed is None:  # a push landed since the check above
+            raise RegistryError(
+                ErrorCode.PRECONDITION, "the project contains repositories, can not be deleted"
+            )
+        await self.uploads.discard(removed)
 
     async def role_counts(self, actor: Actor, project: Project) -> dict[Role, int] | None:
         """Members per role, for actors who may read the members (else None)."""

@@ -1,7 +1,7 @@
 """Registry endpoints (Harbor's ``/registries``): the upstreams of proxy-cache projects,
 and the proxy-cache side of project creation.
 
-Rules: names are unique (409); ``type`` is one of ``TYPES``; ``url`` is http(s); the
+Rules: names are unique (409); ``type`` is one of ``REGISTRY_TYPES``; ``url`` is http(s); the
 credential is ``{"type": "basic", "access_key", "access_secret"}`` or none (anonymous;
 a Bearer challenge from the upstream is then answered with an anonymous token request).
 The secret is stored in the metadata database, which regd keeps readable by its own
@@ -21,10 +21,9 @@ from regd.manage.actor import Actor
 from regd.manage.paging import Listing, Page
 from regd.metadata import registries as rows
 from regd.metadata.db import Database
-from regd.metadata.registries import Endpoint, EndpointFields
+from regd.metadata.registries import REGISTRY_TYPES, Endpoint, EndpointFields
 from regd.proxy.upstream import Failure, Upstream, UpstreamError
 
-TYPES = frozenset({"docker-hub", "harbor", "docker-registry", "github-ghcr", "quay"})
 MASK = "*****"
 
 
@@ -32,8 +31,8 @@ def check(fields: EndpointFields) -> EndpointFields:
     """The fields, valid (BAD_REQUEST naming what is not), the URL without a trailing /."""
     if not fields.name.strip():
         raise RegistryError(ErrorCode.BAD_REQUEST, "name is required")
-    if fields.type not in TYPES:
-        raise RegistryError(ErrorCode.BAD_REQUEST, f"type must be one of {', '.join(sorted(TYPES))}")
+    if fields.type not in REGISTRY_TYPES:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"type must be one of {', '.join(sorted(REGISTRY_TYPES))}")
     url = urlparse(fields.url)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise RegistryError(ErrorCode.BAD_REQUEST, f"url must be an http(s) URL, not {fields.url[:200]!r}")

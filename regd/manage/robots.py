@@ -21,6 +21,7 @@ from regd.metadata import projects, robots
 from regd.metadata.db import Database, fetchone
 from regd.metadata.projects import Project
 from regd.metadata.robots import Robot
+from regd.numbers import parse_uint
 
 ROBOT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
@@ -112,7 +113,8 @@ class RobotService:
         """A robot, if ``actor`` holds ``permission`` on its project."""
         actor.require_login()
         raw = str(robot_id)
-        robot = await robots.by_id(self.db, int(raw)) if raw.isdigit() else None
+        number = parse_uint(raw)
+        robot = await robots.by_id(self.db, number) if number is not None else None
         project = await projects.by_id(self.db, robot.project_id) if robot is not None else None
         if robot is None or project is None:
             raise RegistryError(ErrorCode.NOT_FOUND, f"robot {raw[:50]} not found")
@@ -136,7 +138,7 @@ class RobotService:
     @staticmethod
     def owns(actor: Actor, robot_id: str) -> bool:
         """Whether ``actor`` is robot ``robot_id`` itself."""
-        return actor.is_robot and robot_id.isdigit() and actor.account.id == int(robot_id)
+        return actor.is_robot and actor.account.id == parse_uint(robot_id)
 
     async def refresh_secret(self, actor: Actor, robot_id: str, secret: str | None) -> str:
         """A new secret (given or generated) for a robot: its project admins', or its own."""

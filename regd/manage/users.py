@@ -18,6 +18,7 @@ from regd.manage.paging import Listing, Page
 from regd.metadata import users
 from regd.metadata.db import Database
 from regd.metadata.users import User
+from regd.numbers import parse_uint
 
 # Harbor refuses these characters in user names (``validateUserName``).
 _ILLEGAL = re.compile(r'[,"~#$%\s:/\\]')
@@ -78,8 +79,13 @@ class UserService:
         return Listing(total, rows)
 
     async def search(self, actor: Actor, page: Page, name: str = "") -> Listing[User]:
-        """Any signed-in user may look up names (to add members)."""
+        """User names, for adding members: system administrators and project admins only
+        (Harbor lists them to any signed-in account, robots included)."""
         actor.require_login()
+        if not actor.is_admin and not actor.administers_a_project:
+            raise RegistryError(
+                ErrorCode.FORBIDDEN, "only administrators and project admins may search users"
+            )
         total, rows = await users.page(self.db, name, page.offset, page.size)
         return Listing(total, rows)
 
@@ -94,7 +100,8 @@ class UserService:
         """A user, if ``actor`` is an administrator or (when allowed) that user."""
         actor.require_login()
         raw = str(user_id)
-        user = await users.by_id(self.db, int(raw)) if raw.isdigit() else None
+        number = parse_uint(raw)
+        user = await users.by_id(self.db, number) if number is not None else None
         self._require_self_or_admin(actor, user, self_allowed)
         if user is None:
             raise RegistryError(ErrorCode.NOT_FOUND, f"user {raw[:50]} not found")

@@ -11,12 +11,15 @@ import aiosqlite
 from regd.metadata.db import Database
 
 
-async def upsert(conn: aiosqlite.Connection, digest: str, size: int) -> None:
+async def upsert(conn: aiosqlite.Connection, digest: str, size: int, xxh3: str | None = None) -> None:
+    """Record a blob whose file was just placed; a quarantined one is repaired by it
+    (the push brought its bytes back, checked against its digest)."""
     now = time.time()
     await conn.execute(
-        "INSERT INTO blobs (digest, size, created_at, last_seen) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (digest) DO UPDATE SET last_seen = excluded.last_seen",
-        (digest, size, now, now),
+        "INSERT INTO blobs (digest, size, created_at, last_seen, xxh3) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT (digest) DO UPDATE SET last_seen = excluded.last_seen, "
+        "xxh3 = COALESCE(excluded.xxh3, blobs.xxh3), quarantined_at = NULL, quarantine_reason = NULL",
+        (digest, size, now, now, xxh3),
     )
 
 
@@ -32,3 +35,9 @@ async def last_seen(db: Database, digest: str) -> float | None:
 
 async def mark_seen(conn: aiosqlite.Connection, digest: str) -> None:
     await conn.execute("UPDATE blobs SET last_seen = ? WHERE digest = ?", (time.time(), digest))
+
+
+async def exists(conn: aiosqlite.Connection, digest: str) -> bool:
+    """Whether a blob row exists, inside a write transaction."""
+    async with conn.execute("SELECT 1 FROM blobs WHERE digest = ?", (digest,)) as cur:
+        return await cur.fetchone() is not None

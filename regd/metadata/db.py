@@ -30,6 +30,10 @@ class SchemaTooNewError(Exception):
     pass
 
 
+class DatabaseDamagedError(Exception):
+    """``PRAGMA quick_check`` found the database file damaged."""
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
@@ -53,9 +57,14 @@ class Database:
         self._next_reader = itertools.cycle([0])
         self._lock = asyncio.Lock()
 
-    async def open(self) -> None:
+    async def open(self, check: bool = False) -> None:
+        """Connect, migrate; with ``check`` (the daemon's start), first ``PRAGMA
+        quick_check``: a damaged file raises ``DatabaseDamagedError`` before anything is
+        written to it, and a newer schema ``SchemaTooNewError`` (never a re-initialisation)."""
         await asyncio.get_running_loop().run_in_executor(None, self.generation.open_sync)
         self._writer = await _connect(self.path)
+        if check:
+            await self._quick_check(self._writer)
         await self._writer.execute("PRAGMA journal_mode = WAL")
         # Readable by regd's user only: it holds password hashes and the credentials of
         # proxy-cache upstreams. SQLite gives -wal and -shm the database file's mode.
@@ -71,13 +80,27 @@ class Database:
         self._writer = None
         self.generation.close_sync()
 
+    async def _quick_check(self, conn: aiosqlite.Connection) -> None:
+        # O(size of the database), without the cross-checks of integrity_check: a second
+        # or so per GB. SQLite reports a damaged header as an error, damage inside the
+        # file as rows other than "ok".
+        try:
+            async with conn.execute("PRAGMA quick_check(5)") as cur:
+                problems = [str(row[0]) for row in await cur.fetchall()]
+        except sqlite3.DatabaseError as e:
+            problems = [str(e)]
+        if problems != ["ok"]:
+            text = " ".join("; ".join(problems).split())  # one line: SQLite's has newlines
+            raise DatabaseDamagedError(text[:300])
+
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
         async with conn.execute("PRAGMA user_version") as cur:
             row = await cur.fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise SchemaTooNewError(
-                f"database schema version {version} is newer than this regd ({SCHEMA_VERSION})"
+                f"its schema version {version} is newer than this regd's ({SCHEMA_VERSION}): "
+                "run the regd that wrote it, or restore a backup made by this version"
             )
         for target in range(version, SCHEMA_VERSION):
             await conn.execute("BEGIN IMMEDIATE")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,35 +59,44 @@ async def by_tag(db: Database, repository: str, tag: str) -> ManifestRow | None:
     return None if row is None else ManifestRow.of(row)
 
 
-async def _absent(conn: aiosqlite.Connection, sql: str, repository_id: int, digests: set[str]) -> list[str]:
+Fetch = Callable[[str, list[Any]], Awaitable[list[Row]]]
+_BLOBS_OF = "SELECT digest FROM repository_blobs WHERE repository_id = {} AND digest IN"
+_CHILDREN_OF = "SELECT digest FROM manifests WHERE repository_id = {} AND digest IN"
+
+
+async def _absent(fetch: Fetch, sql: str, repository: int | str, digests: set[str]) -> list[str]:
     """Which of ``digests`` the query (``... repository_id = ? AND digest IN (...)``) misses."""
     if not digests:
         return []
     wanted = sorted(digests)
-    rows = await fetchall(conn, f"{sql} ({','.join('?' * len(wanted))})", [repository_id, *wanted])
+    rows = await fetch(f"{sql} ({','.join('?' * len(wanted))})", [repository, *wanted])
     present = {r[0] for r in rows}
     return [d for d in wanted if d not in present]
+
+
+async def _missing(fetch: Fetch, repository: int | str, manifest: Manifest, by_id: str) -> list[str]:
+    blobs = {str(d.digest) for d in manifest.blobs if not d.is_foreign}
+    children = {str(d.digest) for d in manifest.children}
+    return [
+        *await _absent(fetch, _BLOBS_OF.format(by_id), repository, blobs),
+        *await _absent(fetch, _CHILDREN_OF.format(by_id), repository, children),
+    ]
 
 
 async def missing_references(conn: aiosqlite.Connection, repository_id: int, manifest: Manifest) -> list[str]:
     """Digests ``manifest`` needs that the repository does not hold, checked inside the
     write transaction that inserts it (so a concurrent sweep cannot slip in between)."""
-    blobs = {str(d.digest) for d in manifest.blobs if not d.is_foreign}
-    children = {str(d.digest) for d in manifest.children}
-    return [
-        *await _absent(
-            conn,
-            "SELECT digest FROM repository_blobs WHERE repository_id = ? AND digest IN",
-            repository_id,
-            blobs,
-        ),
-        *await _absent(
-            conn,
-            "SELECT digest FROM manifests WHERE repository_id = ? AND digest IN",
-            repository_id,
-            children,
-        ),
-    ]
+
+    async def fetch(sql: str, params: list[Any]) -> list[Row]:
+        return await fetchall(conn, sql, params)
+
+    return await _missing(fetch, repository_id, manifest, "?")
+
+
+async def missing_references_now(db: Database, repository: str, manifest: Manifest) -> list[str]:
+    """The same, read outside any transaction: a first check before the manifest's bytes
+    are stored (one that fails stores nothing); the one inside the transaction decides."""
+    return await _missing(db.fetchall, repository, manifest, "(SELECT id FROM repositories WHERE name = ?)")
 
 
 async def insert(

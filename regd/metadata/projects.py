@@ -73,6 +73,7 @@ async def page(
     *,
     visible_to: int | None,
     all_projects: bool,
+    robot_project: int | None = None,
     name: str | None = None,
     exact_name: bool = False,
     public: bool | None = None,
@@ -80,12 +81,14 @@ async def page(
     limit: int = 10,
 ) -> tuple[int, list[Project]]:
     """Projects the caller may see (all, or public ones plus those ``visible_to`` is a
-    member of), filtered, by name: (total, this page)."""
+    member of, or the robot's ``robot_project``), filtered, by name: (total, this page)."""
     where: list[str] = []
     params: list[Any] = []
     if not all_projects:
-        where.append("(p.public = 1 OR p.id IN (SELECT project_id FROM project_members WHERE user_id = ?))")
-        params.append(-1 if visible_to is None else visible_to)
+        where.append(
+            "(p.public = 1 OR p.id = ? OR p.id IN (SELECT project_id FROM project_members WHERE user_id = ?))"
+        )
+        params += [-1 if robot_project is None else robot_project, -1 if visible_to is None else visible_to]
     if name:
         if exact_name:
             where.append("p.name = ?")
@@ -135,9 +138,32 @@ async def update(conn: aiosqlite.Connection, project_id: int, public: bool, meta
     )
 
 
-async def delete(conn: aiosqlite.Connection, project_id: int) -> None:
-    """Remove a project; its members and robot accounts go by ON DELETE CASCADE."""
-    await conn.execute("DELETE FROM projects WHERE id = ?", (project_id,))
+async def delete(conn: aiosqlite.Connection, project: Project) -> list[str] | None:
+    """Remove a project with everything under its name: repositories (blob links, and
+    tags and manifests if any), upload sessions, members and robot accounts. None (and
+    nothing removed) while a repository of it holds a manifest; else the ids of the
+    upload sessions removed, whose files the caller deletes after the commit.
+
+    Nothing may outlive it: whoever creates a project of the same name later must not
+    find, read or mount its blobs (repository rows keep the project by name).
+    """
+    held = await fetchone(
+        conn,
+        "SELECT 1 FROM repositories r WHERE r.project = ? "
+        "AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) LIMIT 1",
+        (project.name,),
+    )
+    if held is not None:
+        return None
+    prefix = project.name + "/"
+    async with conn.execute(
+        "SELECT id FROM uploads WHERE substr(repository, 1, ?) = ?", (len(prefix), prefix)
+    ) as cur:
+        uploads = [str(row[0]) for row in await cur.fetchall()]
+    await conn.execute("DELETE FROM uploads WHERE substr(repository, 1, ?) = ?", (len(prefix), prefix))
+    await conn.execute("DELETE FROM repositories WHERE project = ?", (project.name,))
+    await conn.execute("DELETE FROM projects WHERE id = ?", (project.id,))
+    return uploads
 
 
 async def repository_count(db: Database, name: str) -> int:

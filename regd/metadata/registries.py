@@ -11,6 +11,9 @@ from regd.metadata import blobs as blob_rows
 from regd.metadata import repositories
 from regd.metadata.db import Database, Row, fetchone
 
+# Harbor's registry types a proxy-cache project may mirror (all speak the v2 API).
+REGISTRY_TYPES = frozenset({"docker-hub", "harbor", "docker-registry", "github-ghcr", "quay"})
+
 
 @dataclass(frozen=True)
 class EndpointFields:

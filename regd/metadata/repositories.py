@@ -59,7 +59,8 @@ async def linked_blob(db: Database, name: str, digest: str) -> tuple[int, float]
     """(size, last_seen) of a blob linked to repository ``name``, or None."""
     row = await db.fetchone(
         "SELECT b.size, b.last_seen FROM blobs b JOIN repository_blobs rb ON rb.digest = b.digest "
-        "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ?",
+        "JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND b.digest = ? "
+        "AND b.quarantined_at IS NULL",  # a quarantined blob is unknown until re-pushed
         (name, digest),
     )
     return None if row is None else (int(row[0]), float(row[1]))

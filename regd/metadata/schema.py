@@ -17,7 +17,13 @@ Artifact details (migration 4): manifests.extra_attrs (what Harbor shows of an i
 config, JSON; NULL until known), manifest_children.descriptor (an index entry's platform,
 annotations and urls, JSON), tags.pulled_at (manifests.pulled_at and
 repositories.pull_count are from migration 1).
-Proxy cache (migration 5): registries (upstream endpoints) --< projects.registry_id.
+Upload sessions by account (migration 5): uploads.account, for the session caps.
+Login throttle (migration 6): login_failures, login_trusted, shared by every worker.
+Harbor's artifact list by push time (migration 7): the index manifests_pushed.
+Upload writers (migration 8): uploads.writer_pid, the process writing or committing a session (so the
+supervisor can release the sessions of a worker that died).
+Scrub (migration 9): blobs.xxh3, blobs.quarantined_at / quarantine_reason, scrub_runs (history).
+Proxy cache (migration 10): registries (upstream endpoints) --< projects.registry_id.
 """
 
 from __future__ import annotations
@@ -187,6 +193,67 @@ MIGRATIONS: list[str] = [
     ALTER TABLE manifests ADD COLUMN extra_attrs TEXT;
     ALTER TABLE manifest_children ADD COLUMN descriptor TEXT;
     ALTER TABLE tags ADD COLUMN pulled_at REAL;
+    """,
+    # Upload sessions name the account that opened them, so that open sessions can be
+    # capped per account and per repository (issue 15 item 9).
+    """
+    ALTER TABLE uploads ADD COLUMN account TEXT NOT NULL DEFAULT '';
+    CREATE INDEX uploads_repository ON uploads(repository);
+    CREATE INDEX uploads_account ON uploads(account);
+    """,
+    # The login throttle's failure counts and locks, and the addresses each account
+    # logged in from, shared by every worker process and kept across restarts.
+    """
+    CREATE TABLE login_failures (
+        key TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        last_failure REAL NOT NULL,
+        locked_until REAL NOT NULL,
+        lockouts INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX login_failures_last ON login_failures(last_failure);
+
+    CREATE TABLE login_trusted (
+        username TEXT NOT NULL,
+        address TEXT NOT NULL,
+        until REAL NOT NULL,
+        PRIMARY KEY (username, address)
+    ) WITHOUT ROWID;
+    CREATE INDEX login_trusted_until ON login_trusted(until);
+    """,
+    # Harbor's artifact list, newest push first, pages through an index instead of
+    # sorting every manifest of the repository for each page (issue 13).
+    """
+    CREATE INDEX manifests_pushed ON manifests(repository_id, pushed_at DESC, id DESC);
+    """,
+    # The process that holds a session in RECEIVING or COMMITTING (NULL otherwise): when
+    # a worker dies, the supervisor returns exactly its sessions to ACTIVE (issue 14).
+    """
+    ALTER TABLE uploads ADD COLUMN writer_pid INTEGER;
+    """,
+    # Scrub (issue 14): each blob's xxh3-128 recorded at commit (NULL for blobs stored
+    # before; the first scrub records it after checking sha256), blobs found damaged or
+    # missing (quarantined: answered as unknown until a push repairs them), and the
+    # history of scrubs.
+    """
+    ALTER TABLE blobs ADD COLUMN xxh3 TEXT;
+    ALTER TABLE blobs ADD COLUMN quarantined_at REAL;
+    ALTER TABLE blobs ADD COLUMN quarantine_reason TEXT;
+    CREATE INDEX blobs_quarantined ON blobs(quarantined_at) WHERE quarantined_at IS NOT NULL;
+
+    CREATE TABLE scrub_runs (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,
+        checked INTEGER NOT NULL DEFAULT 0,
+        bytes_read INTEGER NOT NULL DEFAULT 0,
+        damaged INTEGER NOT NULL DEFAULT 0,
+        missing INTEGER NOT NULL DEFAULT 0,
+        unknown_files INTEGER NOT NULL DEFAULT 0,
+        checksums_recorded INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        finished_at REAL
+    );
     """,
     # Proxy-cache projects (issue 11): upstream registry endpoints (Harbor's
     # /registries); a project with a registry_id mirrors that endpoint. A proxy

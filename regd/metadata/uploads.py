@@ -6,13 +6,19 @@ so two requests for one session, in one process or two, cannot both win.
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiosqlite
 
 from regd.metadata.db import Database, Row
 from regd.uploads.state import UploadEvent, UploadState, next_state, sources
+
+# The states in which one process holds a session (and its row names that process).
+HELD = frozenset({UploadState.RECEIVING, UploadState.COMMITTING})
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class UploadRow:
     size: int
     created_at: float
     updated_at: float
+    writer_pid: int | None = None  # the process holding it in RECEIVING or COMMITTING
 
     @classmethod
     def of(cls, row: Row) -> UploadRow:
@@ -33,15 +40,26 @@ class UploadRow:
             int(row["size"]),
             float(row["created_at"]),
             float(row["updated_at"]),
+            None if row["writer_pid"] is None else int(row["writer_pid"]),
         )
 
 
-async def create(conn: aiosqlite.Connection, upload_id: str, repository: str) -> None:
+async def create(conn: aiosqlite.Connection, upload_id: str, repository: str, account: str = "") -> None:
     now = time.time()
     await conn.execute(
-        "INSERT INTO uploads (id, repository, state, size, created_at, updated_at) VALUES (?, ?, ?, 0, ?, ?)",
-        (upload_id, repository, UploadState.ACTIVE.value, now, now),
+        "INSERT INTO uploads (id, repository, account, state, size, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, 0, ?, ?)",
+        (upload_id, repository, account, UploadState.ACTIVE.value, now, now),
     )
+
+
+async def open_count(conn: aiosqlite.Connection, column: str, value: str) -> int:
+    """Sessions open for one ``repository`` or ``account``, inside the write transaction
+    that would open one more (so two processes cannot both take the last place)."""
+    assert column in ("repository", "account")
+    async with conn.execute(f"SELECT count(*) FROM uploads WHERE {column} = ?", (value,)) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def get(db: Database, upload_id: str) -> UploadRow | None:
@@ -55,13 +73,17 @@ async def transition(
     event: UploadEvent,
     size: int | None = None,
     expect_size: int | None = None,
+    expect_writer: int | None = None,
 ) -> UploadState | None:
     """Apply ``event`` if the session is in a state that allows it (and, with
-    ``expect_size``, still has that size); returns the new state, or None if not."""
+    ``expect_size``, still has that size; with ``expect_writer``, is still held by that
+    process); returns the new state, or None if not."""
     allowed = sources(event)
     target = next_state(allowed[0], event)
-    sql = "UPDATE uploads SET state = ?, updated_at = ?"
-    params: list[object] = [target.value, time.time()]
+    # A session being written or committed records which process holds it.
+    writer = os.getpid() if target in HELD else None
+    sql = "UPDATE uploads SET state = ?, updated_at = ?, writer_pid = ?"
+    params: list[object] = [target.value, time.time(), writer]
     if size is not None:
         sql += ", size = ?"
         params.append(size)
@@ -70,8 +92,31 @@ async def transition(
     if expect_size is not None:
         sql += " AND size = ?"
         params.append(expect_size)
+    if expect_writer is not None:
+        sql += " AND writer_pid = ?"
+        params.append(expect_writer)
     cur = await conn.execute(sql, params)
     return target if cur.rowcount == 1 else None
+
+
+def release_writer_sync(database: Path, pid: int) -> int:
+    """The sessions process ``pid`` held (RECEIVING or COMMITTING) become ACTIVE again,
+    as ``RECOVER`` does at start: what the supervisor does when a worker dies. Blocking
+    (the supervisor runs no event loop); returns how many were released."""
+    allowed = sources(UploadEvent.RECOVER)
+    target = next_state(allowed[0], UploadEvent.RECOVER)
+    conn = sqlite3.connect(database, timeout=30.0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        cur = conn.execute(
+            "UPDATE uploads SET state = ?, updated_at = ?, writer_pid = NULL "
+            f"WHERE writer_pid = ? AND state IN ({','.join('?' * len(allowed))})",
+            [target.value, time.time(), pid, *(s.value for s in allowed)],
+        )
+        conn.execute("COMMIT")
+        return cur.rowcount
+    finally:
+        conn.close()
 
 
 async def delete(conn: aiosqlite.Connection, upload_id: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from regd.errors import ErrorCode, RegistryError
-from regd.gc.cron import Cron
+from regd.gc.cron import Cron, CronError
 from regd.metadata import registries as registry_rows
 from regd.metadata.db import Database
 from regd.registry import Registry
@@ -45,7 +45,11 @@ async def run_nightly(
 ) -> None:
     """Forever: at each time of ``schedule``, the removal, then a collection if it
     removed anything."""
-    cron = Cron.parse(schedule)
+    try:
+        cron = Cron.parse(schedule)
+    except CronError as e:
+        log.error("[proxy] retention_schedule %r: %s; proxy-cache retention is off", schedule, e)
+        return
     while True:
         upcoming = cron.next_after(datetime.now(UTC))
         if upcoming is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import time
@@ -27,10 +28,11 @@ class BlobStore:
     async def size(self, digest: Digest) -> int | None:
         return await fsio.run(fsio.size_sync, self.path(digest))
 
-    async def place(self, src: Path, digest: Digest) -> None:
+    async def place(self, src: Path, digest: Digest) -> bool:
         """Publish a fully written file as ``digest`` (fsync, hard link, fsync dir);
-        ``src`` stays until the caller's metadata transaction is done with it."""
-        await fsio.run(fsio.link_sync, src, self.path(digest), self.fsync)
+        ``src`` stays until the caller's metadata transaction is done with it. Whether
+        the file is new (False: the blob's file was there already)."""
+        return await fsio.run(fsio.link_sync, src, self.path(digest), self.fsync)
 
     async def confirm(self, src: Path, digest: Digest) -> None:
         """Inside the transaction that records the blob: make sure the file is still
@@ -86,7 +88,21 @@ class BlobStore:
         await fsio.run(fsio.rename_sync, trashed, self.path(digest))
 
     async def unlink(self, path: Path) -> None:
-        await fsio.run(fsio.unlink_sync, path)
+        await fsio.run(self.remove_sync, [path])
+
+    def remove_sync(self, paths: Sequence[Path]) -> None:
+        """Remove blob files for good (trash, strays); blocking. Waits while a backup
+        runs (it holds ``backup.lock``): a file its database snapshot still references
+        must stay in ``blobs/`` or ``trash/`` until it has been linked or copied."""
+        if not paths:
+            return
+        fd = os.open(self.layout.backup_lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            for path in paths:
+                fsio.unlink_sync(path)
+        finally:
+            os.close(fd)  # drops the lock
 
     async def exists(self, digest: Digest) -> bool:
         return await fsio.run(fsio.exists_sync, self.path(digest))
@@ -104,5 +120,10 @@ class BlobStore:
 
 
 def _write_sync(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
+    """Write a whole file or none: a write cut short (a full disk) leaves nothing behind."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except BaseException:
+        fsio.unlink_sync(path)
+        raise

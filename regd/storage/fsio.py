@@ -16,11 +16,17 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 T = TypeVar("T")
 
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
 READ_SIZE = 1 << 20
+# The data directory is its user's only: 0700 directories, 0600 files (``cli.main``).
+PRIVATE_UMASK = 0o077
 
 
 async def run(fn: Callable[..., T], *args: object) -> T:
@@ -37,7 +43,27 @@ def _fsync_dir(path: Path) -> None:
 
 def makedirs_sync(*paths: Path) -> None:
     for path in paths:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def make_private_sync(root: Path) -> None:
+    """The data directory 0700, and the files and directories at its top and in
+    ``auth/`` (the database, its -wal and -shm, keys) 0600/0700, whatever made them:
+    a data directory created by an older regd under umask 022 is closed at start. The
+    blob tree below needs no walk: nobody else can enter the directory."""
+    os.chmod(root, 0o700)
+    for directory in (root, root / "auth"):
+        try:
+            entries = list(os.scandir(directory))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if entry.is_symlink():
+                continue
+            try:
+                os.chmod(entry.path, 0o700 if entry.is_dir() else 0o600)
+            except FileNotFoundError:
+                continue
 
 
 def size_sync(path: Path) -> int | None:
@@ -66,7 +92,7 @@ SYNC_FILE_RANGE_WRITE = 2
 
 
 def write_and_hash_sync(
-    fd: int, hasher: hashlib._Hash | None, chunks: list[bytes], start_writeback: bool = False
+    fd: int, hasher: Hasher | None, chunks: list[bytes], start_writeback: bool = False
 ) -> None:
     """Append chunks to an open upload file (one writev) and feed them to the running hash;
     with ``start_writeback``, have the kernel start writing them to the disk now."""
@@ -87,12 +113,23 @@ def write_and_hash_sync(
 def hash_file_sync(path: Path, algorithm: str) -> str:
     """Hash a whole file from disk (the upload's hash state did not survive)."""
     hasher = hashlib.new(algorithm)
+    read_through_sync(path, hasher)
+    return hasher.hexdigest()
+
+
+def read_through_sync(path: Path, hasher: Hasher, pace: Callable[[int], None] | None = None) -> int:
+    """Feed a whole file to ``hasher`` in READ_SIZE pieces, calling ``pace(n)`` after
+    each (a scrub's rate limit); the bytes read. FileNotFoundError when it is gone."""
+    total = 0
     with open(path, "rb", buffering=0) as f:
         buf = bytearray(READ_SIZE)
         view = memoryview(buf)
         while n := f.readinto(buf):
             hasher.update(view[:n])
-    return hasher.hexdigest()
+            total += n
+            if pace is not None:
+                pace(n)
+    return total
 
 
 def read_file_sync(path: Path) -> bytes:
@@ -131,11 +168,12 @@ def rename_sync(src: Path, dest: Path) -> bool:
     return True
 
 
-def link_sync(src: Path, dest: Path, fsync: bool) -> None:
+def link_sync(src: Path, dest: Path, fsync: bool) -> bool:
     """Make ``dest`` a second name of the fully written ``src`` (kept): fsync the data,
     hard-link (atomic; an existing ``dest`` already holds the same content), fsync the
     directory. Used instead of rename so that the source survives until the metadata
-    transaction that publishes the blob has checked the link is still there."""
+    transaction that publishes the blob has checked the link is still there. Whether
+    this call made ``dest`` (False: it was there)."""
     if fsync:
         fd = os.open(src, os.O_RDONLY)
         try:
@@ -145,15 +183,16 @@ def link_sync(src: Path, dest: Path, fsync: bool) -> None:
     try:
         os.link(src, dest)
     except FileExistsError:
-        return
+        return False
     except FileNotFoundError:
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, dest)
         except FileExistsError:
-            return
+            return False
     if fsync:
         _fsync_dir(dest.parent)
+    return True
 
 
 def exists_sync(path: Path) -> bool:

@@ -10,6 +10,12 @@
       trash/<hex>.<random>                 blobs a collection is sweeping (regd.gc: a file
                                            here whose blob row exists goes back, others go)
       gc.lock                              flock held by the one running collection
+      quarantine/<hex>.<random>            blob files a scrub found damaged (regd.scrub)
+      scrub.lock                           flock held by the one running scrub
+      backup.lock                          held exclusively by a running `regd backup`;
+                                           removing a blob file for good takes it shared
+      regd.lock                            flock held by the one daemon serving this
+                                           directory (and its workers); holds its PID
       tmp/                                 files being written before their rename
       auth/token.key                       the RSA key that signs tokens (0600)
       auth/admin.password                  admin's generated first password (0600)
@@ -63,6 +69,22 @@ class Layout:
         return self.root / "gc.lock"
 
     @property
+    def quarantine(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def backup_lock(self) -> Path:
+        return self.root / "backup.lock"
+
+    @property
+    def scrub_lock(self) -> Path:
+        return self.root / "scrub.lock"
+
+    @property
+    def daemon_lock(self) -> Path:
+        return self.root / "regd.lock"
+
+    @property
     def auth(self) -> Path:
         return self.root / "auth"
 
@@ -75,7 +97,7 @@ class Layout:
         return self.auth / "admin.password"
 
     def directories(self) -> list[Path]:
-        return [self.root, self.blobs, self.uploads, self.trash, self.tmp]
+        return [self.root, self.blobs, self.uploads, self.trash, self.tmp, self.quarantine]
 
     def blob(self, digest: Digest) -> Path:
         return self.blobs / digest.algorithm / digest.hex[:2] / digest.hex

@@ -9,14 +9,17 @@ missing or stale, the commit re-hashes the file (hashlib states cannot be saved)
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import logging
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from regd.digest import Digest
+import aiosqlite
+
+from regd.digest import ContentHash, Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import blobs as blob_rows
 from regd.metadata import repositories
@@ -31,9 +34,13 @@ from regd.uploads.state import UploadEvent, UploadState
 # Bytes gathered on the loop before one hand-off to a thread (write + hash). Two such
 # buffers per upload at most: one filling, one in the thread. Bounded memory per upload.
 BUFFER_SIZE = 256 * 1024
+log = logging.getLogger("regd")
+
 # writev takes at most IOV_MAX (1024) pieces; a client that trickles tiny chunks is
 # handed off sooner.
 MAX_CHUNKS = 512
+# Running hashes kept per process (each a few hundred bytes).
+MAX_RUNNING = 10_000
 
 
 class ByteSource(Protocol):
@@ -59,15 +66,28 @@ class _Progress:
 @dataclass
 class _RunningHash:
     size: int
-    hasher: hashlib._Hash
+    hasher: ContentHash  # sha256 and xxh3-128, in the same pass
 
 
 class UploadService:
-    def __init__(self, db: Database, store: BlobStore, layout: Layout) -> None:
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        layout: Layout,
+        max_per_repository: int = 0,
+        max_per_account: int = 0,
+    ) -> None:
         self.db = db
         self.store = store
         self.layout = layout
+        # Open sessions allowed per repository and per account (0: no limit). Each is a
+        # directory, a row and a running hash until it ends or expires.
+        self.max_per_repository = max_per_repository
+        self.max_per_account = max_per_account
         self._hashes: dict[str, _RunningHash] = {}
+        # Sessions a request of this process is writing or committing right now.
+        self._busy: set[str] = set()
 
     # -- lookups ---------------------------------------------------------------
 
@@ -80,6 +100,27 @@ class UploadService:
         if row is None or row.repository != repository:
             raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {upload_id[:64]!r} unknown")
         return row
+
+    async def _check_room(self, conn: aiosqlite.Connection, repository: str, account: str) -> None:
+        limits = [("repository", repository, self.max_per_repository)]
+        if account:
+            limits.append(("account", account, self.max_per_account))
+        for column, value, limit in limits:
+            if limit and await upload_rows.open_count(conn, column, value) >= limit:
+                raise RegistryError(
+                    ErrorCode.TOOMANYREQUESTS,
+                    f"too many open upload sessions for {column} {value} (at most {limit}): "
+                    "finish or cancel some, or wait until they expire",
+                    headers={"Retry-After": "60"},
+                )
+
+    def _keep_hash(self, upload_id: str, running: _RunningHash) -> None:
+        """Remember a session's running hash, forgetting the oldest beyond MAX_RUNNING:
+        sessions another worker expired never come back here, and a forgotten hash only
+        means the commit re-hashes the file."""
+        self._hashes[upload_id] = running
+        while len(self._hashes) > MAX_RUNNING:
+            del self._hashes[next(iter(self._hashes))]
 
     def range_headers(self, repository: str, upload_id: str, size: int) -> dict[str, str]:
         # Docker's Range is inclusive; an empty session reports 0-0 (spec, "Pushing a blob in chunks").
@@ -96,12 +137,19 @@ class UploadService:
 
     # -- transitions -----------------------------------------------------------
 
-    async def start(self, repository: str) -> UploadRow:
+    async def start(self, repository: str, account: str = "") -> UploadRow:
+        """A new session; TOOMANYREQUESTS when the repository or the account already has
+        as many open as allowed."""
         upload_id = secrets.token_hex(16)
         await fsio.run(fsio.makedirs_sync, self.layout.upload_dir(upload_id))
-        async with self.db.transaction(bump=False) as conn:
-            await upload_rows.create(conn, upload_id, repository)
-        self._hashes[upload_id] = _RunningHash(0, hashlib.sha256())
+        try:
+            async with self.db.transaction(bump=False) as conn:
+                await self._check_room(conn, repository, account)
+                await upload_rows.create(conn, upload_id, repository, account)
+        except BaseException:
+            await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
+            raise
+        self._keep_hash(upload_id, _RunningHash(0, ContentHash()))
         return await self.get(repository, upload_id)
 
     async def append(
@@ -125,9 +173,7 @@ class UploadService:
                     ErrorCode.SIZE_INVALID,
                     f"Content-Length {content_length} does not match range {start}-{end}",
                 )
-        async with self.db.transaction(bump=False) as conn:
-            began = await upload_rows.transition(conn, row.id, UploadEvent.BEGIN_WRITE, expect_size=row.size)
-        if began is None:
+        if not await self._take(row, UploadEvent.BEGIN_WRITE):
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request or has moved on")
         progress = _Progress(on_written=on_written)
@@ -136,7 +182,10 @@ class UploadService:
         finally:
             # Shielded: a client that went away cancels the handler, and the session must
             # still leave RECEIVING with the size of what reached the disk.
-            await asyncio.shield(self._end_write(row, expected, progress))
+            try:
+                await asyncio.shield(self._end_write(row, expected, progress))
+            finally:
+                self._busy.discard(row.id)
         if expected is not None and progress.written != expected:
             raise RegistryError(
                 ErrorCode.SIZE_INVALID, f"chunk of {progress.written} bytes, range said {expected}"
@@ -167,7 +216,7 @@ class UploadService:
         thread; ``progress.written`` counts the bytes on disk, also when this fails."""
         running = self._hashes.pop(row.id, None)
         if running is None and row.size == 0:
-            running = _RunningHash(0, hashlib.sha256())
+            running = _RunningHash(0, ContentHash())
         hasher = running.hasher if running is not None and running.size == row.size else None
         fd = await fsio.run(fsio.open_for_append_sync, self.layout.upload_data(row.id), row.size)
         loop = asyncio.get_running_loop()
@@ -195,12 +244,12 @@ class UploadService:
         finally:
             await asyncio.shield(self._flush(fd, hasher, pending, pending_len, buf, progress))
             if hasher is not None:
-                self._hashes[row.id] = _RunningHash(row.size + progress.written, hasher)
+                self._keep_hash(row.id, _RunningHash(row.size + progress.written, hasher))
 
     async def _flush(
         self,
         fd: int,
-        hasher: hashlib._Hash | None,
+        hasher: ContentHash | None,
         pending: asyncio.Future[None] | None,
         pending_len: int,
         buf: list[bytes],
@@ -218,16 +267,49 @@ class UploadService:
         finally:
             await fsio.run(fsio.close_sync, fd)
 
+    async def _take(self, row: UploadRow, event: UploadEvent) -> bool:
+        """Move the session into RECEIVING or COMMITTING for this request (the row is the
+        lock). A session left held by a request that can no longer let go of it is
+        reclaimed first: one of this process whose release failed (a full disk refused
+        the write), or one of a process that is gone."""
+        for attempt in range(2):
+            async with self.db.transaction(bump=False) as conn:
+                state = await upload_rows.transition(conn, row.id, event, expect_size=row.size)
+            if state is not None:
+                self._busy.add(row.id)
+                return True
+            if attempt or not await self._reclaim(row.id):
+                return False
+        return False
+
+    async def _reclaim(self, upload_id: str) -> bool:
+        current = await upload_rows.get(self.db, upload_id)
+        if current is None or current.state not in upload_rows.HELD or current.writer_pid is None:
+            return False
+        pid = current.writer_pid
+        orphaned = upload_id not in self._busy if pid == os.getpid() else not _alive(pid)
+        if not orphaned:
+            return False
+        async with self.db.transaction(bump=False) as conn:
+            state = await upload_rows.transition(conn, upload_id, UploadEvent.RECOVER, expect_writer=pid)
+        if state is not None:
+            log.warning("upload %s: reclaimed from a writer that let go of it (pid %d)", upload_id, pid)
+        return state is not None
+
     async def commit(self, row: UploadRow, digest: Digest) -> int:
         """Check the bytes against ``digest`` and store them as a blob of the repository."""
-        async with self.db.transaction(bump=False) as conn:
-            state = await upload_rows.transition(conn, row.id, UploadEvent.COMMIT, expect_size=row.size)
-        if state is None:
+        if not await self._take(row, UploadEvent.COMMIT):
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request")
+        try:
+            return await self._commit(row, digest)
+        finally:
+            self._busy.discard(row.id)
+
+    async def _commit(self, row: UploadRow, digest: Digest) -> int:
         data = self.layout.upload_data(row.id)
         try:
-            actual = await self._digest_of(row, data, digest.algorithm)
+            actual, xxh3 = await self._digest_of(row, data, digest.algorithm)
             if actual != digest.hex:
                 await self._finish(row, UploadEvent.REJECT)
                 raise RegistryError(
@@ -236,10 +318,12 @@ class UploadService:
             await self.store.place(data, digest)
             async with self.db.transaction(bump=False) as conn:
                 await self.store.confirm(data, digest)
-                await blob_rows.upsert(conn, str(digest), row.size)
+                await blob_rows.upsert(conn, str(digest), row.size, xxh3)
                 repository_id = await repositories.ensure(conn, row.repository)
                 await repositories.link_blob(conn, repository_id, str(digest))
-                await upload_rows.transition(conn, row.id, UploadEvent.COMMITTED)
+                if await upload_rows.transition(conn, row.id, UploadEvent.COMMITTED) is None:
+                    # Removed meanwhile (its project was deleted): link nothing.
+                    raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {row.id} was removed")
                 await upload_rows.delete(conn, row.id)
         except RegistryError:
             raise
@@ -250,14 +334,17 @@ class UploadService:
         await self._remove_data(row.id)
         return row.size
 
-    async def _digest_of(self, row: UploadRow, data: Path, algorithm: str) -> str:
+    async def _digest_of(self, row: UploadRow, data: Path, algorithm: str) -> tuple[str, str]:
+        """The upload's digest in ``algorithm`` and its xxh3-128 checksum."""
         running = self._hashes.pop(row.id, None)
         if algorithm == "sha256" and running is not None and running.size == row.size:
-            return running.hasher.hexdigest()
+            return running.hasher.digest.hexdigest(), running.hasher.xxh3.hexdigest()
         size = await fsio.run(fsio.size_sync, data)
         if size is not None and size > row.size:
             await fsio.run(fsio.truncate_sync, data, row.size)
-        return await fsio.run(fsio.hash_file_sync, data, algorithm)
+        hasher = ContentHash(algorithm)
+        await fsio.run(fsio.read_through_sync, data, hasher)
+        return hasher.digest.hexdigest(), hasher.xxh3.hexdigest()
 
     async def _finish(self, row: UploadRow, event: UploadEvent) -> None:
         async with self.db.transaction(bump=False) as conn:
@@ -268,6 +355,11 @@ class UploadService:
     async def _remove_data(self, upload_id: str) -> None:
         self._hashes.pop(upload_id, None)
         await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
+
+    async def discard(self, upload_ids: list[str]) -> None:
+        """Delete the files of sessions whose rows are gone already."""
+        for upload_id in upload_ids:
+            await self._remove_data(upload_id)
 
     async def cancel(self, row: UploadRow) -> None:
         async with self.db.transaction(bump=False) as conn:
@@ -309,3 +401,14 @@ class UploadService:
             if mtime is not None and mtime < now - max_age:
                 await self._remove_data(name)
         return count
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

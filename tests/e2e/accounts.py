@@ -13,7 +13,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
+from tests.prerequisites import regd_only
 
 from .daemons import RegistryServer, ServerFactory, Target
 
@@ -99,7 +99,7 @@ def start_secured(
     regd_server: ServerFactory, target: Target, env: dict[str, str] | None = None
 ) -> RegistryServer:
     if target is not Target.REGD:
-        pytest.skip("regd's own access control (projects, users, robots)")
+        regd_only("regd's own access control (projects, users, robots)")
     return regd_server(
         env={"REGD_AUTH_ENABLED": "true", "REGD_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})}
     )

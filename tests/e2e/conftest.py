@@ -16,9 +16,10 @@ from types import FrameType
 
 import pytest
 
+from tests.prerequisites import require_tool
+
 from .containers import Containers, private_containers
 from .daemons import Dockerd, RegistryServer, ServerFactory, Target
-from .tools import require_tool
 
 # Every daemon log, by label, so a failing test's report can show what it logged.
 _LOGS = pytest.StashKey[dict[str, Path]]()

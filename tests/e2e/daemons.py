@@ -28,7 +28,9 @@ from typing import IO, Protocol
 
 import pytest
 
-from .tools import require_root, require_tool, run, unavailable
+from tests.prerequisites import regd_only, require_root, require_tool
+
+from .tools import run
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
@@ -149,7 +151,7 @@ class Dockerd:
     """A private containerd + dockerd; ``docker()`` runs the CLI against it."""
 
     def __init__(self, state: Path, logs: Path) -> None:
-        require_root()
+        require_root("dockerd and containerd")
         self.state = state
         self.socket = state / "docker.sock"
         self.containerd_socket = state / "containerd" / "containerd.sock"
@@ -296,7 +298,7 @@ class RegistryServer:
 
     def _distribution_args(self, config: Path | None) -> list[str]:
         if config is not None:
-            pytest.skip("a regd config file means a regd-only test")
+            regd_only("a regd config file")
         path = self.log_path.with_suffix(".yml")
         # A fixed http.secret keeps upload URLs valid across a restart, as regd must.
         path.write_text(
@@ -309,7 +311,7 @@ class RegistryServer:
         )
         docker_registry = shutil.which("docker-registry")
         if docker_registry is None:
-            unavailable("docker-registry (CNCF distribution) is not installed")
+            pytest.skip("docker-registry (CNCF distribution) is not installed")
         assert docker_registry is not None
         return [docker_registry, "serve", str(path)]
 

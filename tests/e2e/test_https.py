@@ -20,11 +20,12 @@ from pathlib import Path
 import pytest
 
 from tests.certs import PrivateCA
+from tests.prerequisites import regd_only, require_root
 from tests.regd_process import RegdProcess, free_port
 
 from .daemons import Dockerd, Target
 from .images import image_id, make_image, push, remove_local
-from .tools import require_root, run, unavailable
+from .tools import run
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +43,7 @@ def _outward_address() -> str:
     except OSError:
         address = ""
     if not address or address.startswith("127."):
-        unavailable("no non-loopback IPv4 address: docker would treat the registry as insecure")
+        pytest.skip("no non-loopback IPv4 address: docker would treat the registry as insecure")
     return address
 
 
@@ -55,7 +56,7 @@ class HttpsRegistry:
 
 @pytest.fixture(scope="module")
 def hosts_entry() -> Iterator[str]:
-    require_root()
+    require_root("dockerd and /etc/hosts")
     address = _outward_address()
     original = HOSTS.read_bytes()
     HOSTS.write_bytes(original + f"\n{address} {NAME}\n".encode())
@@ -72,7 +73,7 @@ def https_registry(
     hosts_entry: str, tmp_path_factory: pytest.TempPathFactory, target: Target
 ) -> Iterator[HttpsRegistry]:
     if target is not Target.REGD:
-        pytest.skip("regd's TLS settings: a regd-only test")
+        regd_only("regd's TLS settings")
     root = tmp_path_factory.mktemp("https")
     ca = PrivateCA(root / "pki", "regd e2e")
     cert = ca.issue("server", [NAME, hosts_entry])

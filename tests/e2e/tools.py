@@ -1,53 +1,19 @@
-"""Find the external programs the e2e tests drive, and run them with a timeout.
+"""Run the external programs the e2e tests drive, with a timeout.
 
-The policy for a missing program lives here and only here: under CI (``CI=true``) it is
-a failure, because CI installs everything and a skip there would hide a broken setup;
-on a developer machine it is a skip.
+Finding them (``require_tool``) and the rule for a missing one are in
+``tests/prerequisites.py``.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-# The docker.io package installs the CLI that matches its dockerd (20.10) here; a newer
-# client elsewhere on PATH also works but warns that it lacks buildx on every build.
-_PREFERRED = {"docker": Path("/usr/bin/docker")}
-
 DEFAULT_TIMEOUT = 120.0
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI") == "true"
-
-
-def unavailable(reason: str) -> None:
-    """Fail under CI, skip elsewhere: the one place that decides."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: missing prerequisites are failures)", pytrace=False)
-    pytest.skip(reason)
-
-
-def require_tool(name: str) -> str:
-    """Return the path of program ``name``; fail or skip (see ``unavailable``) if absent."""
-    preferred = _PREFERRED.get(name)
-    if preferred is not None and os.access(preferred, os.X_OK):
-        return str(preferred)
-    path = shutil.which(name)
-    if path is None:
-        unavailable(f"{name} is not installed (bash tests/run.sh installs it)")
-    assert path is not None
-    return path
-
-
-def require_root() -> None:
-    if os.geteuid() != 0:
-        unavailable("dockerd and containerd need root")
 
 
 def run(

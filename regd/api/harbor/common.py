@@ -25,11 +25,14 @@ from regd.auth.roles import Permission
 from regd.errors import ErrorCode, RegistryError
 from regd.manage import Actor, Management, Page, ProjectAccess
 from regd.metadata.projects import Project
+from regd.numbers import parse_uint
 from regd.services import SERVICES, USER, Services
 
 PREFIX = "/api/v2.0"
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 10
+# (page - 1) * page_size must stay far inside SQLite's 64-bit OFFSET.
+MAX_PAGE = 10**9
 
 _CALLER: web.RequestKey[Account] = web.RequestKey("harbor_caller", Account)
 
@@ -105,20 +108,19 @@ async def project_access(
 
 
 def page_of(request: web.Request) -> Page:
-    page = _positive(request, "page", 1)
-    size = _positive(request, "page_size", DEFAULT_PAGE_SIZE)
-    if size > MAX_PAGE_SIZE:
-        raise RegistryError(ErrorCode.BAD_REQUEST, f"page_size must be at most {MAX_PAGE_SIZE}")
+    page = _positive(request, "page", 1, MAX_PAGE)
+    size = _positive(request, "page_size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     return Page(page, size)
 
 
-def _positive(request: web.Request, name: str, default: int) -> int:
+def _positive(request: web.Request, name: str, default: int, maximum: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} must be a positive integer")
-    return int(raw)
+    value = parse_uint(raw, maximum, minimum=1)
+    if value is None:
+        raise RegistryError(ErrorCode.BAD_REQUEST, f"{name} must be an integer from 1 to {maximum}")
+    return value
 
 
 def paged(request: web.Request, items: list[Any], total: int, page: Page) -> web.Response:

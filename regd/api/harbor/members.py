@@ -17,6 +17,7 @@ from regd.api.http import json_response
 from regd.auth.roles import Permission, Role
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata.projects import Member
+from regd.numbers import parse_uint
 
 
 def member_json(member: Member) -> dict[str, Any]:
@@ -40,10 +41,10 @@ def _role(body: dict[str, Any]) -> Role:
 
 
 def _member_id(request: web.Request) -> int:
-    raw = request.match_info["member"]
-    if not raw.isdigit():
+    member_id = parse_uint(request.match_info["member"])
+    if member_id is None:
         raise RegistryError(ErrorCode.BAD_REQUEST, "the member id must be a number")
-    return int(raw)
+    return member_id
 
 
 async def list_members(request: web.Request) -> web.Response:

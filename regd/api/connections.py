@@ -1,0 +1,189 @@
+"""Limits on connections, against clients that hold them without sending a request.
+
+- Request head: a connection must deliver a complete request line and headers within
+  ``[server] header_timeout`` seconds of opening, or of the end of its previous
+  response (which makes it the keep-alive idle limit too); else it is closed. This is
+  aiohttp's keep-alive timer, which runs from the connection's start and is not reset
+  by partial data.
+- Request body: a handler waiting for body bytes that do not come for
+  ``[server] body_timeout`` seconds (checked every ``body_timeout``, so cut between one
+  and two of them) has its connection closed. An upload keeps what reached the disk and
+  can resume. A handler that is busy (writing to disk, waiting for the database) is
+  never cut: only a client that stops sending is.
+- Per address: at most ``[server] max_connections_per_address`` open connections from
+  one client address (per worker process); one more is answered 429 ``TOOMANYREQUESTS``
+  and closed at once.
+
+aiohttp has no hook for a per-connection check, so ``GuardedRunner`` makes its server
+build ``GuardedRequestHandler`` protocols (the server keeps aiohttp's own settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, cast
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_server import Server
+
+from regd.config import ServerConfig
+from regd.errors import ErrorCode, RegistryError
+from regd.services import SERVICES
+
+log = logging.getLogger("regd")
+
+REFUSAL_LINGER = 1.0  # seconds a refused connection stays open to drain the request
+
+
+def _refusal(limit: int) -> bytes:
+    error = RegistryError(
+        ErrorCode.TOOMANYREQUESTS, f"too many connections from this address (at most {limit})"
+    )
+    body = orjson.dumps(error.envelope())
+    head = (
+        f"HTTP/1.1 {error.status} Too Many Requests\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class GuardedServer(Server):
+    """aiohttp's ``Server``, counting connections per client address."""
+
+    def __init__(self, *args: Any, max_per_address: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_per_address = max_per_address
+        self.per_address: dict[str, int] = {}
+
+    def __call__(self) -> RequestHandler:
+        return GuardedRequestHandler(self, loop=self._loop, **self._kwargs)
+
+    def admit(self, address: str) -> bool:
+        count = self.per_address.get(address, 0)
+        if self.max_per_address and count >= self.max_per_address:
+            return False
+        self.per_address[address] = count + 1
+        return True
+
+    def release(self, address: str) -> None:
+        count = self.per_address.get(address, 0) - 1
+        if count > 0:
+            self.per_address[address] = count
+        else:
+            self.per_address.pop(address, None)
+
+
+class GuardedRequestHandler(RequestHandler):
+    _address: str | None = None  # set once admitted, released when the connection ends
+    _refused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        server = self._manager
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+        super().connection_made(transport)
+        if not isinstance(server, GuardedServer) or not address:
+            return
+        if server.admit(address):
+            self._address = address
+            return
+        log.info("refused a connection from %s: %d open already", address, server.max_per_address)
+        # Answer, send FIN, and keep reading (and dropping) what the client sends for a
+        # moment: closed with its request unread, the socket would send a reset that
+        # can destroy the answer before the client reads it.
+        self._refused = True
+        stream = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's classes
+        stream.write(_refusal(server.max_per_address))
+        if stream.can_write_eof():
+            stream.write_eof()
+        self._loop.call_later(REFUSAL_LINGER, self.force_close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        server = self._manager
+        if self._address is not None and isinstance(server, GuardedServer):
+            server.release(self._address)
+            self._address = None
+        super().connection_lost(exc)
+
+
+class GuardedRunner(web.AppRunner):
+    """``web.AppRunner`` whose server is a ``GuardedServer`` with the header timeout."""
+
+    def __init__(self, app: web.Application, server: ServerConfig, **kwargs: Any) -> None:
+        super().__init__(app, keepalive_timeout=server.header_timeout, **kwargs)
+        self._max_per_address = server.max_connections_per_address
+
+    async def _make_server(self) -> Server:
+        plain = await super()._make_server()
+        # Same handler, factory and settings; only the protocols it builds differ.
+        return GuardedServer(
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=plain._loop,
+            max_per_address=self._max_per_address,
+            **plain._kwargs,
+        )
+
+
+class _BodyWatch:
+    """Closes the request's connection when its handler has waited ``timeout`` seconds
+    for body bytes and none came."""
+
+    def __init__(self, request: web.Request, timeout: float) -> None:
+        self._request = request
+        self._timeout = timeout
+        self._seen = -1
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        self._handle = asyncio.get_running_loop().call_later(self._timeout, self._check)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        content = self._request.content
+        if content.is_eof() or content.exception() is not None:
+            self._handle = None
+            return
+        received = content.total_bytes
+        # ``_waiter`` is set while a reader awaits bytes (aiohttp's StreamReader): a
+        # handler busy elsewhere, with bytes buffered, is not the client's fault.
+        waiting = getattr(content, "_waiter", None) is not None
+        if received == self._seen and waiting:
+            self._handle = None
+            transport = self._request.transport
+            log.info(
+                "closed a connection from %s: no request body bytes for %.0fs",
+                self._request.remote,
+                self._timeout,
+            )
+            if transport is not None:
+                transport.close()
+            return
+        self._seen = received
+        self.start()
+
+
+@web.middleware
+async def body_timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
+    timeout = request.app[SERVICES].config.server.body_timeout
+    if not request.body_exists or timeout <= 0:
+        return await handler(request)
+    watch = _BodyWatch(request, timeout)
+    watch.start()
+    try:
+        return await handler(request)
+    finally:
+        watch.stop()
