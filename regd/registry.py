@@ -178,7 +178,10 @@ class Registry:
             tag = check_tag(reference)
         # Check first, store after: a manifest whose references are missing leaves no
         # bytes behind (the check inside the transaction below is the one that decides).
-        _refuse_missing(repository, await manifest_rows.missing_references_now(self.db, repository, manifest))
+        if require_references:
+            _refuse_missing(
+                repository, await manifest_rows.missing_references_now(self.db, repository, manifest)
+            )
         tags = ([tag] if tag is not None else []) + list(dict.fromkeys(extra_tags))
         extra_attrs = await self.image_details(manifest)
         tmp = await self.store.write_tmp(manifest.digest, data)

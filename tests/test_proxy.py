@@ -11,6 +11,7 @@ import os
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,7 @@ async def test_pull_through_then_everything_cached_is_served_while_the_upstream_
     blobs = random_image()
     digest, manifest = await push(upstream, name, "v1", blobs)
     status, body, headers = await get_body(regd, f"/v2/hub/{name}/manifests/v1")
-    assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == digest
+    assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == digest, body
     for blob in blobs:
         status, body, _ = await get_body(regd, f"/v2/hub/{name}/blobs/{sha256(blob)}")
         assert status == 200 and body == blob
@@ -224,7 +225,7 @@ async def test_an_upstream_answering_503_or_429_gives_the_cache_by_tag(
     assert (await regd.get(f"/v2/hub/{name}/blobs/{sha256(blobs[1])}")).status == 200
     fault.mode = mode
     status, body, headers = await get_body(regd, f"/v2/hub/{name}/manifests/v1")
-    assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == digest
+    assert status == 200 and body == manifest and headers["Docker-Content-Digest"] == digest, body
     assert (await get_body(regd, f"/v2/hub/{name}/blobs/{sha256(blobs[1])}"))[1] == blobs[1]
     # Not cached: the upstream's refusal, as 503 naming it.
     await assert_error(await regd.get(f"/v2/hub/{name}/blobs/{sha256(blobs[2])}"), 503, "UNAVAILABLE")
@@ -382,10 +383,35 @@ def _memory_kib(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} for {pid}")
 
 
+@asynccontextmanager
+async def proxy_daemon(
+    tmp_path: Path, fault: FaultProxy, upstream: Upstream
+) -> AsyncIterator[tuple[RegdProcess, aiohttp.ClientSession]]:
+    """``regd serve`` with two worker processes (clients' connections land on both, and
+    the worker that did not start a download serves the other's: regd/proxy/fetch.py),
+    its proxy project ``hub`` of the upstream behind the fault proxy, and a client."""
+    (tmp_path / "proxy").mkdir()
+    daemon = RegdProcess(tmp_path / "proxy", {"proxy": PROXY_SETTINGS, "server": {"workers": 2}})
+    daemon.start()
+    try:
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{daemon.port}") as client:
+            await add_proxy_project(client, fault.url, upstream)
+            yield daemon, client
+    finally:
+        daemon.close()
+
+
+def _family_kib(pid: int, field: str) -> int:
+    """``field`` of a process and its children (the supervisor and its workers), summed."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(_memory_kib(p, field) for p in [pid, *map(int, children)])
+
+
 async def test_eight_concurrent_cold_pulls_of_a_256_mib_blob_download_it_once_in_bounded_memory(
     upstream: Upstream, fault: FaultProxy, tmp_path: Path
 ) -> None:
-    """The proxy runs as ``regd serve`` here, so that its peak memory is its own."""
+    """The proxy runs as ``regd serve`` here, so that its peak memory is its own (the
+    supervisor's and its two workers' resident sizes, summed)."""
     name = unique("big")
     size = 256 * 1024 * 1024
     big = os.urandom(size)
@@ -393,27 +419,51 @@ async def test_eight_concurrent_cold_pulls_of_a_256_mib_blob_download_it_once_in
     await push(upstream, name, "v1", blobs)
     digest = sha256(big)
     del blobs, big
-    (tmp_path / "proxy").mkdir()
-    daemon = RegdProcess(tmp_path / "proxy", {"proxy": PROXY_SETTINGS})
-    daemon.start()
+    async with proxy_daemon(tmp_path, fault, upstream) as (daemon, client):
+        before = fault.forwarded
+        resting = _family_kib(daemon.pid, "VmRSS")
+        path = f"/v2/hub/{name}/blobs/{digest}"
+        results = await asyncio.gather(*[_hash_of(client, path) for _ in range(8)])
+        assert results == [(200, size, digest)] * 8
+        served = fault.forwarded - before
+        assert size <= served < size + 1024 * 1024, f"upstream sent {served} bytes for one {size}-byte blob"
+        peak = _family_kib(daemon.pid, "VmHWM")
+        assert peak - resting < 32 * 1024, f"regd's processes grew from {resting} KiB to a peak of {peak} KiB"
+        assert await _hash_of(client, path) == (200, size, digest)
+        assert fault.forwarded - before == served  # the cache answered
+        workers = {
+            line.split("pid=")[1].split()[0] for line in daemon.log().splitlines() if "cache=miss" in line
+        }
+        print(f"cold pulls answered by workers {sorted(workers)}")
+
+
+async def _outcome(client: aiohttp.ClientSession, path: str) -> tuple[int, int] | None:
+    """(status, bytes received), or None when the response was cut short."""
     try:
-        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{daemon.port}") as client:
-            await add_proxy_project(client, fault.url, upstream)
-            before = fault.forwarded
-            resting = _memory_kib(daemon.pid, "VmRSS")
-            path = f"/v2/hub/{name}/blobs/{digest}"
-            results = await asyncio.gather(*[_hash_of(client, path) for _ in range(8)])
-            assert results == [(200, size, digest)] * 8
-            served = fault.forwarded - before
-            assert size <= served < size + 1024 * 1024, (
-                f"upstream sent {served} bytes for one {size}-byte blob"
-            )
-            peak = _memory_kib(daemon.pid, "VmHWM")
-            assert peak - resting < 32 * 1024, f"regd grew from {resting} KiB to a peak of {peak} KiB"
-            assert await _hash_of(client, path) == (200, size, digest)
-            assert fault.forwarded - before == served  # the cache answered
-    finally:
-        daemon.close()
+        resp = await client.get(path)
+        return resp.status, len(await resp.read())
+    except aiohttp.ClientPayloadError:
+        return None
+
+
+async def test_a_corrupt_download_led_by_one_worker_is_cut_short_in_every_worker(
+    upstream: Upstream, fault: FaultProxy, tmp_path: Path
+) -> None:
+    name = unique("corrupt-workers")
+    blobs = random_image(3_000_000, layers=1)
+    await push(upstream, name, "v1", blobs)
+    path = f"/v2/hub/{name}/blobs/{sha256(blobs[1])}"
+    async with proxy_daemon(tmp_path, fault, upstream) as (_daemon, client):
+        fault.mode, fault.fault_at = Mode.FLIP, 2_000_000
+        results = await asyncio.gather(*[_outcome(client, path) for _ in range(6)])
+        assert all(r is None or r != (200, len(blobs[1])) for r in results), results
+        fault.mode = Mode.PASS
+
+        async def pulls() -> bool:
+            got = await client.get(path)
+            return got.status == 200 and await got.read() == blobs[1]
+
+        await until(pulls)
 
 
 async def _pull_fails_and_nothing_is_cached(regd: Client, name: str, blob: bytes) -> None:

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import fcntl
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from regd.storage import fsio
 
@@ -145,3 +147,70 @@ def open_reader_sync(path: os.PathLike[str] | str) -> int:
 
 async def open_reader(path: os.PathLike[str] | str) -> int:
     return await fsio.run(open_reader_sync, path)
+
+
+# -- one download across worker processes ----------------------------------------------
+#
+# With [server] workers > 1, the worker that first wants a cold blob takes an exclusive
+# flock on ``proxy/<algorithm>-<hex>.lock`` and downloads; it writes ``<upload id>
+# <size>`` into the lock file once the upstream answered. A worker that finds the lock
+# held follows: it reads the same upload file as it grows (its size is what has landed)
+# and holds back the last byte until the lock is released with the blob in the store
+# (the leader's commit checked the digest); released without the blob means the download
+# failed. The leader removes the lock file when done; a leader that dies releases its
+# flock with it, and the next request leads a new download.
+
+FOLLOW_POLL = 0.02  # seconds between a follower's looks at the leader's progress
+
+
+def open_lock_sync(path: os.PathLike[str] | str) -> tuple[int, bool]:
+    """The lock file's descriptor, and whether this process now leads the download."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return fd, False
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, True
+
+
+def announce_sync(fd: int, upload_id: str, size: int) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{upload_id} {size}\n".encode(), 0)
+
+
+def close_lock_sync(fd: int, path: os.PathLike[str] | str, leading: bool) -> None:
+    """Done with the lock; the leader removes the file first (then unlocks by closing)."""
+    if leading:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    os.close(fd)
+
+
+@dataclass(frozen=True)
+class LeaderState:
+    alive: bool  # the leader still holds the lock
+    upload_id: str | None  # what it announced
+    size: int
+
+
+def leader_state_sync(fd: int) -> LeaderState:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        alive = True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        alive = False
+    parts = os.pread(fd, 128, 0).decode(errors="replace").split()
+    if len(parts) == 2 and parts[1].isdigit():
+        return LeaderState(alive, parts[0], int(parts[1]))
+    return LeaderState(alive, None, -1)
+
+
+def landed_sync(fd: int) -> int:
+    return os.fstat(fd).st_size

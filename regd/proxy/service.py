@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -41,11 +43,23 @@ from regd.metadata import registries as registry_rows
 from regd.metadata.db import Database
 from regd.metadata.projects import Project
 from regd.metadata.registries import Endpoint
-from regd.proxy.fetch import BlobFetch, PacedBody, open_reader
+from regd.proxy.fetch import (
+    FOLLOW_POLL,
+    BlobFetch,
+    FetchFailedError,
+    PacedBody,
+    announce_sync,
+    close_lock_sync,
+    landed_sync,
+    leader_state_sync,
+    open_lock_sync,
+    open_reader,
+)
 from regd.proxy.health import Health, HealthTable
 from regd.proxy.limits import ConnectionCap, Pacer, setting
 from regd.proxy.upstream import Failure, Upstream, UpstreamError
 from regd.registry import Registry, StoredManifest
+from regd.storage import fsio
 from regd.storage.layout import Layout
 from regd.uploads.session import UploadService
 
@@ -105,13 +119,14 @@ class ProxyService:
         self.config = config
         self.db = db
         self.registry = registry
+        self.store = registry.store
         self.uploads = uploads
         self.layout = layout
         self.health = HealthTable(self._probe, self._record_health, config.proxy.probe_interval)
         self.cap = ConnectionCap()
         self._upstreams: dict[int, Upstream] = {}
         self._retired: list[Upstream] = []
-        self._fetches: dict[tuple[str, str], BlobFetch] = {}
+        self._fetches: dict[str, BlobFetch] = {}  # by digest
 
     async def close(self) -> None:
         await self.health.close()
@@ -295,7 +310,7 @@ class ProxyService:
         except RegistryError as e:
             if e.code is not ErrorCode.BLOB_UNKNOWN:
                 raise
-        key = (pp.name, str(digest))
+        key = str(digest)
         running = self._fetches.get(key)
         if running is not None:
             return BlobAnswer(Outcome.MISS, fetch=running)
@@ -332,25 +347,69 @@ class ProxyService:
     async def _run_fetch(
         self, pp: ProxyProject, repository: str, digest: Digest, fetch: BlobFetch, limit: int
     ) -> None:
+        """Lead the download, or follow the one another worker leads (``fetch``'s
+        module comment); a follower whose leader ended before it announced anything
+        tries to lead in its turn."""
         error: BaseException | None = None
+        lock = self.layout.proxy_fetch_lock(digest)
         try:
-            with self.cap.hold(pp.name, limit):
-                await self._download(pp, repository, digest, fetch)
+            followed = False
+            while not followed:
+                fd, leading = await fsio.run(open_lock_sync, lock)
+                try:
+                    if leading:
+                        with self.cap.hold(pp.name, limit):
+                            await self._download(pp, repository, digest, fetch, fd)
+                        break
+                    followed = await self._follow(repository, digest, fetch, fd)
+                finally:
+                    await asyncio.shield(fsio.run(close_lock_sync, fd, lock, leading))
         except UpstreamError as e:
             error = _blob_error(pp, digest, e)
         except BaseException as e:
             error = e
-            if not isinstance(e, RegistryError | aiohttp.ClientError | asyncio.TimeoutError):
+            if not isinstance(
+                e, RegistryError | FetchFailedError | aiohttp.ClientError | asyncio.TimeoutError
+            ):
                 log.exception("proxy fetch of %s failed", digest)
         finally:
-            self._fetches.pop((pp.name, str(digest)), None)
+            self._fetches.pop(str(digest), None)
             fetch.finish(error)
         if error is not None:
             log.warning("proxy fetch of %s from %s failed: %s", digest, pp.endpoint.name, error)
             if isinstance(error, asyncio.CancelledError):
                 raise error
 
-    async def _download(self, pp: ProxyProject, repository: str, digest: Digest, fetch: BlobFetch) -> None:
+    async def _follow(self, repository: str, digest: Digest, fetch: BlobFetch, lock_fd: int) -> bool:
+        """Serve the download another worker leads; False when it ended before saying
+        what it downloads (the caller then leads)."""
+        state = await fsio.run(leader_state_sync, lock_fd)
+        while state.upload_id is None:
+            if not state.alive:
+                return False
+            await asyncio.sleep(FOLLOW_POLL)
+            state = await fsio.run(leader_state_sync, lock_fd)
+        try:
+            data_fd = await fsio.run(os.open, self.layout.upload_data(state.upload_id), os.O_RDONLY)
+        except FileNotFoundError:  # committed (or discarded) already
+            data_fd = await fsio.run(_open_if_exists, self.store.path(digest))
+            if data_fd < 0:
+                raise FetchFailedError("the download in another worker failed") from None
+        fetch.streaming(state.size, data_fd)
+        while state.alive:
+            fetch.progress(await fsio.run(landed_sync, data_fd))
+            await asyncio.sleep(FOLLOW_POLL)
+            state = await fsio.run(leader_state_sync, lock_fd)
+        if await self.store.size(digest) != state.size:
+            raise FetchFailedError("the download in another worker failed")
+        fetch.progress(state.size)
+        async with self.db.transaction(bump=False) as conn:
+            await registry_rows.link_stored_blob(conn, repository, str(digest))
+        return True
+
+    async def _download(
+        self, pp: ProxyProject, repository: str, digest: Digest, fetch: BlobFetch, lock_fd: int
+    ) -> None:
         resp = await self._call(
             pp, "GET", f"/v2/{pp.upstream_name(repository)}/blobs/{digest}", pp.scope(repository)
         )
@@ -360,6 +419,7 @@ class ProxyService:
             row = await self.uploads.start(repository)
             try:
                 fetch.streaming(resp.content_length, await open_reader(self.layout.upload_data(row.id)))
+                await fsio.run(announce_sync, lock_fd, row.id, resp.content_length)
                 pacer = Pacer(setting(pp.project.metadata, "proxy_speed_kb"))
                 counter = metrics.PROXY_UPSTREAM_BYTES.labels(pp.endpoint.name)
                 body = PacedBody(resp.content.readany, counter.inc, pacer.pace)
@@ -439,6 +499,13 @@ async def _read_at_most(resp: aiohttp.ClientResponse, limit: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
     return b"".join(chunks)[:limit]
+
+
+def _open_if_exists(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return -1
 
 
 def _settings(endpoint: Endpoint) -> tuple[object, ...]:
