@@ -1,6 +1,6 @@
 """``regd project create [--proxy R]``, ``regd registry add|list``, ``regd user
-add|passwd``, ``regd member add``, ``regd robot create``: everyday access
-administration without curl.
+add|passwd``, ``regd member add``, ``regd robot create``, ``regd trust add|list|remove``:
+everyday administration without curl.
 
 They act on the data directory directly (the same configuration loading as ``serve``),
 through the management services the API calls (``regd.manage``), as a system
@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regd.auth import passwords
@@ -168,12 +169,41 @@ async def robot_create(args: argparse.Namespace, manage: Management, operator: A
     print("expires: never" if robot.expires_at == -1 else f"expires: {expires}")
 
 
+async def trust_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    """A trust anchor from a PEM file (``-``: standard input)."""
+    from regd.manage import trust
+
+    project = await manage.projects.find(args.project, by_name=True)
+    try:
+        pem = sys.stdin.read() if args.file == "-" else await asyncio.to_thread(Path(args.file).read_text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read {args.file}: {e}") from None
+    anchor = trust.parse_anchor(args.name, args.kind, pem)
+    await manage.trust.add_anchor(operator, project, anchor)
+    print(f"added {anchor.kind.value} trust anchor {anchor.name} to {project.name}: {trust.describe(anchor)}")
+
+
+async def trust_list(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage import trust
+
+    project = await manage.projects.find(args.project, by_name=True)
+    for row in await manage.trust.anchors(operator, project):
+        anchor = row.anchor
+        print(f"{anchor.name}\t{anchor.kind.value}\t{trust.fingerprint(anchor)}\t{trust.describe(anchor)}")
+
+
+async def trust_remove(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
+    await manage.trust.remove_anchor(operator, project, args.name)
+    print(f"removed trust anchor {args.name} from {project.name}")
+
+
 def add_commands(
     sub: Any,
     common: Callable[[argparse.ArgumentParser], None],
     config_of: Callable[[argparse.Namespace], Config],
 ) -> None:
-    """Add ``project``, ``user``, ``member`` and ``robot`` to the ``regd`` parser."""
+    """Add ``project``, ``user``, ``member``, ``robot`` and ``trust`` to the ``regd`` parser."""
 
     def command(group: Any, name: str, help: str, run: Command) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = group.add_parser(name, help=help)
@@ -222,3 +252,15 @@ def add_commands(
     p.add_argument("--delete", action="store_true", help="may delete manifests")
     p.add_argument("--days", type=int, help="expires after this many days (default: never)")
     p.add_argument("--description", default="", help="a note on what the robot is for")
+
+    trust_group = group("trust", "manage a project's content-trust anchors")
+    p = command(trust_group, "add", "trust a cosign public key or an X.509 CA for a project", trust_add)
+    p.add_argument("project")
+    p.add_argument("name")
+    p.add_argument("file", help="PEM file ('-': standard input)")
+    p.add_argument("--kind", required=True, choices=("cosign-key", "x509-ca"))
+    p = command(trust_group, "list", "list a project's trust anchors", trust_list)
+    p.add_argument("project")
+    p = command(trust_group, "remove", "remove a trust anchor", trust_remove)
+    p.add_argument("project")
+    p.add_argument("name")

@@ -30,6 +30,7 @@ from regd.services import SERVICES, Role, Services
 from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
+from regd.trust.service import ContentTrust
 from regd.uploads.session import UploadService
 
 log = logging.getLogger("regd")
@@ -53,6 +54,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         config.uploads.max_sessions_per_account,
     )
     gc = GCService(config, db, store, uploads)
+    trust = ContentTrust(db, registry, store)
     return Services(
         config=config,
         layout=layout,
@@ -62,8 +64,9 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         uploads=uploads,
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
+        trust=trust,
         gc=gc,
-        manage=Management.build(config, db, accounts, registry, gc),
+        manage=Management.build(config, db, accounts, registry, gc, trust),
         scrub=ScrubService(config, db, store),
         pulls=PullRecorder(db),
         proxy=ProxyService(config, db, registry, uploads, layout),

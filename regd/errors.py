@@ -50,6 +50,8 @@ class ErrorCode(enum.Enum):
     CONFLICT = _Code(409, "conflict")
     METHOD_NOT_ALLOWED = _Code(405, "method not allowed")
     PRECONDITION = _Code(412, "precondition failed")
+    # Content trust (Harbor's code): a project's policy refuses an unsigned image
+    PROJECTPOLICYVIOLATION = _Code(412, "the image violates the project's content trust policy")
     TOO_MANY_REQUEST = _Code(429, "too many requests to upstream registry")  # proxy cache
     VIOLATE_FOREIGN_KEY_CONSTRAINT = _Code(412, "the deleting artifact is referenced by others")
     REQUEST_ENTITY_TOO_LARGE = _Code(413, "request entity too large")

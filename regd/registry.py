@@ -23,6 +23,7 @@ from regd.manifests import Manifest, image_config, image_details, parse
 from regd.metadata import blobs as blob_rows
 from regd.metadata import manifests as manifest_rows
 from regd.metadata import repositories
+from regd.metadata import signatures as signature_rows
 from regd.metadata.db import Database, fetchone
 from regd.metadata.generation import LookupCache
 from regd.metadata.manifests import ManifestRow
@@ -304,8 +305,9 @@ class Registry:
         self, conn: aiosqlite.Connection, repository_id: int, manifest_id: int, digest: str
     ) -> None:
         """Harbor's ``deleteDeeply``: the manifest, its referrers (signatures, SBOMs...),
-        and the children of an index that no tag and no other index of the repository
-        keeps; each of those the same way."""
+        its cosign tag-scheme signatures (``sha256-<hex>.sig``), and the children of an
+        index that no tag and no other index of the repository keeps; each of those the
+        same way."""
         todo = [(manifest_id, digest)]
         seen: set[int] = set()
         while todo:
@@ -314,6 +316,7 @@ class Registry:
                 continue
             seen.add(current_id)
             todo += await manifest_rows.referrer_ids(conn, repository_id, current_digest)
+            todo += await signature_rows.tag_scheme_ids(conn, repository_id, current_digest)
             children = await manifest_rows.child_ids(conn, current_id)
             await manifest_rows.delete(conn, current_id)
             for child_id, child_digest in children:

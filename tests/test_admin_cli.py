@@ -4,33 +4,15 @@ them, on a real data directory."""
 
 from __future__ import annotations
 
-import io
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from regd.auth.passwords import verify_password, verify_secret
-from regd.cli import main
+from tests.conftest import Run
 
-ADMIN_PASSWORD = "Admin12345"
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def regd(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.setenv("REGD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-
-    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        with pytest.raises(SystemExit) as exited:
-            main([*args, "--data-dir", str(data_dir)])
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
-
-    return run
+ADMIN_PASSWORD = "Admin12345"  # what the regd fixture (conftest) sets
 
 
 def rows(data_dir: Path, sql: str, *params: object) -> list[tuple[object, ...]]:

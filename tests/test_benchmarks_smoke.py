@@ -60,3 +60,14 @@ def test_cpu_and_rss_of_this_process_are_read_from_proc() -> None:
     usage = monitor.stop()
     assert usage.cpu_seconds >= 0
     assert usage.peak_rss_bytes > 1 << 20
+
+
+def test_trust_bench_runs_with_the_policy_holding() -> None:
+    """benchmarks/trust_bench.py: its set-up checks that the trusted project refuses an
+    unsigned image and serves the signed one; a tiny run measures both projects."""
+    from benchmarks import trust_bench
+
+    require_tool("cargo")  # builds the load generator
+    text = trust_bench.main(["--rounds", "1", "--seconds", "0.3", "--concurrency", "2"])
+    rows = [line for line in text.splitlines() if line.startswith("| GET ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| GET by tag", "| GET by digest"]

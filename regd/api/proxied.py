@@ -62,7 +62,7 @@ async def get_manifest(
 ) -> web.StreamResponse:
     stored, outcome = await s.proxy.manifest(pp, name, reference, accepted(request))
     _note(request, "manifest", outcome)
-    return manifest_response(request, s, stored, reference)
+    return await manifest_response(request, s, name, stored, reference)
 
 
 async def get_blob(

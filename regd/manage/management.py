@@ -16,10 +16,12 @@ from regd.manage.projects import ProjectService
 from regd.manage.registries import RegistryService
 from regd.manage.repositories import RepositoryService
 from regd.manage.robots import RobotService
+from regd.manage.trust import TrustService
 from regd.manage.users import UserService
 from regd.metadata import projects
 from regd.metadata.db import Database
 from regd.registry import Registry
+from regd.trust.service import ContentTrust
 
 
 @dataclass(frozen=True)
@@ -33,13 +35,21 @@ class Management:
     repositories: RepositoryService
     artifacts: ArtifactService
     gc: GCRunService
+    trust: TrustService
     registries: RegistryService
 
     @classmethod
     def build(
-        cls, config: Config, db: Database, accounts: Accounts, registry: Registry, gc: GCService
+        cls,
+        config: Config,
+        db: Database,
+        accounts: Accounts,
+        registry: Registry,
+        gc: GCService,
+        trust: ContentTrust,
     ) -> Management:
         project_service = ProjectService(db, config, gc.uploads)
+        artifact_service = ArtifactService(db, registry)
         return cls(
             db=db,
             accounts=accounts,
@@ -48,8 +58,9 @@ class Management:
             users=UserService(db, accounts),
             robots=RobotService(db),
             repositories=RepositoryService(db, registry, project_service),
-            artifacts=ArtifactService(db, registry),
+            artifacts=artifact_service,
             gc=GCRunService(gc),
+            trust=TrustService(db, trust, project_service, artifact_service),
             registries=RegistryService(db, config),
         )
 

@@ -27,15 +27,19 @@ from regd.metadata import registries as registry_rows
 from regd.metadata.db import Database
 from regd.metadata.projects import Project
 from regd.numbers import parse_uint
+from regd.trust.service import POLICY_KEYS
 from regd.uploads.session import UploadService
 
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-# Metadata keys kept as given (strings); regd enforces only ``public``.
+# Metadata keys kept as given (strings); regd enforces ``public`` and content trust
+# (``enable_content_trust``, ``enable_content_trust_cosign``, ``content_trust_verify``:
+# regd/trust/service.py), whose values must be "true" or "false" as ``public``'s.
 METADATA_KEYS = frozenset(
     {
         "public",
         "enable_content_trust",
         "enable_content_trust_cosign",
+        "content_trust_verify",
         "prevent_vul",
         "severity",
         "auto_scan",
@@ -89,7 +93,9 @@ def merge_metadata(raw: Mapping[str, object], current: Mapping[str, str]) -> tup
             continue
         if not isinstance(value, str):
             raise RegistryError(ErrorCode.BAD_REQUEST, f"metadata.{key} must be a string")
-        metadata[key] = value
+        if key in POLICY_KEYS and value.lower() not in ("true", "false"):
+            raise RegistryError(ErrorCode.BAD_REQUEST, f'metadata.{key} must be "true" or "false"')
+        metadata[key] = value.lower() if key in POLICY_KEYS else value
     public = metadata.setdefault("public", "false").lower()
     if public not in ("true", "false"):
         raise RegistryError(ErrorCode.BAD_REQUEST, 'metadata.public must be "true" or "false"')

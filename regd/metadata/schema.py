@@ -23,7 +23,10 @@ Harbor's artifact list by push time (migration 7): the index manifests_pushed.
 Upload writers (migration 8): uploads.writer_pid, the process writing or committing a session (so the
 supervisor can release the sessions of a worker that died).
 Scrub (migration 9): blobs.xxh3, blobs.quarantined_at / quarantine_reason, scrub_runs (history).
-Proxy cache (migration 10): registries (upstream endpoints) --< projects.registry_id.
+Content trust (the migration after those): projects --< trust_anchors (keys and certificates that
+signatures must verify against).
+Proxy cache (the migration after content trust): registries (upstream endpoints) --<
+projects.registry_id.
 """
 
 from __future__ import annotations
@@ -253,6 +256,18 @@ MIGRATIONS: list[str] = [
         checksums_recorded INTEGER NOT NULL DEFAULT 0,
         started_at REAL NOT NULL,
         finished_at REAL
+    );
+    """,
+    # Content trust (issue 10): per-project trust anchors that signatures verify against.
+    """
+    CREATE TABLE trust_anchors (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        pem TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (project_id, name)
     );
     """,
     # Proxy-cache projects (issue 11): upstream registry endpoints (Harbor's
