@@ -19,9 +19,12 @@ from regd.auth.accounts import Accounts
 from regd.auth.sessions import Sessions
 from regd.config import Config
 from regd.datadir import check_database_present
+from regd.gc import GCBusyError, Parameters
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
+from regd.proxy import retention
+from regd.proxy.service import ProxyService
 from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.scrub import ScrubService
@@ -70,6 +73,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         manage=Management.build(config, db, accounts, sessions, registry, gc, trust),
         scrub=ScrubService(config, db, store),
         pulls=PullRecorder(db),
+        proxy=ProxyService(config, db, registry, uploads, layout),
         role=role or Role(),
     )
 
@@ -112,11 +116,38 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await services.proxy.close()
         try:
             await services.pulls.flush()
         except Exception:
             log.exception("the last %d pulls were not written", services.pulls.pending)
         await services.db.close()
+
+
+async def _proxy_retention(app: web.Application) -> AsyncIterator[None]:
+    """The nightly removal of proxy-cache artifacts nobody pulls, then a collection."""
+    services = app[SERVICES]
+    proxy = services.config.proxy
+    task = None
+    if services.role.background and proxy.retention_schedule:
+
+        async def collect() -> None:
+            try:
+                await services.gc.start(Parameters(), kind="SCHEDULE", schedule_type="Proxy retention")
+            except GCBusyError:
+                log.info("a collection is running; it or the next frees what retention removed")
+
+        task = asyncio.create_task(
+            retention.run_nightly(
+                services.db, services.registry, proxy.retention_days, proxy.retention_schedule, collect
+            )
+        )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
@@ -130,4 +161,5 @@ def create_app(config: Config, services: Services | None = None, role: Role | No
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
     harbor_scrub.setup(app)  # /api/v2.0/system/scrub
     web_pages.setup(app)  # /, the pages, /static, /c/login, /c/log_out
+    app.cleanup_ctx.append(_proxy_retention)
     return app

@@ -14,6 +14,7 @@ from regd.manage.artifacts import ArtifactService
 from regd.manage.gcruns import GCRunService
 from regd.manage.members import MemberService
 from regd.manage.projects import ProjectService
+from regd.manage.registries import RegistryService
 from regd.manage.repositories import RepositoryService
 from regd.manage.robots import RobotService
 from regd.manage.trust import TrustService
@@ -36,6 +37,7 @@ class Management:
     artifacts: ArtifactService
     gc: GCRunService
     trust: TrustService
+    registries: RegistryService
 
     @classmethod
     def build(
@@ -61,6 +63,7 @@ class Management:
             artifacts=artifact_service,
             gc=GCRunService(gc),
             trust=TrustService(db, trust, project_service, artifact_service),
+            registries=RegistryService(db, config),
         )
 
     async def actor(self, account: Account) -> Actor:

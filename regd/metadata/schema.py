@@ -25,7 +25,9 @@ supervisor can release the sessions of a worker that died).
 Scrub (migration 9): blobs.xxh3, blobs.quarantined_at / quarantine_reason, scrub_runs (history).
 Content trust (the migration after those): projects --< trust_anchors (keys and certificates that
 signatures must verify against).
-Web interface (the migration after those): web_sessions (browser sessions, by the hash of
+Proxy cache (the migration after content trust): registries (upstream endpoints) --<
+projects.registry_id.
+Web interface (the migration after the proxy's): web_sessions (browser sessions, by the hash of
 their cookie).
 """
 
@@ -269,6 +271,27 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL,
         UNIQUE (project_id, name)
     );
+    """,
+    # Proxy-cache projects (issue 11): upstream registry endpoints (Harbor's
+    # /registries); a project with a registry_id mirrors that endpoint. A proxy
+    # project's manifests.pulled_at drives the removal of artifacts nobody pulls.
+    """
+    CREATE TABLE registries (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        url TEXT NOT NULL,
+        credential_type TEXT NOT NULL DEFAULT '',
+        access_key TEXT NOT NULL DEFAULT '',
+        access_secret TEXT NOT NULL DEFAULT '',
+        insecure INTEGER NOT NULL DEFAULT 0,
+        description TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'unknown',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE projects ADD COLUMN registry_id INTEGER REFERENCES registries(id);
+    CREATE INDEX projects_registry ON projects(registry_id) WHERE registry_id IS NOT NULL;
     """,
     # Web interface (issue 9): browser sessions, stored by the SHA-256 of their cookie so
     # that every worker process knows them and a copy of the database opens none.
