@@ -23,11 +23,11 @@ Harbor's artifact list by push time (migration 7): the index manifests_pushed.
 Upload writers (migration 8): uploads.writer_pid, the process writing or committing a session (so the
 supervisor can release the sessions of a worker that died).
 Scrub (migration 9): blobs.xxh3, blobs.quarantined_at / quarantine_reason, scrub_runs (history).
-Content trust (the migration after those): projects --< trust_anchors (keys and certificates that
+Content trust (migration 10): projects --< trust_anchors (keys and certificates that
 signatures must verify against).
-Proxy cache (the migration after content trust): registries (upstream endpoints) --<
+Proxy cache (migration 11): registries (upstream endpoints) --<
 projects.registry_id.
-Web interface (the migration after the proxy's): web_sessions (browser sessions, by the hash of
+Web interface (migration 12): web_sessions (browser sessions, by the hash of
 their cookie).
 """
 
