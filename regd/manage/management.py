@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from regd.auth.accounts import ADMIN, NO_AUTH_ADMIN, Account, Accounts, Kind
 from regd.auth.roles import Role
+from regd.auth.sessions import Sessions
 from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage.actor import Actor
@@ -13,6 +14,7 @@ from regd.manage.artifacts import ArtifactService
 from regd.manage.gcruns import GCRunService
 from regd.manage.members import MemberService
 from regd.manage.projects import ProjectService
+from regd.manage.registries import RegistryService
 from regd.manage.repositories import RepositoryService
 from regd.manage.robots import RobotService
 from regd.manage.trust import TrustService
@@ -35,6 +37,7 @@ class Management:
     artifacts: ArtifactService
     gc: GCRunService
     trust: TrustService
+    registries: RegistryService
 
     @classmethod
     def build(
@@ -42,6 +45,7 @@ class Management:
         config: Config,
         db: Database,
         accounts: Accounts,
+        sessions: Sessions,
         registry: Registry,
         gc: GCService,
         trust: ContentTrust,
@@ -53,12 +57,13 @@ class Management:
             accounts=accounts,
             projects=project_service,
             members=MemberService(db),
-            users=UserService(db, accounts),
+            users=UserService(db, accounts, sessions),
             robots=RobotService(db),
             repositories=RepositoryService(db, registry, project_service),
             artifacts=artifact_service,
             gc=GCRunService(gc),
             trust=TrustService(db, trust, project_service, artifact_service),
+            registries=RegistryService(db, config),
         )
 
     async def actor(self, account: Account) -> Actor:

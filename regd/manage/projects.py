@@ -7,6 +7,8 @@ and deleting one removes its empty repositories, their blob links and its upload
 sessions with it.
 The creator becomes the project's project admin; robots never create projects, and with
 ``[auth] project_creation_restriction = "adminonly"`` only system administrators do.
+A project with a ``registry_id`` is a proxy-cache project (system administrators only;
+``regd.proxy``); it keeps Harbor's proxy metadata keys.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from regd.errors import ErrorCode, RegistryError
 from regd.manage.actor import Actor, ProjectAccess
 from regd.manage.paging import Listing, Page
 from regd.metadata import projects
+from regd.metadata import registries as registry_rows
 from regd.metadata.db import Database
 from regd.metadata.projects import Project
 from regd.numbers import parse_uint
@@ -46,12 +49,40 @@ METADATA_KEYS = frozenset(
 )
 
 
+# Kept for proxy-cache projects only (Harbor's proxy keys; regd enforces the first three).
+PROXY_METADATA_KEYS = frozenset(
+    {
+        "proxy_speed_kb",
+        "max_upstream_conn",
+        "proxy_cache_local_on_not_found",
+        "proxy_referrer_api",
+        "proxy_cache_filter_pattern",
+        "proxy_cache_filter_kind",
+    }
+)
+
+
 def check_project_name(name: object) -> str:
     if not isinstance(name, str) or not 1 <= len(name) <= 255 or not PROJECT_NAME.match(name):
         raise RegistryError(
             ErrorCode.BAD_REQUEST, "project name is not in lower case or contains illegal characters"
         )
     return name
+
+
+def proxy_metadata(metadata: dict[str, str], raw: Mapping[str, object]) -> dict[str, str]:
+    """A proxy-cache project's metadata: the proxy keys of ``raw``, checked, added to
+    ``metadata`` (Harbor keeps them only for proxy projects, and drops
+    ``enable_content_trust`` there)."""
+    result = {k: v for k, v in metadata.items() if k != "enable_content_trust"}
+    for key in PROXY_METADATA_KEYS & set(raw):
+        value = raw[key]
+        if not isinstance(value, str):
+            raise RegistryError(ErrorCode.BAD_REQUEST, f"metadata.{key} must be a string")
+        if key in ("proxy_speed_kb", "max_upstream_conn") and not value.lstrip("-").isdigit():
+            raise RegistryError(ErrorCode.BAD_REQUEST, f"metadata.{key} must be an integer (-1: no limit)")
+        result[key] = value
+    return result
 
 
 def merge_metadata(raw: Mapping[str, object], current: Mapping[str, str]) -> tuple[bool, dict[str, str]]:
@@ -126,7 +157,8 @@ class ProjectService:
             offset=page.offset,
             limit=page.size,
         )
-        return Listing(total, [await self.view(actor, p) for p in rows])
+        counts = await projects.repository_counts(self.db, [p.name for p in rows])
+        return Listing(total, [ProjectView(p, actor.role(p), counts.get(p.name, 0)) for p in rows])
 
     async def visible_names(self, actor: Actor) -> list[str] | None:
         """Names of the projects ``actor`` may read (None: all of them)."""
@@ -147,19 +179,30 @@ class ProjectService:
         if self.config.auth.project_creation_restriction == "adminonly" and not actor.is_admin:
             raise RegistryError(ErrorCode.FORBIDDEN, "Only system admin can create project")
 
-    async def create(self, actor: Actor, name: str, metadata: Mapping[str, object]) -> int:
-        """A new project owned by ``actor`` (its project admin); its id."""
+    async def create(
+        self, actor: Actor, name: str, metadata: Mapping[str, object], registry_id: int | None = None
+    ) -> int:
+        """A new project owned by ``actor`` (its project admin); its id. With
+        ``registry_id``: a proxy-cache project of that endpoint (administrators only)."""
         self.check_create(actor)
         check_project_name(name)
         public, stored = merge_metadata(metadata, {})
+        if registry_id is not None:
+            if not actor.is_admin:
+                raise RegistryError(ErrorCode.FORBIDDEN, "Only system admin can create proxy cache project")
+            if await registry_rows.by_id(self.db, registry_id) is None:
+                raise RegistryError(ErrorCode.BAD_REQUEST, f"registry {registry_id} not found")
+            stored = proxy_metadata(stored, metadata)
         async with self.db.transaction() as conn:
             if await projects.exists(conn, name):
                 raise RegistryError(ErrorCode.CONFLICT, f"The project named {name} already exists")
-            return await projects.insert(conn, name, actor.account.id or None, public, stored)
+            return await projects.insert(conn, name, actor.account.id or None, public, stored, registry_id)
 
     async def update(self, actor: Actor, project: Project, metadata: Mapping[str, object]) -> None:
         actor.require(project, Permission.PROJECT_UPDATE)
         public, stored = merge_metadata(metadata, project.metadata)
+        if project.registry_id is not None:
+            stored = proxy_metadata(stored, metadata)
         async with self.db.transaction() as conn:
             await projects.update(conn, project.id, public, stored)
 

@@ -12,11 +12,12 @@ import asyncio
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiosqlite
-from aiohttp import StreamReader
 
 from regd.digest import ContentHash, Digest
 from regd.errors import ErrorCode, RegistryError
@@ -42,9 +43,24 @@ MAX_CHUNKS = 512
 MAX_RUNNING = 10_000
 
 
+class ByteSource(Protocol):
+    """What an upload reads: a request body (aiohttp's StreamReader), or the proxy
+    cache's paced view of an upstream response."""
+
+    async def readany(self) -> bytes: ...
+
+
 @dataclass
 class _Progress:
     written: int = 0
+    # Told the bytes of this append on disk each time more land (the proxy cache's tee
+    # serves a blob to its readers from the upload file while it is being written).
+    on_written: Callable[[int], None] | None = None
+
+    def add(self, count: int) -> None:
+        self.written += count
+        if self.on_written is not None:
+            self.on_written(self.written)
 
 
 @dataclass
@@ -139,11 +155,13 @@ class UploadService:
     async def append(
         self,
         row: UploadRow,
-        body: StreamReader,
+        body: ByteSource,
         content_range: tuple[int, int] | None,
         content_length: int | None,
+        on_written: Callable[[int], None] | None = None,
     ) -> UploadRow:
-        """Stream one PATCH body (or a PUT's last chunk) onto the end of the session."""
+        """Stream one PATCH body (or a PUT's last chunk) onto the end of the session.
+        ``on_written``: called with the bytes of this body on disk as they land."""
         expected: int | None = None
         if content_range is not None:
             start, end = content_range
@@ -158,7 +176,7 @@ class UploadService:
         if not await self._take(row, UploadEvent.BEGIN_WRITE):
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request or has moved on")
-        progress = _Progress()
+        progress = _Progress(on_written=on_written)
         try:
             await self._receive(row, body, expected, progress)
         finally:
@@ -192,7 +210,7 @@ class UploadService:
             await upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size + written)
 
     async def _receive(
-        self, row: UploadRow, body: StreamReader, limit: int | None, progress: _Progress
+        self, row: UploadRow, body: ByteSource, limit: int | None, progress: _Progress
     ) -> None:
         """Copy the body to the data file, hashing it, in BUFFER_SIZE hand-offs to a
         thread; ``progress.written`` counts the bytes on disk, also when this fails."""
@@ -217,7 +235,7 @@ class UploadService:
                 if buffered >= BUFFER_SIZE or len(buf) >= MAX_CHUNKS:
                     if pending is not None:
                         await pending
-                        progress.written += pending_len
+                        progress.add(pending_len)
                     pending = loop.run_in_executor(
                         None, fsio.write_and_hash_sync, fd, hasher, buf, self.store.fsync
                     )
@@ -242,10 +260,10 @@ class UploadService:
         try:
             if pending is not None:
                 await pending
-                progress.written += pending_len
+                progress.add(pending_len)
             if buf:
                 await fsio.run(fsio.write_and_hash_sync, fd, hasher, buf)
-                progress.written += sum(map(len, buf))
+                progress.add(sum(map(len, buf)))
         finally:
             await fsio.run(fsio.close_sync, fd)
 
