@@ -66,7 +66,28 @@ Test hook: ``REGD_TESTHOOK_GC_SWEEP_DELAY=<seconds>`` sleeps after each file mov
 a sweep transaction (and before emptying the trash), so a test can kill -9 mid-sweep.
 """
 
-from regd.gc.collector import Collector, Options, Report
-from regd.gc.service import GCBusyError, GCService, Parameters
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from regd.gc.collector import Collector, Options, Report
+    from regd.gc.service import GCBusyError, GCService, Parameters
 
 __all__ = ["Collector", "GCBusyError", "GCService", "Options", "Parameters", "Report"]
+
+# The names above are imported on first use (PEP 562), not with the package: the
+# configuration checks a cron schedule with ``regd.gc.cron``, and the collector imports
+# regd.metrics, whose prometheus_client must not be imported before ``regd serve`` has
+# chosen its multiprocess mode (regd/cli.py).
+_HOMES = {"Collector": "collector", "Options": "collector", "Report": "collector"} | dict.fromkeys(
+    ("GCBusyError", "GCService", "Parameters"), "service"
+)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"regd.gc.{home}"), name)
