@@ -48,8 +48,9 @@ class Settings:
     issuer: auth.Issuer | None = None
     regd_commit: str = "installed (working tree)"
     regd_source: Path | None = None  # a snapshot of regd/ to run; None: the installed `regd`
-    regd_workers: int = 1
+    regd_workers: int | None = None  # None: regd's default ("auto": one per CPU)
     regd_auth: bool | None = None  # whether this regd knows [auth]; found out on first use
+    request_log: bool = False  # log every request with its duration (benchmarks/dockerreqs.py)
     repositories: list[str] = field(default_factory=list)
 
 
@@ -144,11 +145,28 @@ def snapshot_regd(rev: str, dest: Path) -> str:
     return f"commit {commit}"
 
 
+def variants(work: Path, revs: list[str], workers: int | None,
+             with_distribution: bool) -> list[tuple[str, Settings]]:
+    """(label, settings) of distribution (unless left out) and of regd as committed at each
+    revision, for the small benchmarks that need no load generator (coldpull, listing)."""
+    def settings(source: Path | None = None) -> Settings:
+        return Settings(workdir=work, data_root=work, logdir=work, regbench=Path("/nonexistent"),
+                        regd_workers=workers, regd_auth=True, regd_source=source)
+
+    found = [("distribution", settings())] if with_distribution else []
+    for rev in revs or ["HEAD"]:
+        s = settings(work / f"regd-{len(found)}")
+        assert s.regd_source is not None
+        s.regd_commit = snapshot_regd(rev, s.regd_source)
+        found.append((f"regd {rev} ({s.regd_commit})", s))
+    return found
+
+
 def _distribution_config(data: Path, port: int, s: Settings, with_auth: bool) -> str:
     lines = [
         "version: 0.1",
         "log:",
-        "  level: error",
+        f"  level: {'info' if s.request_log else 'error'}",  # info: "response completed" lines
         "  accesslog:",
         "    disabled: true",
         "storage:",
@@ -181,10 +199,14 @@ log_level = "warning"
 REGD_ADMIN_PASSWORD = "Bench-" + secrets.token_hex(8) + "-9"
 
 
-def regd_config(with_auth: bool, auth_section: bool, workers: int = 1) -> str:
-    """regd's TOML: access log off, `workers` processes; [auth] only when this regd knows
-    the section."""
-    text = REGD_BASE_CONFIG + f"workers = {workers}\n"
+def regd_config(with_auth: bool, auth_section: bool, workers: int | None = None,
+                request_log: bool = False) -> str:
+    """regd's TOML: access log off (on, as JSON lines, with `request_log`), `workers`
+    processes (None: regd's default); [auth] only when this regd knows the section."""
+    text = REGD_BASE_CONFIG + (f"workers = {workers}\n" if workers is not None else "")
+    if request_log:
+        text = text.replace("access_log = false", 'access_log = true\nlog_format = "json"').replace(
+            'log_level = "warning"', 'log_level = "info"')
     if not auth_section:
         return text
     enabled = "true" if with_auth else "false"
@@ -225,7 +247,7 @@ def start(name: str, s: Settings, with_auth: bool = False) -> Running:
         argv = ["docker-registry", "serve", str(cfg)]
     elif name == "regd":
         cfg = base / "regd.toml"
-        cfg.write_text(regd_config(with_auth, regd_has_auth(s), s.regd_workers))
+        cfg.write_text(regd_config(with_auth, regd_has_auth(s), s.regd_workers, s.request_log))
         program, env = _regd_program(s)
         argv = [*program, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data),
                 "--config", str(cfg)]

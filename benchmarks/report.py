@@ -1,5 +1,5 @@
 """Turning rounds of measurements into medians, a console table, a JSON file, RESULTS.md and a
-plot of throughput against concurrency."""
+plot of regd's ratio to distribution (and both registries' share of the null ceiling)."""
 
 from __future__ import annotations
 
@@ -191,8 +191,17 @@ def versions(regd: str) -> dict[str, str]:
     return out
 
 
+def _ratio(a: Summary | None, b: Summary | None) -> float | None:
+    if a is None or b is None or not a.throughput or not b.throughput:
+        return None
+    return a.throughput / b.throughput
+
+
 def plot(summ: dict[str, dict[str, Summary]], path: Path) -> bool:
-    """Throughput against concurrency, one panel per workload; False without matplotlib."""
+    """How much faster, where: regd / distribution per workload against concurrency, each
+    registry's share of the null ceiling, and the ratio of the one-level workloads (small
+    requests, auth, memory, docker) as bars; the absolute figures are in the tables.
+    False without matplotlib or without both registries."""
     try:
         import matplotlib
 
@@ -200,36 +209,52 @@ def plot(summ: dict[str, dict[str, Summary]], path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    panels = [w for w in SCALING if any(s.workload == w and s.concurrency > 0
-                                        for per in summ.values() for s in per.values())]
-    if not panels:
+    ref, cand, ceil = (summ.get(r, {}) for r in (REFERENCE, CANDIDATE, CEILING))
+    if not ref or not cand:
         return False
-    cols = min(3, len(panels))
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    style = {REFERENCE: ("tab:blue", "-"), CANDIDATE: ("tab:orange", "-"), CEILING: ("gray", "--")}
-    for ax, workload in zip(axes.flat, panels, strict=False):
-        for registry, per in summ.items():
-            points = sorted((s.concurrency, s.throughput) for s in per.values()
-                            if s.workload == workload and s.concurrency > 0)
-            if points:
-                color, ls = style.get(registry, ("black", ":"))
-                label = "null (load generator ceiling)" if registry == CEILING else registry
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
-                        color=color, linestyle=ls, label=label)
+    scaling = [w for w in SCALING if any(s.workload == w and s.concurrency > 0 for s in cand.values())]
+    single = [k for k in all_keys(summ) if k in cand and k in ref and cand[k].workload not in SCALING]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    colors = plt.get_cmap("tab10")
+    levels: set[int] = set()
+    for i, workload in enumerate(scaling):
+        mine = sorted(((s.concurrency, s) for s in cand.values() if s.workload == workload and s.concurrency),
+                      key=lambda pair: pair[0])
+        ratios = [(c, _ratio(s, ref.get(s.key))) for c, s in mine]
+        shares = [(c, _ratio(s, ceil.get(s.key))) for c, s in mine]
+        theirs = [(s.concurrency, _ratio(s, ceil.get(s.key))) for _c, m in mine if (s := ref.get(m.key))]
+        for ax, points, style, label in ((axes[0], ratios, "-", workload), (axes[1], shares, "-", workload),
+                                         (axes[1], theirs, ":", "_")):
+            pts = [(c, v) for c, v in points if v is not None]
+            if pts:
+                levels.update(c for c, _ in pts)
+                ax.plot([c for c, _ in pts], [v for _, v in pts], marker="o", linestyle=style,
+                        color=colors(i), label=label)
+    for ax, title, ylabel in ((axes[0], "regd / distribution (throughput)", "ratio"),
+                              (axes[1], "share of the null ceiling: regd solid, distribution dotted",
+                               "share")):
         ax.set_xscale("log", base=2)
-        levels = sorted({s.concurrency for per in summ.values() for s in per.values()
-                         if s.workload == workload and s.concurrency > 0})
-        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.set_xticks(sorted(levels), [str(c) for c in sorted(levels)])
         ax.minorticks_off()
-        ax.set_title(workload)
+        ax.set_title(title, fontsize=10)
         ax.set_xlabel("concurrency")
-        ax.set_ylabel("MiB/s")
+        ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
+    axes[0].axhline(1.0, color="black", linewidth=1)
+    axes[0].axhline(1.6, color="gray", linewidth=1, linestyle="--", label="1.6x (issue 13's push target)")
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    bars = [(k, r) for k in single if (r := _ratio(cand[k], ref[k])) is not None]
+    axes[2].barh([k for k, _ in bars], [r for _, r in bars], color="tab:orange")
+    axes[2].axvline(1.0, color="black", linewidth=1)
+    axes[2].invert_yaxis()
+    axes[2].tick_params(axis="y", labelsize=7)
+    axes[2].set_title("regd / distribution, one level each", fontsize=10)
+    axes[2].set_xlabel("ratio")
+    axes[2].grid(alpha=0.3, axis="x")
+    for y, (_k, r) in enumerate(bars):
+        axes[2].text(r, y, f" {r:.2f}x", va="center", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -267,7 +292,7 @@ def write_markdown(path: Path, meta: dict[str, Any], results: dict[str, list[Mea
               "against a registry that does nothing (benchmarks/README.md).", "",
               md_table(COMPARISON_HEADER, comparison_rows(summ)), ""]
     if plot_name:
-        parts += [f"![throughput against concurrency]({plot_name})", ""]
+        parts += [f"![regd / distribution and shares of the null ceiling]({plot_name})", ""]
     for registry, per in summ.items():
         parts += [f"### {registry}", "", md_table(DETAIL_HEADER, detail_rows(per)), ""]
     if notes:

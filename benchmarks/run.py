@@ -55,8 +55,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="run regd as committed at REV, from a snapshot of regd/ (default HEAD); "
                         "'worktree': a snapshot of regd/ as it is on disk now; "
                         "'installed': the `regd` on PATH, read afresh at every start")
-    p.add_argument("--regd-workers", type=int, default=1, metavar="N",
-                   help="regd's [server] workers (default 1, regd's own default)")
+    p.add_argument("--regd-workers", type=int, default=None, metavar="N",
+                   help="regd's [server] workers (default: unset, regd's own default, \"auto\")")
     p.add_argument("--nice", type=int, default=0,
                    help="niceness of registries and load generator, e.g. -5 (root) to keep other "
                         "work on a shared machine from skewing a run (default 0)")

@@ -37,6 +37,15 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides=_overrides(args))
 
 
+def worker_count(config: Config) -> int:
+    """``[server] workers``: the number given, or for "auto" one per CPU (regd.cpus)."""
+    if isinstance(config.server.workers, int):
+        return config.server.workers
+    from regd.cpus import available_cpus
+
+    return available_cpus()
+
+
 def _run(coro: Any) -> None:
     import uvloop
 
@@ -60,14 +69,15 @@ def _hold_data_dir(config: Config) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     _hold_data_dir(config)  # kept open: the kernel drops the lock when the daemon ends
-    if config.server.workers > 1:
+    workers = worker_count(config)
+    if workers > 1:
         # Before prometheus_client is first imported (regd.metrics): its multiprocess mode.
         metrics_dir = tempfile.mkdtemp(prefix="regd-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         from regd.workers import supervise  # worker processes: see regd/workers.py
 
         try:
-            return supervise(config, lambda: _config(args))
+            return supervise(config, lambda: _config(args), workers)
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     from regd.daemon import serve  # signals, TLS, systemd notify: see regd/daemon.py

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from regd.numbers import parse_uint
 
@@ -31,7 +31,7 @@ class ServerConfig:
     tls_cert: str = ""
     tls_key: str = ""
     ca_cert: str = ""
-    workers: int = 1
+    workers: int | Literal["auto"] = "auto"  # a number, or one per CPU (regd.cpus)
     shutdown_grace: float = 30.0
     header_timeout: float = 60.0  # a request head must arrive within this (also keep-alive idle)
     body_timeout: float = 60.0  # a request body may stall at most this long
@@ -122,6 +122,14 @@ def _section_types() -> dict[str, type[Any]]:
     return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
 
 
+def _literal_words(hint: Any) -> tuple[str, ...]:
+    """The words of an ``int | Literal[...]`` field type; () for any other type."""
+    args = typing.get_args(hint)
+    if int not in args:
+        return ()
+    return tuple(w for a in args if typing.get_origin(a) is Literal for w in typing.get_args(a))
+
+
 def _coerce(where: str, raw: Any, hint: Any, from_text: bool) -> Any:
     """Check (or, for environment strings, convert) one value against its field type."""
     if hint is bool:
@@ -145,6 +153,12 @@ def _coerce(where: str, raw: Any, hint: Any, from_text: bool) -> Any:
     elif hint is str:
         if isinstance(raw, str):
             return raw
+    elif words := _literal_words(hint):  # int | Literal["auto"]: a count or one of the words
+        if from_text and isinstance(raw, str) and raw.strip().isdigit():
+            return int(raw)
+        if (isinstance(raw, int) and not isinstance(raw, bool)) or raw in words:
+            return raw
+        raise ConfigError(f"{where}: expected int or {' or '.join(map(repr, words))}, got {raw!r}")
     elif typing.get_origin(hint) in (list, types.GenericAlias) or hint == list[str]:
         if from_text and isinstance(raw, str):
             return [p.strip() for p in raw.split(",") if p.strip()]
@@ -188,7 +202,7 @@ def _validate(config: Config) -> None:
         )
     if bool(config.server.tls_cert) != bool(config.server.tls_key):
         raise ConfigError("[server] tls_cert and tls_key must be set together")
-    if config.server.workers < 1:
+    if isinstance(config.server.workers, int) and config.server.workers < 1:
         raise ConfigError("[server] workers: must be at least 1")
     if config.storage.min_free < 0:
         raise ConfigError("[storage] min_free: must not be negative (bytes)")

@@ -138,6 +138,10 @@ class Daemon:
         """Open the data directory and the database once, with start-up recovery, and
         close them again: what the supervisor does before it starts workers."""
         logs.configure(self.config.server)
+        try:  # the workers load these again; a bad file stops the daemon here, in one line
+            tls.validate(self.config.server)
+        except tls.TLSError as e:
+            raise StartupError(str(e)) from None
         self._app = create_app(self.config, role=Role(startup_recovery=True, background=False))
         runner = web.AppRunner(self._app, handle_signals=False)
         await self._setup(runner)

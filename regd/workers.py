@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import select
@@ -51,6 +52,7 @@ from regd.systemd import Notifier
 log = logging.getLogger("regd")
 
 _STOP = (signal.SIGTERM, signal.SIGINT)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _run(coro: object) -> None:
@@ -76,13 +78,15 @@ def listen(config: Config) -> socket.socket:
 
 
 class Supervisor:
-    def __init__(self, config: Config, reread: Callable[[], Config]) -> None:
+    def __init__(self, config: Config, reread: Callable[[], Config], count: int) -> None:
         self.config = config
         self.reread = reread
-        self.count = config.server.workers
+        self.count = count
         self.workers: dict[int, int] = {}  # pid -> worker index
         self.ready: set[int] = set()
         self.stopping = False
+        self.started = False  # every worker said READY=1 once
+        self.failed_start = False
         self.pending: list[int] = []
         self.notifier = Notifier()
         self._relay_dir = Path(tempfile.mkdtemp(prefix="regd-notify-"))
@@ -95,6 +99,11 @@ class Supervisor:
 
         _run(Daemon(self.config, self.reread).prepare())
         sock = listen(self.config)
+        # A signal wakes the select() of the loop at once (its handler only queues it).
+        self._wake, wake_w = socket.socketpair()
+        for end in (self._wake, wake_w):
+            end.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         for sig in (*_STOP, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(sig, self._on_signal)
         try:
@@ -102,12 +111,18 @@ class Supervisor:
                 self._spawn(index, sock)
             self._loop(sock)
         finally:
+            signal.set_wakeup_fd(-1)
+            wake_w.close()
+            self._wake.close()
             sock.close()
             self.relay.close()
             with contextlib.suppress(OSError):
                 (self._relay_dir / "notify").unlink()
                 self._relay_dir.rmdir()
             self.notifier.close()
+        if self.failed_start:
+            log.error("a worker failed to start; stopped")
+            return 1
         log.info("stopped")
         return 0
 
@@ -115,12 +130,15 @@ class Supervisor:
         self.pending.append(signum)
 
     def _spawn(self, index: int, sock: socket.socket) -> None:
+        supervisor = os.getpid()
         pid = os.fork()
         if pid:
             self.workers[pid] = index
             return
         code = 1
         try:
+            _die_with(supervisor)
+            signal.set_wakeup_fd(-1)
             for sig in (*_STOP, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             os.environ["NOTIFY_SOCKET"] = str(self._relay_dir / "notify")
@@ -143,15 +161,20 @@ class Supervisor:
                 self.notifier.notify("WATCHDOG=1")
                 next_ping = time.monotonic() + interval / 2
             self._reap()
-            if not self.stopping and len(self.workers) < self.count and time.monotonic() - last_spawn > 1:
+            restart = not self.stopping and not self.failed_start
+            if restart and len(self.workers) < self.count and time.monotonic() - last_spawn > 1:
                 missing = set(range(self.count)) - set(self.workers.values())
                 for index in sorted(missing):
                     log.warning("worker %d died; starting it again", index)
                     self._spawn(index, sock)
                 last_spawn = time.monotonic()
+            timeout = 0.5 if interval is None else max(0.0, min(0.5, next_ping - time.monotonic()))
             with contextlib.suppress(InterruptedError):
-                readable, _, _ = select.select([self.relay], [], [], 0.5)
-                if readable:
+                readable, _, _ = select.select([self.relay, self._wake], [], [], timeout)
+                if self._wake in readable:
+                    with contextlib.suppress(BlockingIOError):
+                        self._wake.recv(4096)
+                if self.relay in readable:
                     self._relay_message()
 
     def _handle_signals(self, sock: socket.socket) -> None:
@@ -170,6 +193,9 @@ class Supervisor:
                 log.info("%s: stopping %d workers", signal.Signals(signum).name, len(self.workers))
                 self.notifier.stopping(f"stopping on {signal.Signals(signum).name}")
                 self._send_all(signal.SIGTERM)
+                # The workers close theirs at once; with this last copy closed too, new
+                # connections are refused while requests in flight drain.
+                sock.close()
             else:  # a second stop signal: the workers cut off what is left at once
                 self._send_all(signal.SIGTERM)
 
@@ -193,6 +219,9 @@ class Supervisor:
                 log.error(
                     "worker %d (pid %d) exited: status %d", index, pid, os.waitstatus_to_exitcode(status)
                 )
+                if not self.started:  # it could not start (its reason is logged): nor can the rest
+                    self.failed_start = True
+                    self.pending.append(signal.SIGTERM)
             if index is not None:
                 self._release_uploads(pid)
 
@@ -223,7 +252,18 @@ class Supervisor:
         if "READY=1" in lines and pid in self.workers:
             self.ready.add(pid)
             if len(self.ready) == self.count and not self.stopping:
+                self.started = True
                 self.notifier.ready(f"regd listening on {self.config.external_url} with {self.count} workers")
+
+
+def _die_with(supervisor: int) -> None:
+    """A worker dies with its supervisor (PR_SET_PDEATHSIG): kill -9 of the daemon stops
+    every process of it, as it would a single one, and frees the port for the restart,
+    whose start-up recovery then finds the uploads cut off."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != supervisor:  # it died before the prctl
+        os._exit(1)
 
 
 def _worker(config: Config, reread: Callable[[], Config], sock: socket.socket, index: int) -> int:
@@ -234,5 +274,5 @@ def _worker(config: Config, reread: Callable[[], Config], sock: socket.socket, i
     return 0
 
 
-def supervise(config: Config, reread: Callable[[], Config]) -> int:
-    return Supervisor(config, reread).run()
+def supervise(config: Config, reread: Callable[[], Config], count: int) -> int:
+    return Supervisor(config, reread, count).run()

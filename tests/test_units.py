@@ -109,6 +109,7 @@ def test_config_defaults_serve_with_no_file() -> None:
     config = load_config(None, environ={})
     assert config.server.listen == "127.0.0.1:5000"
     assert config.storage.data_dir == "./regd-data"
+    assert config.server.workers == "auto"  # one worker per CPU (tests/test_cpus.py)
 
 
 def test_config_precedence_file_env_flags(tmp_path: Path) -> None:
@@ -133,7 +134,9 @@ def test_config_precedence_file_env_flags(tmp_path: Path) -> None:
         ("[server]\nlistn = 'x:1'\n", "unknown key 'listn' in [server]"),
         ("[nosuch]\na = 1\n", "unknown section [nosuch]"),
         ("[storage]\nfsync = 'yes'\n", "[storage] fsync: expected bool"),
-        ("[server]\nworkers = 1.5\n", "[server] workers: expected int"),
+        ("[server]\nworkers = 1.5\n", "[server] workers: expected int or 'auto'"),
+        ("[server]\nworkers = 'all'\n", "[server] workers: expected int or 'auto'"),
+        ("[server]\nworkers = 0\n", "[server] workers: must be at least 1"),
         ("[server\n", "invalid TOML"),
     ],
 )
@@ -145,7 +148,9 @@ def test_config_errors_name_the_key(tmp_path: Path, text: str, message: str) -> 
 
 
 def test_config_env_of_wrong_type_is_refused() -> None:
-    with pytest.raises(ConfigError, match="environment: \\[server\\] workers: expected int"):
+    assert load_config(None, environ={"REGD_SERVER_WORKERS": "auto"}).server.workers == "auto"
+    assert load_config(None, environ={"REGD_SERVER_WORKERS": "3"}).server.workers == 3
+    with pytest.raises(ConfigError, match="environment: \\[server\\] workers: expected int or 'auto'"):
         load_config(None, environ={"REGD_SERVER_WORKERS": "many"})
     with pytest.raises(ConfigError, match="unknown key 'nope'"):
         load_config(None, environ={"REGD_SERVER_NOPE": "1"})

@@ -1,8 +1,10 @@
-"""``[server] workers = 2``: worker processes sharing the socket, supervised."""
+"""``[server] workers``: worker processes sharing the socket, supervised; ``"auto"`` (the
+default) runs one per CPU."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -10,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +21,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from regd.cpus import available_cpus
 from tests.auth_support import ADMIN, ADMIN_PASSWORD, PASSWORD, basic
-from tests.regd_process import RegdProcess
+from tests.regd_process import RegdProcess, free_port
 
 
 @pytest.fixture
@@ -277,14 +282,96 @@ def test_with_auth_on_a_revoked_admin_flag_is_seen_at_once_by_every_worker(tmp_p
         regd.close()
 
 
-def test_building_the_command_line_imports_no_prometheus_client() -> None:
+def test_serve_decides_the_worker_count_before_importing_prometheus_client(tmp_path: Path) -> None:
     """``regd serve`` with workers chooses prometheus_client's multiprocess mode before
-    the first import of it; a subcommand whose module imports the services (and so
-    regd.metrics) while the parser is built would make every worker count in its own
-    memory, and /metrics would show one worker's share."""
-    probe = (
-        "import sys, regd.cli; regd.cli.build_parser(); "
-        "print(sorted(m for m in sys.modules if 'prometheus' in m))"
+    the first import of it. Anything on the way there that imports regd.metrics (a
+    subcommand's module while the parser is built, a package imported to check a
+    setting) makes every worker count in its own memory, and /metrics shows one
+    worker's share. The probe walks that way with every scheduled setting set."""
+    config = tmp_path / "regd.toml"
+    config.write_text(
+        f'[server]\nworkers = 2\n[storage]\ndata_dir = "{tmp_path / "data"}"\n'
+        '[scrub]\nschedule = "0 0 3 * * *"\n'
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    probe = (
+        "import sys, regd.cli as c; a = c.build_parser().parse_args(['serve', '-c', sys.argv[1]]); "
+        "c.worker_count(c._config(a)); print(sorted(m for m in sys.modules if 'prometheus' in m))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe, str(config)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", out.stdout
+
+
+@contextlib.contextmanager
+def _serve_without_config(tmp_path: Path, cpus: set[int] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``regd serve`` as a new user runs it: no configuration file, no REGD_ variable;
+    yields once it serves, stops it with SIGTERM (exit status 0) at the end."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REGD_", "NOTIFY_", "WATCHDOG_"))}
+
+    def pin() -> None:
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "regd", "serve", "--listen", f"127.0.0.1:{port}"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin,
+    )
+    try:
+        _wait_serving(port, proc)
+        yield proc
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _wait_serving(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # 401: serving, access control on by default
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("regd serve did not start")
+
+
+def _wait_children(pid: int, count: int) -> list[int]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        children = _children(pid)
+        if len(children) >= count:
+            return children
+        time.sleep(0.1)
+    return _children(pid)
+
+
+def test_serve_with_no_configuration_runs_one_worker_per_cpu(tmp_path: Path) -> None:
+    cpus = available_cpus()
+    assert cpus >= 2, "this test needs a machine (and cgroup) with two CPUs or more"
+    with _serve_without_config(tmp_path) as proc:
+        assert len(_wait_children(proc.pid, cpus)) == cpus > 1
+        assert (tmp_path / "regd-data").is_dir()  # the default data directory
+
+
+def test_serve_pinned_to_one_cpu_runs_one_process(tmp_path: Path) -> None:
+    with _serve_without_config(tmp_path, cpus={min(os.sched_getaffinity(0))}) as proc:
+        assert _children(proc.pid) == []  # the single-process daemon: no supervisor, no fork
+
+
+def test_kill_9_of_the_supervisor_takes_its_workers_with_it(regd: RegdProcess) -> None:
+    regd.start()
+    workers = _children(regd.pid)
+    assert len(workers) == 2
+    regd.kill()  # SIGKILL: no chance to forward anything
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    regd.start()  # the port is free again; the restart recovers as after any crash
+    assert len(_children(regd.pid)) == 2
+    assert regd.stop() == 0

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -74,6 +75,84 @@ def test_blob_get_under_uvloop_goes_through_os_sendfile(
 
     run_uvloop(scenario())
     assert sum(sent) == len(data) + 2_000_000 + 10
+
+
+def _evict(path: Path) -> None:
+    """Drop a file's pages from the page cache (written back first: dirty pages stay)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def test_a_cold_blob_is_read_into_the_page_cache_by_a_thread_then_sent_zero_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cold pages are never read by sendfile on the event loop: a thread reads them ahead
+    (regd.api.sendfile.read_ahead_sync); cached ones go straight out by sendfile."""
+    from regd.api import sendfile as module
+
+    threads: list[str] = []
+    real_read_ahead = module.read_ahead_sync
+
+    def spy(fd: int, offset: int, count: int) -> None:
+        threads.append(threading.current_thread().name)
+        real_read_ahead(fd, offset, count)
+
+    monkeypatch.setattr(module, "read_ahead_sync", spy)
+    data = os.urandom(5 * 1024 * 1024 + 7)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    blob = tmp_path / "data" / "blobs" / "sha256" / digest[7:9] / digest[7:]
+
+    async def scenario() -> None:
+        runner = web.AppRunner(create_app(make_config(tmp_path / "data")))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}/v2/library/cold"
+        try:
+            async with aiohttp.ClientSession() as http:
+                resp = await http.post(
+                    f"{base}/blobs/uploads/", params={"digest": digest}, data=io.BytesIO(data)
+                )
+                assert resp.status == 201
+                assert blob.is_file(), sorted(p.name for p in blob.parent.parent.iterdir())
+                await asyncio.to_thread(_evict, blob)
+                before_cold, before_zero = SendfileResponse.read_ahead, SendfileResponse.sent_zero_copy
+                resp = await http.get(f"{base}/blobs/{digest}")
+                assert await resp.read() == data
+                # every window was cold: all of it read ahead in a thread, then sent zero-copy
+                assert SendfileResponse.read_ahead - before_cold == len(data)
+                assert SendfileResponse.sent_zero_copy - before_zero == len(data)
+                assert threads and all(name != "MainThread" for name in threads)
+                # now cached: sendfile only, no read-ahead
+                before_cold = SendfileResponse.read_ahead
+                resp = await http.get(f"{base}/blobs/{digest}", headers={"Range": "bytes=100-3000099"})
+                assert await resp.read() == data[100:3000100]
+                assert SendfileResponse.read_ahead == before_cold
+        finally:
+            await runner.cleanup()
+
+    run_uvloop(scenario())
+
+
+def test_the_page_cache_probe_tells_cached_from_uncached(tmp_path: Path) -> None:
+    from regd.api.sendfile import cached
+
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(4 * 1024 * 1024))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.pread(fd, 4 * 1024 * 1024, 0)
+        assert cached(fd, 0, 4 * 1024 * 1024) is True
+        _evict(path)
+        assert cached(fd, 0, 4 * 1024 * 1024) is False
+        os.pread(fd, 4096, 0)  # the first page only (and perhaps some readahead)
+        assert cached(fd, 0, 4096) is True
+    finally:
+        os.close(fd)
 
 
 def _free_port() -> int:

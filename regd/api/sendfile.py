@@ -6,6 +6,17 @@ has its own path: headers go out through aiohttp's writer, then the body goes th
 descriptor that a transport owns, so writability is awaited on a ``dup`` of it (the same
 open socket under a second descriptor). Over TLS there is no plain socket to send to;
 the body is then read in a thread and written through the transport.
+
+A blob that is not in the page cache would make sendfile(2) wait for the disk on the
+event loop, stalling every other request of the process. So before each window of
+``WINDOW`` bytes is sent, two one-byte ``preadv2(RWF_NOWAIT)`` probes (its first and last
+byte) tell whether the page cache holds it: RWF_NOWAIT reads only what is cached and
+fails with EAGAIN otherwise, without waiting. A cached window goes out by sendfile as
+before (zero-copy). An uncached one is first read into the page cache by a thread
+(``posix_fadvise(WILLNEED)`` to start the readahead of the whole window, then a read of
+it into a small reused buffer, which waits for the disk there), and then sent by
+sendfile from the cache. Where RWF_NOWAIT is not supported, every window is read ahead
+in a thread.
 """
 
 from __future__ import annotations
@@ -20,6 +31,10 @@ from aiohttp.abc import AbstractStreamWriter
 from regd.storage import fsio
 
 CHUNK = 4 * 1024 * 1024
+# Bytes checked (and, when cold, read ahead in a thread) at a time before sendfile.
+WINDOW = 2 * 1024 * 1024
+READAHEAD_BUFFER = 256 * 1024
+_RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 class SendfileResponse(web.StreamResponse):
@@ -27,6 +42,8 @@ class SendfileResponse(web.StreamResponse):
     # that proves the zero-copy path is the one taken.
     sent_zero_copy: ClassVar[int] = 0
     sent_copied: ClassVar[int] = 0
+    # Bytes of blob files read into the page cache by a thread before sendfile (cold).
+    read_ahead: ClassVar[int] = 0
 
     def __init__(
         self, fd: int, offset: int, count: int, *, status: int = 200, headers: dict[str, str] | None = None
@@ -88,20 +105,57 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
         loop.remove_writer(fd)
 
 
+def cached(fd: int, offset: int, count: int) -> bool | None:
+    """Whether the page cache holds ``count`` bytes at ``offset`` (probing their first and
+    last byte without waiting for the disk); None when the kernel cannot tell."""
+    if _RWF_NOWAIT is None:
+        return None
+    probe = bytearray(1)
+    try:
+        for at in (offset, offset + count - 1):
+            if os.preadv(fd, [probe], at, _RWF_NOWAIT) != 1:
+                return False  # past the end: let sendfile find the short file
+    except BlockingIOError:
+        return False
+    except OSError:  # EOPNOTSUPP (a file system without RWF_NOWAIT), EINVAL
+        return None
+    return True
+
+
+def read_ahead_sync(fd: int, offset: int, count: int) -> None:
+    """Bring ``count`` bytes at ``offset`` into the page cache, waiting for the disk (in a
+    thread): start the readahead of the whole range, then read it through one buffer."""
+    os.posix_fadvise(fd, offset, count, os.POSIX_FADV_WILLNEED)
+    buf = bytearray(min(count, READAHEAD_BUFFER))
+    end = offset + count
+    while offset < end:
+        n = os.preadv(fd, [memoryview(buf)[: end - offset]], offset)
+        if n <= 0:
+            return
+        offset += n
+
+
 async def _sendfile(transport: asyncio.BaseTransport, in_fd: int, offset: int, count: int) -> None:
     loop = asyncio.get_running_loop()
     sock = transport.get_extra_info("socket")
     out_fd = os.dup(sock.fileno())
+    warm_until = offset  # bytes before this are known to be in the page cache
     try:
         # The headers were handed to the transport; wait until it has flushed them.
         while isinstance(transport, asyncio.WriteTransport) and transport.get_write_buffer_size():
             await _writable(loop, out_fd)
             await asyncio.sleep(0)
         while count > 0:
+            if offset >= warm_until:
+                window = min(count, WINDOW)
+                if not cached(in_fd, offset, window):
+                    await fsio.run(read_ahead_sync, in_fd, offset, window)
+                    SendfileResponse.read_ahead += window
+                warm_until = offset + window
             try:
                 # Non-blocking socket: copies what fits in the socket buffer, from the
                 # page cache, and returns; never waits on the peer.
-                sent = os.sendfile(out_fd, in_fd, offset, min(count, CHUNK))
+                sent = os.sendfile(out_fd, in_fd, offset, min(count, warm_until - offset))
             except BlockingIOError:
                 await _writable(loop, out_fd)
                 continue

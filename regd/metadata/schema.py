@@ -17,9 +17,12 @@ Artifact details (migration 4): manifests.extra_attrs (what Harbor shows of an i
 config, JSON; NULL until known), manifest_children.descriptor (an index entry's platform,
 annotations and urls, JSON), tags.pulled_at (manifests.pulled_at and
 repositories.pull_count are from migration 1).
-Upload writers: uploads.writer_pid, the process writing or committing a session (so the
+Upload sessions by account (migration 5): uploads.account, for the session caps.
+Login throttle (migration 6): login_failures, login_trusted, shared by every worker.
+Harbor's artifact list by push time (migration 7): the index manifests_pushed.
+Upload writers (migration 8): uploads.writer_pid, the process writing or committing a session (so the
 supervisor can release the sessions of a worker that died).
-Scrub: blobs.xxh3, blobs.quarantined_at / quarantine_reason, scrub_runs (history).
+Scrub (migration 9): blobs.xxh3, blobs.quarantined_at / quarantine_reason, scrub_runs (history).
 """
 
 from __future__ import annotations
@@ -216,6 +219,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (username, address)
     ) WITHOUT ROWID;
     CREATE INDEX login_trusted_until ON login_trusted(until);
+    """,
+    # Harbor's artifact list, newest push first, pages through an index instead of
+    # sorting every manifest of the repository for each page (issue 13).
+    """
+    CREATE INDEX manifests_pushed ON manifests(repository_id, pushed_at DESC, id DESC);
     """,
     # The process that holds a session in RECEIVING or COMMITTING (NULL otherwise): when
     # a worker dies, the supervisor returns exactly its sessions to ACTIVE (issue 14).

@@ -1,0 +1,192 @@
+"""Real clients end to end, request by request: `python -m benchmarks.dockerreqs` (root).
+
+Each round starts distribution, then regd (as committed at each `--regd REV`), with a
+fresh data directory and every request logged with its duration (regd's JSON access
+log; distribution's "response completed" lines at level info), and runs against it:
+
+- `docker push` of an image of `--layers` layers of random bytes (dockerd gzips them),
+  then `docker pull` after removing every local copy (dockerd gunzips and extracts);
+- `skopeo copy` of that image from the registry to a `dir:` (a pull), then back under a
+  new name (a push of the already compressed layers, no dockerd in the way);
+- `ctr images pull` (containerd, the Kubernetes path) into a fresh namespace.
+
+Printed per registry and step: wall seconds, and per kind of request (`GET /v2/`, blob
+HEAD, blob GET, upload POST/PATCH/PUT, manifest HEAD/GET/PUT) how many were made and
+their p50/p99 duration as the registry measured it: where the time of each client goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import dockerflow, registries
+
+MiB = 1 << 20
+_DIST = re.compile(r'http\.request\.method=(\w+) .*?http\.request\.uri="?([^"\s]+)"?.*?'
+                   r"http\.response\.duration=([\d.]+)(ns|µs|us|ms|s)\b.*?http\.response\.status=(\d+)")
+_UNITS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def kind(method: str, path: str) -> str:
+    path = path.split("?", 1)[0]
+    if path.rstrip("/") == "/v2":
+        return f"{method} /v2/"
+    for part, name in (("/blobs/uploads", "upload"), ("/blobs/", "blob"), ("/manifests/", "manifest")):
+        if part in path:
+            return f"{method} {name}"
+    return f"{method} other"
+
+
+def requests(log: Path, start: int) -> list[tuple[str, float]]:
+    """(kind, milliseconds) of each request logged after byte `start` of `log`."""
+    with log.open("rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    found = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("logger") == "regd.access":
+                found.append((kind(rec["method"], rec["path"]), float(rec["duration"]) * 1000))
+        elif "response completed" in line and (m := _DIST.search(line)):
+            found.append((kind(m.group(1), m.group(2)), float(m.group(3)) * _UNITS[m.group(4)]))
+    return found
+
+
+def _ctr_socket(d: dockerflow.Dockerd) -> Path | None:
+    found = sorted(d.root.rglob("containerd.sock"))
+    return found[0] if found else None
+
+
+Step = tuple[str, Callable[[str], None], Callable[[str], None] | None]
+
+
+def steps(d: dockerflow.Dockerd, work: Path, tag: str) -> list[Step]:
+    ref = "library/bench-docker:v1"
+
+    def docker_push(addr: str) -> None:
+        dockerflow.push(d, addr)
+
+    def docker_pull(addr: str) -> None:
+        dockerflow.pull(d, addr)
+
+    def skopeo_pull(addr: str) -> None:
+        shutil.rmtree(work / "skopeo", ignore_errors=True)
+        subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{addr}/{ref}",
+                        f"dir:{work / 'skopeo'}"], check=True, capture_output=True)
+
+    def skopeo_push(addr: str) -> None:
+        subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"dir:{work / 'skopeo'}",
+                        f"docker://{addr}/library/bench-skopeo:{tag}"], check=True, capture_output=True)
+
+    def ctr_pull(addr: str) -> None:
+        sock = _ctr_socket(d)
+        if sock is None:
+            raise RuntimeError("no containerd socket under dockerd's root")
+        ctr = ["ctr", "--address", str(sock), "-n", "bench"]
+        subprocess.run([*ctr, "images", "pull", "--plain-http", f"{addr}/{ref}"], check=True,
+                       capture_output=True)
+
+    def ctr_forget(addr: str) -> None:
+        """Forget the image and its content (untimed), so that the next pull fetches every blob."""
+        sock = _ctr_socket(d)
+        ctr = ["ctr", "--address", str(sock), "-n", "bench"]
+        subprocess.run([*ctr, "images", "rm", f"{addr}/{ref}"], check=True, capture_output=True)
+        listed = subprocess.run([*ctr, "content", "ls", "-q"], check=True, capture_output=True, text=True)
+        if listed.stdout.split():
+            subprocess.run([*ctr, "content", "rm", *listed.stdout.split()], capture_output=True)
+
+    return [("docker push", docker_push, None), ("docker pull", docker_pull, None),
+            ("skopeo copy (pull)", skopeo_pull, None), ("skopeo copy (push)", skopeo_push, None),
+            ("ctr pull", ctr_pull, ctr_forget)]
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.dockerreqs", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--layers", default="8x16", metavar="NxMiB")
+    p.add_argument("--regd", action="append", default=[], metavar="REV")
+    p.add_argument("--regd-workers", type=int, default=None)
+    p.add_argument("--nice", type=int, default=0, help="niceness of this script and all it starts")
+    p.add_argument("--out", type=Path)
+    a = p.parse_args(argv)
+    if a.nice:
+        os.nice(a.nice)
+    work = Path(tempfile.mkdtemp(prefix="regd-dockerreqs-"))
+    try:
+        variants = registries.variants(work, a.regd, a.regd_workers, True)
+        for _label, s in variants:
+            s.request_log = True
+        results: dict[str, dict[str, list[dict[str, object]]]] = {}
+        with dockerflow.Dockerd(work, work) as d:
+            layers, _, mib = a.layers.partition("x")
+            dockerflow.make_image(d, work, int(layers), int(float(mib) * MiB))
+            for r in range(a.rounds):
+                for label, settings in variants:
+                    name = "distribution" if label == "distribution" else "regd"
+                    with registries.start(name, settings) as reg:
+                        for step, run, cleanup in steps(d, work, f"r{r}"):
+                            start = reg.log.stat().st_size
+                            t0 = time.monotonic()
+                            run(reg.addr)
+                            seconds = time.monotonic() - t0
+                            if cleanup is not None:
+                                cleanup(reg.addr)
+                            time.sleep(0.2)  # the last access-log lines
+                            reqs = requests(reg.log, start)
+                            by: dict[str, list[float]] = {}
+                            for k, ms in reqs:
+                                by.setdefault(k, []).append(ms)
+                            row = {"seconds": seconds, "requests": {k: [len(v), _pct(v, 0.5), _pct(v, 0.99)]
+                                                                     for k, v in by.items()}}
+                            results.setdefault(label, {}).setdefault(step, []).append(row)
+                            print(f"round {r + 1} {label:34} {step:20} {seconds:6.2f} s "
+                                  + " ".join(f"{k}: {v[0]}x p50 {v[1]:.1f} p99 {v[2]:.1f} ms"
+                                             for k, v in sorted(row["requests"].items())),  # type: ignore[attr-defined]
+                                  flush=True)
+        print("\n| step | registry | seconds | requests: count, p50 / p99 ms (the registry's own timing) |")
+        print("|---|---|---|---|")
+        steps_seen = [s for s, _run, _cleanup in steps(d, work, "x")]
+        for step in steps_seen:
+            for label, per in results.items():
+                rows = per.get(step, [])
+                if not rows:
+                    continue
+                secs = statistics.median(float(r["seconds"]) for r in rows)  # type: ignore[arg-type]
+                kinds = sorted({k for r in rows for k in r["requests"]})  # type: ignore[attr-defined]
+                med = {k: [statistics.median(r["requests"][k][i] for r in rows if k in r["requests"])  # type: ignore[index,operator]
+                           for i in range(3)] for k in kinds}
+                detail = "; ".join(f"{k} {v[0]:.0f}x {v[1]:.1f} / {v[2]:.1f}" for k, v in med.items())
+                print(f"| {step} | {label} | {secs:.2f} | {detail} |")
+        if a.out:
+            a.out.write_text(json.dumps(results, indent=1))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
