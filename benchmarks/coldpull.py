@@ -6,7 +6,8 @@ MiB, drops their pages from the page cache (fsync + POSIX_FADV_DONTNEED on every
 the data directory), and pulls them all at once with curl while one client sends
 `GET /v2/` every 5 ms on a keep-alive connection and times each answer (`--limit-rate`
 paces every pull the same, so that a registry that pulls faster is not penalised by the
-CPU its faster pulls take). Then the same
+CPU its faster pulls take; `--slow-disk` throttles the registry's disk reads, to show
+what a slow disk does). Then the same
 pulls again, now from the page cache ("warm"). A registry that reads the disk on its
 event loop makes `/v2/` wait behind it. Printed: p50/p99/max of `/v2/` and the pulls'
 MiB/s, per registry and phase, medians over rounds.
@@ -15,6 +16,7 @@ MiB/s, per registry and phase, medians over rounds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import json
@@ -66,6 +68,40 @@ def _evict(root: Path) -> None:
                 os.close(fd)
 
 
+BLKIO = Path("/sys/fs/cgroup/blkio")
+
+
+class SlowDisk:
+    """Reads of the registry's process tree from the data directory's disk limited to
+    `rate` bytes/s (a cgroup v1 blkio throttle, root only): a slow disk on a fast one."""
+
+    def __init__(self, rate: int, data_dir: Path) -> None:
+        st = os.stat(data_dir)
+        self.device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+        self.group = BLKIO / f"regd-coldpull-{os.getpid()}"
+        self.group.mkdir()
+        (self.group / "blkio.throttle.read_bps_device").write_text(f"{self.device} {rate}\n")
+
+    def add(self, pid: int) -> None:
+        for task in [pid, *_descendants(pid)]:
+            (self.group / "cgroup.procs").write_text(f"{task}\n")
+
+    def close(self) -> None:
+        for task in (self.group / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                (BLKIO / "cgroup.procs").write_text(f"{task}\n")
+        with contextlib.suppress(OSError):
+            self.group.rmdir()
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            found += [int(child), *_descendants(int(child))]
+    return found
+
+
 def _probe(addr: str, stop: threading.Event, out: list[float]) -> None:
     conn = http.client.HTTPConnection(addr, timeout=30)
     while not stop.is_set():
@@ -110,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regd-workers", type=int, default=None,
                    help="regd's [server] workers (default: regd's own, \"auto\")")
     p.add_argument("--no-distribution", action="store_true")
+    p.add_argument("--slow-disk", type=int, default=0, metavar="BYTES_PER_S",
+                   help="limit the registry's disk reads to this rate (cgroup v1 blkio throttle; root)")
     p.add_argument("--limit-rate", default="", metavar="RATE",
                    help="curl's --limit-rate per pull (e.g. 20M): every registry pulls at the same pace, so "
                         "/v2/ latency compares the loops, not the pull rates (default: unlimited)")
@@ -139,14 +177,21 @@ def _run(a: argparse.Namespace, work: Path) -> int:
                 for i in range(a.blobs):
                     payload[:16] = f"{r:04d}{i:04d}{time.monotonic_ns() % 10**8:08d}".encode()
                     digests.append(_push(reg.addr, bytes(payload)))
-                for phase in ("cold", "warm"):
-                    if phase == "cold":
-                        _evict(reg.data_dir)
-                    m = _pulls(reg, digests, a.blobs * size, a.limit_rate)
-                    results.setdefault(label, {}).setdefault(phase, []).append(m)
-                    print(f"round {r + 1} {label:40} {phase}: /v2/ p50 {m['p50']:.2f} ms"
-                          f" p99 {m['p99']:.2f} ms max {m['max']:.1f} ms ({m['probes']:.0f} probes),"
-                          f" pulls {m['MiB/s']:.0f} MiB/s", flush=True)
+                slow = SlowDisk(a.slow_disk, reg.data_dir) if a.slow_disk else None
+                try:
+                    if slow is not None:
+                        slow.add(reg.pid)
+                    for phase in ("cold", "warm"):
+                        if phase == "cold":
+                            _evict(reg.data_dir)
+                        m = _pulls(reg, digests, a.blobs * size, a.limit_rate)
+                        results.setdefault(label, {}).setdefault(phase, []).append(m)
+                        print(f"round {r + 1} {label:40} {phase}: /v2/ p50 {m['p50']:.2f} ms"
+                              f" p99 {m['p99']:.2f} ms max {m['max']:.1f} ms ({m['probes']:.0f} probes),"
+                              f" pulls {m['MiB/s']:.0f} MiB/s", flush=True)
+                finally:
+                    if slow is not None:
+                        slow.close()
     print("\n| registry | phase | /v2/ p50 ms | /v2/ p99 ms | /v2/ max ms | pulls MiB/s |")
     print("|---|---|---|---|---|---|")
     for label, phases in results.items():

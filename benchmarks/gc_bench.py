@@ -249,13 +249,14 @@ def table(held: dict[str, int], build_seconds: float, results: list[tuple[str, d
 
 
 def record(section: str) -> None:
-    """Replace (or append) only the Garbage collection section of RESULTS.md."""
+    """Replace (or append) only this section of RESULTS.md (its heading is its first line)."""
+    heading = section.splitlines()[0]
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
+    start = text.find(heading)
     if start < 0:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        end = text.find("\n## ", start + len(SECTION))
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + ("" if end < 0 else "\n" + text[end + 1 :])
     RESULTS.write_text(text)
 

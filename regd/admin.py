@@ -1,5 +1,6 @@
-"""``regd project create``, ``regd user add|passwd``, ``regd member add``, ``regd robot
-create``: everyday access administration without curl.
+"""``regd project create [--proxy R]``, ``regd registry add|list``, ``regd user
+add|passwd``, ``regd member add``, ``regd robot create``, ``regd trust add|list|remove``:
+everyday administration without curl.
 
 They act on the data directory directly (the same configuration loading as ``serve``),
 through the management services the API calls (``regd.manage``), as a system
@@ -16,12 +17,14 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from regd.auth import passwords
 from regd.auth.roles import Role
 from regd.config import Config
 from regd.errors import ErrorCode, RegistryError
+from regd.metadata.registries import REGISTRY_TYPES
 from regd.numbers import parse_uint
 
 if TYPE_CHECKING:
@@ -86,9 +89,38 @@ async def project_create(args: argparse.Namespace, manage: Management, operator:
     from regd.manage.projects import check_project_name
 
     name = check_project_name(args.name)
+    endpoint = await manage.registries.find(operator, args.proxy) if args.proxy else None
     with _conflict(f"project {name} already exists"):
-        await manage.projects.create(operator, name, {"public": "true" if args.public else "false"})
-    print(f"created {'public' if args.public else 'private'} project {name}")
+        metadata = {"public": "true" if args.public else "false"}
+        await manage.projects.create(operator, name, metadata, endpoint.id if endpoint else None)
+    kind = f"proxy-cache project of {endpoint.name} ({endpoint.url})" if endpoint else "project"
+    print(f"created {'public' if args.public else 'private'} {kind} {name}")
+
+
+async def registry_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    """An upstream endpoint for proxy-cache projects; the password from standard input."""
+    from regd.metadata.registries import EndpointFields
+
+    secret = sys.stdin.readline().rstrip("\r\n") if args.username and args.password_stdin else ""
+    fields = EndpointFields(
+        name=args.name,
+        type=args.type,
+        url=args.url,
+        credential_type="basic" if args.username else "",
+        access_key=args.username or "",
+        access_secret=secret,
+        insecure=args.insecure,
+        description=args.description,
+    )
+    registry_id = await manage.registries.create(operator, fields)
+    print(f"added registry {args.name} (id {registry_id}): {args.type} {args.url}")
+
+
+async def registry_list(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage import Page
+
+    for e in (await manage.registries.listing(operator, Page(1, 1_000_000))).items:
+        print(f"{e.id}\t{e.name}\t{e.type}\t{e.url}\t{e.access_key or 'anonymous'}\t{e.status}")
 
 
 async def user_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
@@ -137,12 +169,41 @@ async def robot_create(args: argparse.Namespace, manage: Management, operator: A
     print("expires: never" if robot.expires_at == -1 else f"expires: {expires}")
 
 
+async def trust_add(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    """A trust anchor from a PEM file (``-``: standard input)."""
+    from regd.manage import trust
+
+    project = await manage.projects.find(args.project, by_name=True)
+    try:
+        pem = sys.stdin.read() if args.file == "-" else await asyncio.to_thread(Path(args.file).read_text)
+    except (OSError, UnicodeDecodeError) as e:
+        raise CommandError(f"cannot read {args.file}: {e}") from None
+    anchor = trust.parse_anchor(args.name, args.kind, pem)
+    await manage.trust.add_anchor(operator, project, anchor)
+    print(f"added {anchor.kind.value} trust anchor {anchor.name} to {project.name}: {trust.describe(anchor)}")
+
+
+async def trust_list(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    from regd.manage import trust
+
+    project = await manage.projects.find(args.project, by_name=True)
+    for row in await manage.trust.anchors(operator, project):
+        anchor = row.anchor
+        print(f"{anchor.name}\t{anchor.kind.value}\t{trust.fingerprint(anchor)}\t{trust.describe(anchor)}")
+
+
+async def trust_remove(args: argparse.Namespace, manage: Management, operator: Actor) -> None:
+    project = await manage.projects.find(args.project, by_name=True)
+    await manage.trust.remove_anchor(operator, project, args.name)
+    print(f"removed trust anchor {args.name} from {project.name}")
+
+
 def add_commands(
     sub: Any,
     common: Callable[[argparse.ArgumentParser], None],
     config_of: Callable[[argparse.Namespace], Config],
 ) -> None:
-    """Add ``project``, ``user``, ``member`` and ``robot`` to the ``regd`` parser."""
+    """Add ``project``, ``user``, ``member``, ``robot`` and ``trust`` to the ``regd`` parser."""
 
     def command(group: Any, name: str, help: str, run: Command) -> argparse.ArgumentParser:
         parser: argparse.ArgumentParser = group.add_parser(name, help=help)
@@ -156,6 +217,18 @@ def add_commands(
     p = command(group("project", "manage projects"), "create", "create a project", project_create)
     p.add_argument("name")
     p.add_argument("--public", action="store_true", help="anyone may pull, anonymously too")
+    p.add_argument("--proxy", metavar="REGISTRY", help="a proxy-cache project of this registry (name or id)")
+
+    registry = group("registry", "manage upstream registries of proxy-cache projects")
+    p = command(registry, "add", "add an upstream registry endpoint", registry_add)
+    p.add_argument("name")
+    p.add_argument("--type", default="docker-registry", choices=sorted(REGISTRY_TYPES))
+    p.add_argument("--url", required=True, help="e.g. https://registry-1.docker.io")
+    p.add_argument("--username", help="log in to the upstream as this user")
+    p.add_argument("--password-stdin", action="store_true", help="read the upstream password from stdin")
+    p.add_argument("--insecure", action="store_true", help="do not verify the upstream's TLS certificate")
+    p.add_argument("--description", default="")
+    command(registry, "list", "list the upstream registry endpoints", registry_list)
 
     user = group("user", "manage users")
     p = command(user, "add", "add a user (prints a generated password)", user_add)
@@ -179,3 +252,15 @@ def add_commands(
     p.add_argument("--delete", action="store_true", help="may delete manifests")
     p.add_argument("--days", type=int, help="expires after this many days (default: never)")
     p.add_argument("--description", default="", help="a note on what the robot is for")
+
+    trust_group = group("trust", "manage a project's content-trust anchors")
+    p = command(trust_group, "add", "trust a cosign public key or an X.509 CA for a project", trust_add)
+    p.add_argument("project")
+    p.add_argument("name")
+    p.add_argument("file", help="PEM file ('-': standard input)")
+    p.add_argument("--kind", required=True, choices=("cosign-key", "x509-ca"))
+    p = command(trust_group, "list", "list a project's trust anchors", trust_list)
+    p.add_argument("project")
+    p = command(trust_group, "remove", "remove a trust anchor", trust_remove)
+    p.add_argument("project")
+    p.add_argument("name")

@@ -10,16 +10,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from regd import web as web_pages
 from regd.api import connections, middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
 from regd.api.harbor import scrub as harbor_scrub
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
+from regd.auth.sessions import Sessions
 from regd.config import Config
 from regd.datadir import check_database_present
+from regd.gc import GCBusyError, Parameters
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
+from regd.proxy import retention
+from regd.proxy.service import ProxyService
 from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.scrub import ScrubService
@@ -27,6 +32,7 @@ from regd.services import SERVICES, Role, Services
 from regd.storage import fsio
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
+from regd.trust.service import ContentTrust
 from regd.uploads.session import UploadService
 
 log = logging.getLogger("regd")
@@ -41,6 +47,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     db = Database(layout.database)
     store = BlobStore(layout, fsync=config.storage.fsync)
     accounts = Accounts(db, layout, config)
+    sessions = Sessions(db, config.web)
     registry = Registry(db, store, config.gc.grace_period, config.uploads.max_manifest_size)
     uploads = UploadService(
         db,
@@ -50,6 +57,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         config.uploads.max_sessions_per_account,
     )
     gc = GCService(config, db, store, uploads)
+    trust = ContentTrust(db, registry, store)
     return Services(
         config=config,
         layout=layout,
@@ -59,10 +67,13 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         uploads=uploads,
         authorizer=make_authorizer(config, accounts),
         accounts=accounts,
+        sessions=sessions,
+        trust=trust,
         gc=gc,
-        manage=Management.build(config, db, accounts, registry, gc),
+        manage=Management.build(config, db, accounts, sessions, registry, gc, trust),
         scrub=ScrubService(config, db, store),
         pulls=PullRecorder(db),
+        proxy=ProxyService(config, db, registry, uploads, layout),
         role=role or Role(),
     )
 
@@ -105,11 +116,38 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await services.proxy.close()
         try:
             await services.pulls.flush()
         except Exception:
             log.exception("the last %d pulls were not written", services.pulls.pending)
         await services.db.close()
+
+
+async def _proxy_retention(app: web.Application) -> AsyncIterator[None]:
+    """The nightly removal of proxy-cache artifacts nobody pulls, then a collection."""
+    services = app[SERVICES]
+    proxy = services.config.proxy
+    task = None
+    if services.role.background and proxy.retention_schedule:
+
+        async def collect() -> None:
+            try:
+                await services.gc.start(Parameters(), kind="SCHEDULE", schedule_type="Proxy retention")
+            except GCBusyError:
+                log.info("a collection is running; it or the next frees what retention removed")
+
+        task = asyncio.create_task(
+            retention.run_nightly(
+                services.db, services.registry, proxy.retention_days, proxy.retention_schedule, collect
+            )
+        )
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 def create_app(config: Config, services: Services | None = None, role: Role | None = None) -> web.Application:
@@ -122,4 +160,6 @@ def create_app(config: Config, services: Services | None = None, role: Role | No
     observe.setup(app)  # /metrics, /api/v2.0/health, X-Request-Id
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
     harbor_scrub.setup(app)  # /api/v2.0/system/scrub
+    web_pages.setup(app)  # /, the pages, /static, /c/login, /c/log_out
+    app.cleanup_ctx.append(_proxy_retention)
     return app

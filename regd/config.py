@@ -93,6 +93,22 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = True  # the web interface at /
+    session_idle_timeout: float = 3600.0  # seconds without a request before a session ends
+    session_lifetime: float = 12 * 3600.0  # seconds after sign-in a session ends regardless
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    connect_timeout: float = 3.0  # seconds to reach an upstream before it counts as down
+    read_timeout: float = 30.0  # seconds an upstream may stay silent mid-answer
+    probe_interval: float = 30.0  # seconds between background checks of a down upstream
+    retention_days: int = 7  # proxy-cache artifacts not pulled this long are removed
+    retention_schedule: str = "0 0 3 * * *"  # when (6-field UTC cron, as [gc]); "" = never
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -100,6 +116,8 @@ class Config:
     gc: GCConfig = field(default_factory=GCConfig)
     scrub: ScrubConfig = field(default_factory=ScrubConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
 
     @property
     def data_dir(self) -> Path:
@@ -228,6 +246,23 @@ def _validate(config: Config) -> None:
     if config.uploads.expire_after <= 0:
         raise ConfigError("[uploads] expire_after: must be positive")
     _validate_auth(config.auth)
+    if config.web.session_idle_timeout <= 0 or config.web.session_lifetime <= 0:
+        raise ConfigError("[web] session_idle_timeout and session_lifetime must be positive")
+    _validate_proxy(config.proxy)
+
+
+def _validate_proxy(proxy: ProxyConfig) -> None:
+    if min(proxy.connect_timeout, proxy.read_timeout, proxy.probe_interval) <= 0:
+        raise ConfigError("[proxy] connect_timeout, read_timeout and probe_interval must be positive")
+    if proxy.retention_days < 1:
+        raise ConfigError("[proxy] retention_days: must be at least 1")
+    # The six fields' values are checked when the retention task starts (regd.gc.cron;
+    # importing it here would import regd.metrics before `regd serve` chose its mode).
+    if proxy.retention_schedule and len(proxy.retention_schedule.split()) != 6:
+        raise ConfigError(
+            f"[proxy] retention_schedule: expected 6 fields (second minute hour day month weekday), "
+            f"got {proxy.retention_schedule!r}"
+        )
 
 
 def _validate_auth(auth: AuthConfig) -> None:

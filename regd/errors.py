@@ -50,6 +50,9 @@ class ErrorCode(enum.Enum):
     CONFLICT = _Code(409, "conflict")
     METHOD_NOT_ALLOWED = _Code(405, "method not allowed")
     PRECONDITION = _Code(412, "precondition failed")
+    # Content trust (Harbor's code): a project's policy refuses an unsigned image
+    PROJECTPOLICYVIOLATION = _Code(412, "the image violates the project's content trust policy")
+    TOO_MANY_REQUEST = _Code(429, "too many requests to upstream registry")  # proxy cache
     VIOLATE_FOREIGN_KEY_CONSTRAINT = _Code(412, "the deleting artifact is referenced by others")
     REQUEST_ENTITY_TOO_LARGE = _Code(413, "request entity too large")
     EXPECTATION_FAILED = _Code(417, "expectation failed")
@@ -125,6 +128,11 @@ def is_out_of_space(exc: BaseException) -> bool:
         if isinstance(seen, sqlite3.Error) and isinstance(code, int) and code & 0xFF == _SQLITE_FULL:
             return True
     return False
+
+
+def proxy_push_denied(project: str) -> RegistryError:
+    """Harbor's refusal of a push, a tag creation or a copy into a proxy-cache project."""
+    return RegistryError(ErrorCode.DENIED, f"denied: can not push artifact to a proxy project: {project}")
 
 
 # HTTP statuses that aiohttp raises on its own (unknown route, wrong method, body too

@@ -9,6 +9,8 @@ Updated where things happen:
 - ``REQUESTS``, ``REQUEST_DURATION``, ``RECEIVED_BYTES``, ``SENT_BYTES``: once per
   request, by the access logger (``regd.api.observe``), the one hook aiohttp calls after
   a response is sent;
+- ``PROXY_*``: by the proxy cache (``regd.proxy``), per upstream request, per byte
+  received from an upstream, per hit or miss of a proxy-cache project;
 - ``GC_RUNS``, ``GC_BYTES_FREED``, ``GC_BLOBS_DELETED``: by the garbage collector, e.g.
   ``metrics.GC_RUNS.inc()`` and ``metrics.GC_BYTES_FREED.inc(freed)`` after a sweep;
 
@@ -130,5 +132,30 @@ BLOB_SENT_BYTES = Counter(
     "regd_blob_sent_bytes",
     "Blob body bytes served, by how they were sent: sendfile(2) (plain HTTP) or copied (TLS)",
     ["path"],
+    registry=REGISTRY,
+)
+
+PROXY_UPSTREAM_REQUESTS = Counter(
+    "regd_proxy_upstream_requests",
+    "HTTP requests regd sent to upstream registries (token requests included), by endpoint",
+    ["registry"],
+    registry=REGISTRY,
+)
+PROXY_UPSTREAM_BYTES = Counter(
+    "regd_proxy_upstream_received_bytes",
+    "Blob and manifest bytes received from upstream registries, by endpoint",
+    ["registry"],
+    registry=REGISTRY,
+)
+PROXY_HITS = Counter(
+    "regd_proxy_cache_hits",
+    "Proxy-cache answers served from the cache, by kind (manifest, blob)",
+    ["kind"],
+    registry=REGISTRY,
+)
+PROXY_MISSES = Counter(
+    "regd_proxy_cache_misses",
+    "Proxy-cache answers that needed the upstream's content, by kind (manifest, blob)",
+    ["kind"],
     registry=REGISTRY,
 )

@@ -23,6 +23,7 @@ from regd.manifests import Manifest, image_config, image_details, parse
 from regd.metadata import blobs as blob_rows
 from regd.metadata import manifests as manifest_rows
 from regd.metadata import repositories
+from regd.metadata import signatures as signature_rows
 from regd.metadata.db import Database, fetchone
 from regd.metadata.generation import LookupCache
 from regd.metadata.manifests import ManifestRow
@@ -148,10 +149,13 @@ class Registry:
         data: bytes,
         content_type: str | None,
         extra_tags: Sequence[str] = (),
+        require_references: bool = True,
     ) -> Manifest:
         """Store a manifest pushed by tag or by digest. ``extra_tags`` (a push by digest
         with ``?tag=`` parameters, spec main: "pushing tags ... by addition of tag query
-        parameters") all point at it, set in the same transaction, or none does."""
+        parameters") all point at it, set in the same transaction, or none does.
+        ``require_references`` False is the proxy cache's: a manifest fetched from the
+        upstream is recorded before its blobs, which are fetched when a client asks."""
         if len(extra_tags) > MAX_TAGS_PER_PUSH:
             raise RegistryError(ErrorCode.TAG_INVALID, f"at most {MAX_TAGS_PER_PUSH} tags per push")
         for extra in extra_tags:
@@ -175,7 +179,10 @@ class Registry:
             tag = check_tag(reference)
         # Check first, store after: a manifest whose references are missing leaves no
         # bytes behind (the check inside the transaction below is the one that decides).
-        _refuse_missing(repository, await manifest_rows.missing_references_now(self.db, repository, manifest))
+        if require_references:
+            _refuse_missing(
+                repository, await manifest_rows.missing_references_now(self.db, repository, manifest)
+            )
         tags = ([tag] if tag is not None else []) + list(dict.fromkeys(extra_tags))
         extra_attrs = await self.image_details(manifest)
         tmp = await self.store.write_tmp(manifest.digest, data)
@@ -183,7 +190,11 @@ class Registry:
             made = await self.store.place(tmp, manifest.digest)
             async with self.db.transaction() as conn:
                 repository_id = await repositories.ensure(conn, repository)
-                missing = await manifest_rows.missing_references(conn, repository_id, manifest)
+                missing = (
+                    await manifest_rows.missing_references(conn, repository_id, manifest)
+                    if require_references
+                    else []
+                )
                 if missing:
                     # A sweep took a reference since the first check. Under the write
                     # lock, a file this call made and no row claims can go again.
@@ -294,8 +305,9 @@ class Registry:
         self, conn: aiosqlite.Connection, repository_id: int, manifest_id: int, digest: str
     ) -> None:
         """Harbor's ``deleteDeeply``: the manifest, its referrers (signatures, SBOMs...),
-        and the children of an index that no tag and no other index of the repository
-        keeps; each of those the same way."""
+        its cosign tag-scheme signatures (``sha256-<hex>.sig``), and the children of an
+        index that no tag and no other index of the repository keeps; each of those the
+        same way."""
         todo = [(manifest_id, digest)]
         seen: set[int] = set()
         while todo:
@@ -304,6 +316,7 @@ class Registry:
                 continue
             seen.add(current_id)
             todo += await manifest_rows.referrer_ids(conn, repository_id, current_digest)
+            todo += await signature_rows.tag_scheme_ids(conn, repository_id, current_digest)
             children = await manifest_rows.child_ids(conn, current_id)
             await manifest_rows.delete(conn, current_id)
             for child_id, child_digest in children:

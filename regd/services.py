@@ -8,15 +8,18 @@ from aiohttp import web
 
 from regd.auth import Authorizer, Principal
 from regd.auth.accounts import Accounts
+from regd.auth.sessions import Sessions
 from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage import Management
 from regd.metadata.db import Database
+from regd.proxy.service import ProxyService
 from regd.pulls import PullRecorder
 from regd.registry import Registry
 from regd.scrub import ScrubService
 from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout
+from regd.trust.service import ContentTrust
 from regd.uploads.session import UploadService
 
 
@@ -42,10 +45,13 @@ class Services:
     uploads: UploadService
     authorizer: Authorizer
     accounts: Accounts
+    trust: ContentTrust
+    sessions: Sessions  # browser sessions (web pages, and the API with a cookie)
     gc: GCService
     manage: Management  # the rules every front end (API, CLI, pages) calls
     scrub: ScrubService
     pulls: PullRecorder
+    proxy: ProxyService
     role: Role = field(default_factory=Role)
 
 
@@ -57,5 +63,8 @@ REPOSITORY: web.RequestKey[str] = web.RequestKey("repository", str)
 # Who made the request (the access log's user): set by whatever authenticates it, the
 # /v2 dispatcher or the /api/v2.0 handlers.
 USER: web.RequestKey[str] = web.RequestKey("user", str)
-# Who the /v2 dispatcher let through and what it was granted (a mount's source, say).
+# Who the /v2 dispatcher let through and what it was granted (a mount's source, say; for
+# content trust's signer exemption, all the caller holds on the repository).
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+# "hit" or "miss": how a proxy-cache project answered (the access log's cache=).
+PROXY_CACHE: web.RequestKey[str] = web.RequestKey("proxy_cache", str)

@@ -59,9 +59,15 @@ def _ca_extensions(key: ec.EllipticCurvePrivateKey) -> list[tuple[x509.Extension
         (x509.BasicConstraints(ca=True, path_length=None), True),
         (
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             True,
         ),
@@ -84,12 +90,16 @@ class PrivateCA:
         self.directory = directory
         self._root_key = ec.generate_private_key(ec.SECP256R1())
         root_name = _name(f"{name} root CA")
-        root = _sign(root_name, self._root_key.public_key(), root_name, self._root_key,
-                     _ca_extensions(self._root_key))
+        root = _sign(
+            root_name, self._root_key.public_key(), root_name, self._root_key, _ca_extensions(self._root_key)
+        )
         self._intermediate_key = ec.generate_private_key(ec.SECP256R1())
         self._intermediate_name = _name(f"{name} intermediate CA")
         self._intermediate = _sign(
-            self._intermediate_name, self._intermediate_key.public_key(), root_name, self._root_key,
+            self._intermediate_name,
+            self._intermediate_key.public_key(),
+            root_name,
+            self._root_key,
             _ca_extensions(self._intermediate_key),
         )
         self.ca_cert = directory / "ca.crt"
@@ -105,7 +115,10 @@ class PrivateCA:
             except ValueError:
                 names.append(x509.DNSName(host))
         cert = _sign(
-            _name(hosts[0]), key.public_key(), self._intermediate_name, self._intermediate_key,
+            _name(hosts[0]),
+            key.public_key(),
+            self._intermediate_name,
+            self._intermediate_key,
             [
                 (x509.SubjectAlternativeName(names), False),
                 (x509.BasicConstraints(ca=False, path_length=None), True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
@@ -136,3 +137,24 @@ async def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
     body: dict[str, Any] = orjson.loads(await resp.read())
     assert body["errors"][0]["code"] == code, body
     return body
+
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def regd(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
+    """The ``regd`` command line on ``data_dir``: ``run(*args, stdin="")`` gives (status,
+    stdout, stderr); the first command creates admin with password ``Admin12345``."""
+    from regd.cli import main
+
+    monkeypatch.setenv("REGD_ADMIN_PASSWORD", "Admin12345")
+
+    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        with pytest.raises(SystemExit) as exited:
+            main([*args, "--data-dir", str(data_dir)])
+        out, err = capsys.readouterr()
+        return int(exited.value.code or 0), out, err
+
+    return run

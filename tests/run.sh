@@ -4,8 +4,9 @@
 #     bash tests/run.sh [pytest arguments...]
 #
 # 1. apt-get installs docker.io, skopeo, containerd, podman, buildah, docker-registry,
-#    systemd (systemd-analyze checks the unit file) and cargo (builds the benchmarks'
-#    load generator) when missing;
+#    systemd (systemd-analyze checks the unit file), chromium and chromium-driver (the
+#    web interface's browser tests) and cargo (builds the benchmarks' load generator)
+#    when missing;
 # 2. pip installs regd in editable mode with its test extras;
 # 3. runs ruff check, mypy and pytest (unit, app and e2e tests), every one of them even
 #    when an earlier one fails, and prints a summary; exits non-zero if any failed.
@@ -20,10 +21,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 PYTHON=${PYTHON:-python3}
-APT_PACKAGES=(docker.io skopeo containerd podman buildah docker-registry systemd)
+APT_PACKAGES=(docker.io skopeo containerd podman buildah docker-registry systemd chromium chromium-driver)
 # The benchmarks' load generator is Rust: Debian's cargo, unless a toolchain is on PATH.
 command -v cargo >/dev/null || APT_PACKAGES+=(cargo)
-TOOLS=(dockerd docker containerd ctr skopeo podman buildah docker-registry systemd-analyze cargo)
+TOOLS=(dockerd docker containerd ctr skopeo podman buildah docker-registry systemd-analyze chromium chromedriver cargo)
 LINT_PATHS=(regd tests benchmarks)
 
 SUMMARY=()

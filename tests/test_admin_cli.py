@@ -1,35 +1,18 @@
-"""``regd project create``, ``regd user add|passwd``, ``regd member add``, ``regd robot
-create``: run as the command line runs them, on a real data directory."""
+"""``regd project create [--proxy]``, ``regd registry add|list``, ``regd user
+add|passwd``, ``regd member add``, ``regd robot create``: run as the command line runs
+them, on a real data directory."""
 
 from __future__ import annotations
 
-import io
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from regd.auth.passwords import verify_password, verify_secret
-from regd.cli import main
+from tests.conftest import Run
 
-ADMIN_PASSWORD = "Admin12345"
-
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def regd(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.setenv("REGD_ADMIN_PASSWORD", ADMIN_PASSWORD)
-
-    def run(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        with pytest.raises(SystemExit) as exited:
-            main([*args, "--data-dir", str(data_dir)])
-        out, err = capsys.readouterr()
-        return int(exited.value.code or 0), out, err
-
-    return run
+ADMIN_PASSWORD = "Admin12345"  # what the regd fixture (conftest) sets
 
 
 def rows(data_dir: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
@@ -144,3 +127,25 @@ def test_robot_create_defaults_to_pull_and_never_expires(regd: Run, data_dir: Pa
     assert "expires: never" in out
     assert rows(data_dir, "SELECT actions, expires_at FROM robots") == [("pull", -1)]
     assert "already exists" in regd("robot", "create", "demo", "puller")[2]
+
+
+def test_cli_adds_a_registry_and_creates_a_proxy_project_of_it(regd: Run, data_dir: Path) -> None:
+    code, out, err = regd(
+        "registry", "add", "hub", "--type", "docker-hub", "--url", "https://hub.docker.com",
+        "--username", "me", "--password-stdin", stdin="s3cret\n",
+    )  # fmt: skip
+    assert code == 0, err
+    assert out == "added registry hub (id 1): docker-hub https://hub.docker.com\n"
+    code, out, _ = regd("project", "create", "dockerhub", "--public", "--proxy", "hub")
+    assert code == 0
+    assert out == "created public proxy-cache project of hub (https://hub.docker.com) dockerhub\n"
+    code, out, _ = regd("registry", "list")
+    assert out == "1\thub\tdocker-hub\thttps://hub.docker.com\tme\tunknown\n"
+    with sqlite3.connect(data_dir / "regd.db") as db:
+        assert list(db.execute("SELECT registry_id FROM projects WHERE name = 'dockerhub'")) == [(1,)]
+        assert list(db.execute("SELECT access_secret FROM registries")) == [("s3cret",)]
+    assert (data_dir / "regd.db").stat().st_mode & 0o077 == 0
+    code, _, err = regd("project", "create", "other", "--proxy", "nope")
+    assert code == 1 and "registry nope not found" in err
+    code, _, err = regd("registry", "add", "hub", "--url", "https://x.example")
+    assert code == 1 and "already exists" in err

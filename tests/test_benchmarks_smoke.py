@@ -16,18 +16,42 @@ from tests.prerequisites import require_tool
 def test_tiny_run_against_null_registry_writes_every_workload(tmp_path: Path) -> None:
     require_tool("cargo")  # builds the load generator
     markdown = tmp_path / "RESULTS.md"
-    status = run.main([
-        "--registries", "null", "--rounds", "1", "--blob-size", "4096", "--min-blobs", "4",
-        "--concurrency", "1,2", "--small-seconds", "0.2",
-        "--out", str(tmp_path), "--markdown", str(markdown),
-    ])
+    status = run.main(
+        [
+            "--registries",
+            "null",
+            "--rounds",
+            "1",
+            "--blob-size",
+            "4096",
+            "--min-blobs",
+            "4",
+            "--concurrency",
+            "1,2",
+            "--small-seconds",
+            "0.2",
+            "--out",
+            str(tmp_path),
+            "--markdown",
+            str(markdown),
+        ]
+    )
     assert status == 0
     doc = json.loads(next(tmp_path.glob("results-*.json")).read_text())
     keys = set(doc["summary"]["null"])
-    for expected in ("push docker c=2", "push chunked c=1", "push monolithic c=2", "push post c=1",
-                     "pull whole c=2", "pull range c=1", "small manifest GET tag c=64",
-                     "small manifest HEAD digest c=64", "small tags list c=64", "small /v2/ c=64",
-                     "mixed push+pull c=2"):
+    for expected in (
+        "push docker c=2",
+        "push chunked c=1",
+        "push monolithic c=2",
+        "push post c=1",
+        "pull whole c=2",
+        "pull range c=1",
+        "small manifest GET tag c=64",
+        "small manifest HEAD digest c=64",
+        "small tags list c=64",
+        "small /v2/ c=64",
+        "mixed push+pull c=2",
+    ):
         assert expected in keys
     assert doc["failures"] == []
     assert all(m["errors"] == 0 and m["throughput"] > 0 for m in doc["measurements"]["null"])
@@ -35,8 +59,24 @@ def test_tiny_run_against_null_registry_writes_every_workload(tmp_path: Path) ->
 
 
 def _measurement(workload: str, throughput: float, errors: int = 0) -> Measurement:
-    return Measurement(workload, 8, "MiB/s", throughput, 1.0, 2.0, errors, 1.0, 0.5, "s/GiB",
-                       10.0, 0.1, 0.0, 1 << 30, 100, 1.0)
+    return Measurement(
+        workload,
+        8,
+        "MiB/s",
+        throughput,
+        1.0,
+        2.0,
+        errors,
+        1.0,
+        0.5,
+        "s/GiB",
+        10.0,
+        0.1,
+        0.0,
+        1 << 30,
+        100,
+        1.0,
+    )
 
 
 def test_ratio_is_regd_median_over_distribution_median() -> None:
@@ -60,3 +100,14 @@ def test_cpu_and_rss_of_this_process_are_read_from_proc() -> None:
     usage = monitor.stop()
     assert usage.cpu_seconds >= 0
     assert usage.peak_rss_bytes > 1 << 20
+
+
+def test_trust_bench_runs_with_the_policy_holding() -> None:
+    """benchmarks/trust_bench.py: its set-up checks that the trusted project refuses an
+    unsigned image and serves the signed one; a tiny run measures both projects."""
+    from benchmarks import trust_bench
+
+    require_tool("cargo")  # builds the load generator
+    text = trust_bench.main(["--rounds", "1", "--seconds", "0.3", "--concurrency", "2"])
+    rows = [line for line in text.splitlines() if line.startswith("| GET ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| GET by tag", "| GET by digest"]

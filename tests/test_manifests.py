@@ -51,8 +51,7 @@ async def test_bytes_are_stored_exactly_as_sent(client: Client) -> None:
     body = (
         b'{\n  "schemaVersion":   2, "mediaType": "%s",\n "config": '
         b'{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "%s", "size": 2},'
-        b' "layers": []}\n\n'
-        % (OCI.encode(), c.encode())
+        b' "layers": []}\n\n' % (OCI.encode(), c.encode())
     )
     resp = await put(client, "library/app", "odd", body)
     assert resp.status == 201

@@ -25,6 +25,18 @@ def regd(tmp_path: Path) -> Iterator[RegdProcess]:
     process.close()
 
 
+@pytest.fixture(params=[1, 2], ids=["1 worker", "2 workers"])
+def regd_workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[RegdProcess, int]]:
+    workers: int = request.param
+    process = start_regd(
+        tmp_path,
+        auth={"max_failed_logins": MAX_FAILED, "lockout_seconds": 600},
+        server={"workers": workers},
+    )
+    yield process, workers
+    process.close()
+
+
 async def _login(http: aiohttp.ClientSession, regd: RegdProcess, user: str, password: str) -> int:
     url = f"http://127.0.0.1:{regd.port}/service/token"
     async with http.get(url, headers=basic(user, password), params={"service": "regd"}) as resp:
@@ -32,14 +44,23 @@ async def _login(http: aiohttp.ClientSession, regd: RegdProcess, user: str, pass
         return resp.status
 
 
-async def test_parallel_guesses_are_counted_before_the_password_is_checked(regd: RegdProcess) -> None:
+async def test_parallel_guesses_are_counted_before_the_password_is_checked(
+    regd_workers: tuple[RegdProcess, int],
+) -> None:
+    """Within one process the count is exact; attempts in flight are counted per worker
+    (failures and locks are shared in SQLite), so N workers check at most N times the
+    limit of parallel guesses (README, "Security")."""
+    regd, workers = regd_workers
     async with session_from() as http:
         await Api(http, regd).user("alice")
     async with session_from("127.0.0.2", limit=60) as attacker:
         guesses = [_login(attacker, regd, "alice", f"Wrong{i}pass") for i in range(60)]
         statuses = Counter(await asyncio.gather(*guesses))
 
-        assert statuses == {401: MAX_FAILED, 429: 60 - MAX_FAILED}
+        assert set(statuses) == {401, 429}
+        assert MAX_FAILED <= statuses[401] <= MAX_FAILED * workers, statuses
+        if workers == 1:
+            assert statuses == {401: MAX_FAILED, 429: 60 - MAX_FAILED}
         # The attacker's address is locked out of alice, even with her password...
         assert await _login(attacker, regd, "alice", PASSWORD) == 429
     # ...but alice, elsewhere, is not (finding 3).
@@ -102,3 +123,16 @@ async def test_a_flood_of_bad_logins_is_bounded_and_blobs_keep_flowing(regd: Reg
     assert set(statuses) <= {401, 429, 503}, statuses
     assert statuses[503] > 0  # refused without hashing: the pool's queue was full
     assert pulled == [200] * 20
+
+
+async def test_failures_count_in_every_worker_process(tmp_path: Path) -> None:
+    regd = start_regd(tmp_path, server={"workers": 2}, auth={"max_failed_logins": 3, "lockout_seconds": 600})
+    try:
+        async with session_from() as http:  # a fresh connection per request: either worker
+            await Api(http, regd).user("dave")
+            for _ in range(3):
+                assert await _login(http, regd, "dave", "Wrong1234") == 401
+            # Locked in both workers, whichever of them counted which failure.
+            assert {await _login(http, regd, "dave", PASSWORD) for _ in range(8)} == {429}
+    finally:
+        regd.close()

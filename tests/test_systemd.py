@@ -180,7 +180,10 @@ def test_unit_file_exposure_is_the_score_the_readme_states(tmp_path: Path) -> No
     analyze = _systemd_analyze()
     result = subprocess.run(
         [analyze, "security", "--offline=yes", str(UNIT)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if "--offline" in result.stderr and "unrecognized" in result.stderr:
         pytest.skip("this systemd-analyze has no --offline (systemd 252 or newer has)")

@@ -16,7 +16,7 @@ from regd.services import PRINCIPAL, USER, Services
 from regd.storage import fsio
 
 
-def _blob_headers(digest: Digest) -> dict[str, str]:
+def blob_headers(digest: Digest) -> dict[str, str]:
     return {
         "Docker-Content-Digest": str(digest),
         "ETag": f'"{digest}"',
@@ -30,7 +30,12 @@ async def get_blob(request: web.Request, s: Services, name: str, digest_text: st
     """GET/HEAD /v2/<name>/blobs/<digest>: the bytes, whole or one range (206)."""
     digest = Digest.parse(digest_text)
     size = await s.registry.blob_size(name, digest, confirm=request.method == "HEAD")
-    headers = _blob_headers(digest)
+    return await blob_response(request, s, digest, size)
+
+
+async def blob_response(request: web.Request, s: Services, digest: Digest, size: int) -> web.StreamResponse:
+    """A stored blob's bytes (sendfile), whole or the request's Range."""
+    headers = blob_headers(digest)
     if request.headers.get("If-None-Match") == f'"{digest}"':
         return web.Response(
             status=304, headers={"ETag": headers["ETag"], "Docker-Content-Digest": str(digest)}

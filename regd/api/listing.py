@@ -20,7 +20,7 @@ def _next_link(path: str, n: int, last: str) -> str:
     return f'<{path}?{urlencode({"n": n, "last": last})}>; rel="next"'
 
 
-def _paged(
+def paged(
     request: web.Request, key: str, items: list[str], n: int | None, extra: dict[str, str]
 ) -> web.Response:
     headers: dict[str, str] = {}
@@ -36,13 +36,13 @@ async def base(request: web.Request, s: Services) -> web.StreamResponse:
 async def catalog(request: web.Request, s: Services) -> web.StreamResponse:
     n, last = page_args(request)
     names = [] if n == 0 else await repositories.catalog(s.db, last, n or UNPAGED_LIMIT)
-    return _paged(request, "repositories", names, n, {})
+    return paged(request, "repositories", names, n, {})
 
 
 async def list_tags(request: web.Request, s: Services, name: str) -> web.StreamResponse:
     n, last = page_args(request)
     tags = await s.registry.tags(name, last, n if n is not None else UNPAGED_LIMIT)
-    return _paged(request, "tags", tags if n != 0 else [], n, {"name": name})
+    return paged(request, "tags", tags if n != 0 else [], n, {"name": name})
 
 
 async def referrers(request: web.Request, s: Services, name: str, digest_text: str) -> web.StreamResponse:

@@ -7,25 +7,51 @@ from aiohttp import web
 
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
-from regd.services import Services
+from regd.registry import StoredManifest
+from regd.services import PRINCIPAL, Services
 
 _ANY = {"*/*", "application/*", "application/json"}
+_SIGNERS = ("cosign", "notation")
 
 
 def _accepts(request: web.Request, media_type: str) -> bool:
     """Does the request's Accept list (if any) admit ``media_type``?"""
-    offered = [
-        part.split(";", 1)[0].strip().lower()
+    offered = [media_type.lower() for media_type in accepted(request)]
+    return not offered or media_type in offered or any(o in _ANY for o in offered)
+
+
+def _signer(request: web.Request, name: str) -> bool:
+    """Harbor's exemption from content trust: a signer (User-Agent cosign or notation)
+    whose credentials may push to the repository reads the manifest it is to sign."""
+    agent = request.headers.get("User-Agent", "").lower()
+    principal = request.get(PRINCIPAL)
+    return principal is not None and any(s in agent for s in _SIGNERS) and principal.may(name, "push")
+
+
+async def get_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
+    return await manifest_response(
+        request, s, name, await s.registry.get_manifest(name, reference), reference
+    )
+
+
+def accepted(request: web.Request) -> list[str]:
+    """The media types of the request's Accept headers, as given."""
+    return [
+        part.split(";", 1)[0].strip()
         for header in request.headers.getall("Accept", [])
         for part in header.split(",")
         if part.strip()
     ]
-    return not offered or media_type in offered or any(o in _ANY for o in offered)
 
 
-async def get_manifest(request: web.Request, s: Services, name: str, reference: str) -> web.StreamResponse:
-    stored = await s.registry.get_manifest(name, reference)
+async def manifest_response(
+    request: web.Request, s: Services, name: str, stored: StoredManifest, reference: str
+) -> web.StreamResponse:
+    """The manifest ``reference`` named, as the request accepts it; a GET is a pull."""
     row = stored.row
+    # Content trust (regd/trust/service.py): 412 PROJECTPOLICYVIOLATION for an image the
+    # project's policy refuses; GET and HEAD only, before anything else is answered.
+    await s.trust.check_pull(name, row, _signer(request, name))
     if not _accepts(request, row.media_type):
         raise RegistryError(
             ErrorCode.MANIFEST_UNKNOWN,

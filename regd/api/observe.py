@@ -35,10 +35,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from regd import metrics
 from regd.api.sendfile import SendfileResponse
+from regd.api.tee import TeeResponse
 from regd.config import Config
 from regd.metadata import scrub as scrub_rows
 from regd.metadata import stats
-from regd.services import REPOSITORY, ROUTE, SERVICES, USER, Services
+from regd.services import PROXY_CACHE, REPOSITORY, ROUTE, SERVICES, USER, Services
 from regd.storage import fsio
 
 log = logging.getLogger("regd.access")
@@ -182,6 +183,7 @@ def access_fields(request: BaseRequest, status: int, sent: int, duration: float)
         "remote": request.remote or "-",
         "user_agent": request.headers.get("User-Agent", "-")[:300],
         "pid": os.getpid(),  # which worker process answered ([server] workers)
+        "cache": request.get(PROXY_CACHE) or "-",
     }
 
 
@@ -206,6 +208,8 @@ def _text(fields: dict[str, Any]) -> str:
     tail = " ".join(
         f"{key}={fields[key]}" for key in ("repository", "user", "request_id", "remote", "received", "pid")
     )
+    if fields["cache"] != "-":  # a proxy-cache project's pull: hit or miss
+        tail += f" cache={fields['cache']}"
     # Quoted and escaped: a client chooses its User-Agent.
     return f"{head} {tail} user_agent={orjson.dumps(fields['user_agent']).decode()}"
 
@@ -215,7 +219,7 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         sent = response.body_length
-        if isinstance(response, SendfileResponse):
+        if isinstance(response, SendfileResponse | TeeResponse):
             sent += response.zero_copy_sent
             metrics.BLOB_SENT_BYTES.labels("sendfile").inc(response.zero_copy_sent)
             metrics.BLOB_SENT_BYTES.labels("copy").inc(response.copied_sent)

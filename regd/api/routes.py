@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from regd.api import blobs, listing, manifests
+from regd.api import blobs, listing, manifests, proxied
 from regd.auth import Access
 from regd.errors import ErrorCode, RegistryError
 from regd.names import check_name, is_valid_name
@@ -141,6 +141,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     request[PRINCIPAL] = principal
     if principal.name:
         request[USER] = principal.name
+    if "name" in params and (proxy := await services.proxy.project_of(params["name"])) is not None:
+        answer = await proxied.dispatch(request, services, proxy, route.name, params)
+        if answer is not None:
+            return answer
     return await handler(request, services, **params)
 
 

@@ -68,7 +68,7 @@ class SendfileResponse(web.StreamResponse):
                 raise ConnectionResetError("connection lost")
             if transport.get_extra_info("sslcontext") is None:
                 writer.send_headers()
-                await _sendfile(transport, self._fd, self._offset, self._count)
+                await sendfile_range(transport, self._fd, self._offset, self._count)
                 SendfileResponse.sent_zero_copy += self._count
                 self.zero_copy_sent = self._count
             else:
@@ -135,7 +135,7 @@ def read_ahead_sync(fd: int, offset: int, count: int) -> None:
         offset += n
 
 
-async def _sendfile(transport: asyncio.BaseTransport, in_fd: int, offset: int, count: int) -> None:
+async def sendfile_range(transport: asyncio.BaseTransport, in_fd: int, offset: int, count: int) -> None:
     loop = asyncio.get_running_loop()
     sock = transport.get_extra_info("socket")
     out_fd = os.dup(sock.fileno())

@@ -24,6 +24,7 @@ class Access:
 class Principal:
     name: str  # "" for anonymous
     is_admin: bool = False
+    # Per repository, the actions the caller holds (a token: all it grants there).
     granted: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def may(self, repository: str, action: str) -> bool:

@@ -207,6 +207,8 @@ class Accounts:
         return account
 
     async def _check_robot(self, username: str, password: str, now: float) -> Account | None:
+        if len(password) > pw.MAX_LENGTH:  # no secret is longer: not worth hashing
+            return None
         robot = await robots.by_name(self.db, username)
         if robot is None:
             pw.verify_secret(password, "sha256$AAAA$AAAA")
@@ -215,6 +217,8 @@ class Accounts:
         return _robot_account(robot) if ok and not robot.disabled and not robot.expired(now) else None
 
     async def _check_user(self, username: str, password: str, now: float) -> Account | None:
+        if len(password) > pw.MAX_LENGTH:  # no password is longer (the rule): a failure, unhashed
+            return None
         user = await users.by_name(self.db, username)
         if user is None:
             await self.hashing.run(pw.burn_time, password)

@@ -33,12 +33,13 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from dataclasses import replace
 
 from aiohttp import web
 
 from regd.auth import Access, Principal
 from regd.auth.accounts import Account, Accounts
-from regd.auth.tokens import InvalidTokenError
+from regd.auth.tokens import InvalidTokenError, TokenClaims
 from regd.config import Config
 from regd.errors import ErrorCode, RegistryError
 from regd.names import project_of
@@ -66,6 +67,12 @@ def basic_credentials(header: str) -> tuple[str, str] | None:
         return None
     username, sep, password = decoded.partition(":")
     return (username, password) if sep else None
+
+
+def _within(held: frozenset[str], claims: TokenClaims, repository: str) -> frozenset[str]:
+    """The actions of ``held`` that a token's claims grant on ``repository``."""
+    token = claims.access.get(("repository", repository), frozenset())
+    return held if "*" in token else held & token
 
 
 def _unauthenticated(needs: list[Access]) -> str:
@@ -126,7 +133,12 @@ class TokenAuthorizer:
                 held = [want for want in wants if want not in unheld or want in usable]
                 raise self._unauthorized(needs, "insufficient scope", "insufficient_scope", held)
         # What the token says must still be held now, not only when it was issued.
-        return await self._check(account, needs, [want for want in wants if want not in unheld])
+        principal = await self._check(account, needs, [want for want in wants if want not in unheld])
+        # And the request holds only what the token grants (content trust asks whether a
+        # signer's token may push to the repository it pulls from).
+        return replace(
+            principal, granted={name: _within(held, claims, name) for name, held in principal.granted.items()}
+        )
 
     async def _check(
         self, account: Account, needs: list[Access], wants: list[Access] | None = None
@@ -146,7 +158,7 @@ class TokenAuthorizer:
                 if account.authenticated:
                     raise self._refused(account, needs, f"requested access to the resource is denied: {what}")
                 raise self._refused(account, needs, f"unauthorized to access repository: {what}")
-            granted[need.name] = frozenset(need.actions)
+            granted[need.name] = frozenset(need.actions) | held
         for want in wants or []:
             if await self._holds(account, want):
                 granted[want.name] = granted.get(want.name, frozenset()) | frozenset(want.actions)

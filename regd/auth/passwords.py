@@ -19,6 +19,7 @@ SCRYPT_R = 8
 SCRYPT_P = 1
 _KEY_LENGTH = 32
 
+MAX_LENGTH = 128
 # Harbor's rule (handler/user.go): 8 to 128 characters, with an upper-case letter, a
 # lower-case letter and a digit.
 PASSWORD_RULE = (
@@ -30,7 +31,7 @@ PASSWORD_RULE = (
 def password_problem(password: str) -> str | None:
     """None when ``password`` follows the rule, else the rule to show the user."""
     ok = (
-        8 <= len(password) <= 128
+        8 <= len(password) <= MAX_LENGTH
         and any(c.isupper() for c in password)
         and any(c.islower() for c in password)
         and any(c.isdigit() for c in password)

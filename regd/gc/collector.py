@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from regd.digest import Digest
+from regd.metadata import signatures
 from regd.metadata import uploads as upload_rows
 from regd.metadata.db import Database, fetchall
 from regd.storage import fsio
@@ -325,6 +326,9 @@ class Collector:
             )
             gone = [int(r[0]) for r in rows]
             if gone:
+                # cosign's tag-scheme signatures go with their image: untagged here, the
+                # next pass deletes them (a referrer needs nothing: its subject is gone).
+                await signatures.untag_signatures_of(conn, gone)
                 await conn.execute(f"DELETE FROM manifests WHERE id IN ({_marks(len(gone))})", gone)
         for row in rows:
             self._item(f"manifest deleted: {row[1]}")

@@ -1,13 +1,13 @@
 """Management services: the rules of projects, members, users, robot accounts,
-repositories and artifacts, descriptions and garbage collection runs, with their
-permission checks, written once for every front end (the Harbor API under
+repositories and artifacts, descriptions, garbage collection runs and content trust,
+with their permission checks, written once for every front end (the Harbor API under
 ``/api/v2.0``, the ``regd`` CLI, the web pages).
 
 Conventions (follow them when adding a module here):
 
 - One module per concept (``projects``, ``members``, ``users``, ``robots``,
-  ``repositories``, ``artifacts``, ``gcruns``, ``descriptions``), each with one service
-  class ``<Concept>Service`` built by ``Management.build`` and reached as
+  ``repositories``, ``artifacts``, ``gcruns``, ``descriptions``, ``trust``), each with one
+  service class ``<Concept>Service`` built by ``Management.build`` and reached as
   ``services.manage.<concept>`` (``regd.services.Services.manage``).
 - Every public method takes the ``Actor`` first (who acts, with their project roles,
   from ``Management.actor(account)``; the CLI acts as ``Management.operator()``) and

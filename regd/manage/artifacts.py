@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from regd.auth.roles import Permission
-from regd.errors import ErrorCode, RegistryError
+from regd.errors import ErrorCode, RegistryError, proxy_push_denied
 from regd.manage.actor import Actor
 from regd.manage.paging import Listing, Page
 from regd.manifests import IMAGE_CONFIG_TYPES, INDEX_TYPES
@@ -166,6 +166,8 @@ class ArtifactService:
         self, actor: Actor, project: Project, view: RepositoryView, reference: str, name: str
     ) -> None:
         actor.require(project, Permission.TAG_CREATE)
+        if project.registry_id is not None:
+            raise proxy_push_denied(project.name)
         row = await self.resolve(view, reference)
         check_tag(name)
         if await manifest_rows.by_tag(self.db, view.name, name) is not None:

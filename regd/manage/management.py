@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from regd.auth.accounts import ADMIN, NO_AUTH_ADMIN, Account, Accounts, Kind
 from regd.auth.roles import Role
+from regd.auth.sessions import Sessions
 from regd.config import Config
 from regd.gc.service import GCService
 from regd.manage.actor import Actor
@@ -13,12 +14,15 @@ from regd.manage.artifacts import ArtifactService
 from regd.manage.gcruns import GCRunService
 from regd.manage.members import MemberService
 from regd.manage.projects import ProjectService
+from regd.manage.registries import RegistryService
 from regd.manage.repositories import RepositoryService
 from regd.manage.robots import RobotService
+from regd.manage.trust import TrustService
 from regd.manage.users import UserService
 from regd.metadata import projects
 from regd.metadata.db import Database
 from regd.registry import Registry
+from regd.trust.service import ContentTrust
 
 
 @dataclass(frozen=True)
@@ -32,22 +36,34 @@ class Management:
     repositories: RepositoryService
     artifacts: ArtifactService
     gc: GCRunService
+    trust: TrustService
+    registries: RegistryService
 
     @classmethod
     def build(
-        cls, config: Config, db: Database, accounts: Accounts, registry: Registry, gc: GCService
+        cls,
+        config: Config,
+        db: Database,
+        accounts: Accounts,
+        sessions: Sessions,
+        registry: Registry,
+        gc: GCService,
+        trust: ContentTrust,
     ) -> Management:
         project_service = ProjectService(db, config, gc.uploads)
+        artifact_service = ArtifactService(db, registry)
         return cls(
             db=db,
             accounts=accounts,
             projects=project_service,
             members=MemberService(db),
-            users=UserService(db, accounts),
+            users=UserService(db, accounts, sessions),
             robots=RobotService(db),
             repositories=RepositoryService(db, registry, project_service),
-            artifacts=ArtifactService(db, registry),
+            artifacts=artifact_service,
             gc=GCRunService(gc),
+            trust=TrustService(db, trust, project_service, artifact_service),
+            registries=RegistryService(db, config),
         )
 
     async def actor(self, account: Account) -> Actor:

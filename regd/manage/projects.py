@@ -7,6 +7,8 @@ and deleting one removes its empty repositories, their blob links and its upload
 sessions with it.
 The creator becomes the project's project admin; robots never create projects, and with
 ``[auth] project_creation_restriction = "adminonly"`` only system administrators do.
+A project with a ``registry_id`` is a proxy-cache project (system administrators only;
+``regd.proxy``); it keeps Harbor's proxy metadata keys.
 """
 
 from __future__ import annotations
@@ -21,23 +23,41 @@ from regd.errors import ErrorCode, RegistryError
 from regd.manage.actor import Actor, ProjectAccess
 from regd.manage.paging import Listing, Page
 from regd.metadata import projects
+from regd.metadata import registries as registry_rows
 from regd.metadata.db import Database
 from regd.metadata.projects import Project
 from regd.numbers import parse_uint
+from regd.trust.service import POLICY_KEYS
 from regd.uploads.session import UploadService
 
 PROJECT_NAME = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-# Metadata keys kept as given (strings); regd enforces only ``public``.
+# Metadata keys kept as given (strings); regd enforces ``public`` and content trust
+# (``enable_content_trust``, ``enable_content_trust_cosign``, ``content_trust_verify``:
+# regd/trust/service.py), whose values must be "true" or "false" as ``public``'s.
 METADATA_KEYS = frozenset(
     {
         "public",
         "enable_content_trust",
         "enable_content_trust_cosign",
+        "content_trust_verify",
         "prevent_vul",
         "severity",
         "auto_scan",
         "auto_sbom_generation",
         "reuse_sys_cve_allowlist",
+    }
+)
+
+
+# Kept for proxy-cache projects only (Harbor's proxy keys; regd enforces the first three).
+PROXY_METADATA_KEYS = frozenset(
+    {
+        "proxy_speed_kb",
+        "max_upstream_conn",
+        "proxy_cache_local_on_not_found",
+        "proxy_referrer_api",
+        "proxy_cache_filter_pattern",
+        "proxy_cache_filter_kind",
     }
 )
 
@@ -50,6 +70,21 @@ def check_project_name(name: object) -> str:
     return name
 
 
+def proxy_metadata(metadata: dict[str, str], raw: Mapping[str, object]) -> dict[str, str]:
+    """A proxy-cache project's metadata: the proxy keys of ``raw``, checked, added to
+    ``metadata`` (Harbor keeps them only for proxy projects, and drops
+    ``enable_content_trust`` there)."""
+    result = {k: v for k, v in metadata.items() if k != "enable_content_trust"}
+    for key in PROXY_METADATA_KEYS & set(raw):
+        value = raw[key]
+        if not isinstance(value, str):
+            raise RegistryError(ErrorCode.BAD_REQUEST, f"metadata.{key} must be a string")
+        if key in ("proxy_speed_kb", "max_upstream_conn") and not value.lstrip("-").isdigit():
+            raise RegistryError(ErrorCode.BAD_REQUEST, f"metadata.{key} must be an integer (-1: no limit)")
+        result[key] = value
+    return result
+
+
 def merge_metadata(raw: Mapping[str, object], current: Mapping[str, str]) -> tuple[bool, dict[str, str]]:
     """``current`` updated with the known keys of ``raw``: (public, metadata)."""
     metadata = dict(current)
@@ -58,7 +93,9 @@ def merge_metadata(raw: Mapping[str, object], current: Mapping[str, str]) -> tup
             continue
         if not isinstance(value, str):
             raise RegistryError(ErrorCode.BAD_REQUEST, f"metadata.{key} must be a string")
-        metadata[key] = value
+        if key in POLICY_KEYS and value.lower() not in ("true", "false"):
+            raise RegistryError(ErrorCode.BAD_REQUEST, f'metadata.{key} must be "true" or "false"')
+        metadata[key] = value.lower() if key in POLICY_KEYS else value
     public = metadata.setdefault("public", "false").lower()
     if public not in ("true", "false"):
         raise RegistryError(ErrorCode.BAD_REQUEST, 'metadata.public must be "true" or "false"')
@@ -120,7 +157,8 @@ class ProjectService:
             offset=page.offset,
             limit=page.size,
         )
-        return Listing(total, [await self.view(actor, p) for p in rows])
+        counts = await projects.repository_counts(self.db, [p.name for p in rows])
+        return Listing(total, [ProjectView(p, actor.role(p), counts.get(p.name, 0)) for p in rows])
 
     async def visible_names(self, actor: Actor) -> list[str] | None:
         """Names of the projects ``actor`` may read (None: all of them)."""
@@ -141,19 +179,30 @@ class ProjectService:
         if self.config.auth.project_creation_restriction == "adminonly" and not actor.is_admin:
             raise RegistryError(ErrorCode.FORBIDDEN, "Only system admin can create project")
 
-    async def create(self, actor: Actor, name: str, metadata: Mapping[str, object]) -> int:
-        """A new project owned by ``actor`` (its project admin); its id."""
+    async def create(
+        self, actor: Actor, name: str, metadata: Mapping[str, object], registry_id: int | None = None
+    ) -> int:
+        """A new project owned by ``actor`` (its project admin); its id. With
+        ``registry_id``: a proxy-cache project of that endpoint (administrators only)."""
         self.check_create(actor)
         check_project_name(name)
         public, stored = merge_metadata(metadata, {})
+        if registry_id is not None:
+            if not actor.is_admin:
+                raise RegistryError(ErrorCode.FORBIDDEN, "Only system admin can create proxy cache project")
+            if await registry_rows.by_id(self.db, registry_id) is None:
+                raise RegistryError(ErrorCode.BAD_REQUEST, f"registry {registry_id} not found")
+            stored = proxy_metadata(stored, metadata)
         async with self.db.transaction() as conn:
             if await projects.exists(conn, name):
                 raise RegistryError(ErrorCode.CONFLICT, f"The project named {name} already exists")
-            return await projects.insert(conn, name, actor.account.id or None, public, stored)
+            return await projects.insert(conn, name, actor.account.id or None, public, stored, registry_id)
 
     async def update(self, actor: Actor, project: Project, metadata: Mapping[str, object]) -> None:
         actor.require(project, Permission.PROJECT_UPDATE)
         public, stored = merge_metadata(metadata, project.metadata)
+        if project.registry_id is not None:
+            stored = proxy_metadata(stored, metadata)
         async with self.db.transaction() as conn:
             await projects.update(conn, project.id, public, stored)
 

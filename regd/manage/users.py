@@ -4,6 +4,7 @@ Self-registration is off (as Harbor's default): system administrators create use
 Names follow Harbor's ``validateUserName``; passwords its rule (8-128 characters, upper,
 lower, digit). Users change their own password with the old one; an administrator sets
 anyone else's without it (``reset_password`` sets anyone's, the CLI's ``user passwd``).
+A new password ends the user's browser sessions.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 
 from regd.auth import passwords
 from regd.auth.accounts import ROBOT_PREFIX, Accounts
+from regd.auth.sessions import Sessions
 from regd.errors import ErrorCode, RegistryError
 from regd.manage.actor import Actor
 from regd.manage.paging import Listing, Page
@@ -47,9 +49,10 @@ def check_password(password: object) -> str:
 
 
 class UserService:
-    def __init__(self, db: Database, accounts: Accounts) -> None:
+    def __init__(self, db: Database, accounts: Accounts, sessions: Sessions) -> None:
         self.db = db
         self.accounts = accounts
+        self.sessions = sessions
 
     async def create(
         self,
@@ -146,6 +149,7 @@ class UserService:
         hashed = await self.accounts.hash_password(new)
         async with self.db.transaction() as conn:
             await users.set_password(conn, user.id, hashed)
+        await self.sessions.end_all_of(user.id)  # signed in with the old password
 
     async def set_sysadmin(self, actor: Actor, user: User, flag: bool) -> None:
         actor.require_admin()

@@ -14,6 +14,7 @@ import aiosqlite
 
 from regd.metadata.db import Database, Row
 from regd.metadata.manifests import ManifestRow
+from regd.metadata.signatures import IS_SIGNATURE
 from regd.metadata.users import escape_like
 
 _NON_EMPTY = "EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)"
@@ -94,10 +95,12 @@ async def set_description(conn: aiosqlite.Connection, repository_id: int, descri
 async def artifacts(
     db: Database, repository_id: int, offset: int, limit: int
 ) -> tuple[int, list[ManifestRow]]:
-    """Manifests of a repository, newest push first: (total, page)."""
-    total = await db.fetchval("SELECT count(*) FROM manifests WHERE repository_id = ?", (repository_id,))
+    """Manifests of a repository but its signatures (Harbor shows those as accessories),
+    newest push first: (total, page)."""
+    where = f"FROM manifests m WHERE m.repository_id = ? AND NOT {IS_SIGNATURE}"
+    total = await db.fetchval(f"SELECT count(*) {where}", (repository_id,))
     rows = await db.fetchall(
-        "SELECT * FROM manifests WHERE repository_id = ? ORDER BY pushed_at DESC, id DESC LIMIT ? OFFSET ?",
+        f"SELECT m.* {where} ORDER BY m.pushed_at DESC, m.id DESC LIMIT ? OFFSET ?",
         (repository_id, limit, offset),
     )
     return int(total), [ManifestRow.of(r) for r in rows]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -65,6 +66,9 @@ class Database:
         if check:
             await self._quick_check(self._writer)
         await self._writer.execute("PRAGMA journal_mode = WAL")
+        # Readable by regd's user only: it holds password hashes and the credentials of
+        # proxy-cache upstreams. SQLite gives -wal and -shm the database file's mode.
+        await asyncio.get_running_loop().run_in_executor(None, _make_private, self.path)
         await self._migrate(self._writer)
         self._readers = [await _connect(self.path) for _ in range(self._reader_count)]
         self._next_reader = itertools.cycle(range(len(self._readers)))
@@ -156,6 +160,14 @@ class Database:
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchone(sql, params)
         return None if row is None else row[0]
+
+
+def _make_private(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.chmod(f"{path}{suffix}", 0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _statements(script: str) -> Iterable[str]:

@@ -23,6 +23,7 @@ class Project:
     metadata: dict[str, str]
     created_at: float
     updated_at: float
+    registry_id: int | None = None  # set: a proxy-cache project of that endpoint
 
     @classmethod
     def of(cls, row: Row) -> Project:
@@ -35,6 +36,7 @@ class Project:
             orjson.loads(row["metadata"]),
             float(row["created_at"]),
             float(row["updated_at"]),
+            None if row["registry_id"] is None else int(row["registry_id"]),
         )
 
 
@@ -104,14 +106,19 @@ async def page(
 
 
 async def insert(
-    conn: aiosqlite.Connection, name: str, owner_id: int | None, public: bool, metadata: dict[str, str]
+    conn: aiosqlite.Connection,
+    name: str,
+    owner_id: int | None,
+    public: bool,
+    metadata: dict[str, str],
+    registry_id: int | None = None,
 ) -> int:
     """A new project; its owner (if any) becomes its project admin, as in Harbor."""
     now = time.time()
     cur = await conn.execute(
-        "INSERT INTO projects (name, owner_id, public, metadata, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (name, owner_id, int(public), orjson.dumps(metadata).decode(), now, now),
+        "INSERT INTO projects (name, owner_id, public, metadata, created_at, updated_at, registry_id) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (name, owner_id, int(public), orjson.dumps(metadata).decode(), now, now, registry_id),
     )
     project_id = cur.lastrowid
     assert project_id is not None
@@ -167,6 +174,18 @@ async def repository_count(db: Database, name: str) -> int:
         (name,),
     )
     return int(value)
+
+
+async def repository_counts(db: Database, names: list[str]) -> dict[str, int]:
+    """``repository_count`` of several projects in one query (those with none are absent)."""
+    if not names:
+        return {}
+    rows = await db.fetchall(
+        f"SELECT r.project, count(*) FROM repositories r WHERE r.project IN ({','.join('?' * len(names))}) "
+        "AND EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) GROUP BY r.project",
+        names,
+    )
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 # -- members ---------------------------------------------------------------------

@@ -23,6 +23,12 @@ Harbor's artifact list by push time (migration 7): the index manifests_pushed.
 Upload writers (migration 8): uploads.writer_pid, the process writing or committing a session (so the
 supervisor can release the sessions of a worker that died).
 Scrub (migration 9): blobs.xxh3, blobs.quarantined_at / quarantine_reason, scrub_runs (history).
+Content trust (migration 10): projects --< trust_anchors (keys and certificates that
+signatures must verify against).
+Proxy cache (migration 11): registries (upstream endpoints) --<
+projects.registry_id.
+Web interface (migration 12): web_sessions (browser sessions, by the hash of
+their cookie).
 """
 
 from __future__ import annotations
@@ -253,6 +259,51 @@ MIGRATIONS: list[str] = [
         started_at REAL NOT NULL,
         finished_at REAL
     );
+    """,
+    # Content trust (issue 10): per-project trust anchors that signatures verify against.
+    """
+    CREATE TABLE trust_anchors (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        pem TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        UNIQUE (project_id, name)
+    );
+    """,
+    # Proxy-cache projects (issue 11): upstream registry endpoints (Harbor's
+    # /registries); a project with a registry_id mirrors that endpoint. A proxy
+    # project's manifests.pulled_at drives the removal of artifacts nobody pulls.
+    """
+    CREATE TABLE registries (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        url TEXT NOT NULL,
+        credential_type TEXT NOT NULL DEFAULT '',
+        access_key TEXT NOT NULL DEFAULT '',
+        access_secret TEXT NOT NULL DEFAULT '',
+        insecure INTEGER NOT NULL DEFAULT 0,
+        description TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'unknown',
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE projects ADD COLUMN registry_id INTEGER REFERENCES registries(id);
+    CREATE INDEX projects_registry ON projects(registry_id) WHERE registry_id IS NOT NULL;
+    """,
+    # Web interface (issue 9): browser sessions, stored by the SHA-256 of their cookie so
+    # that every worker process knows them and a copy of the database opens none.
+    """
+    CREATE TABLE web_sessions (
+        id TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX web_sessions_user ON web_sessions(user_id);
     """,
 ]
 

@@ -17,6 +17,10 @@
       regd.lock                            flock held by the one daemon serving this
                                            directory (and its workers); holds its PID
       tmp/                                 files being written before their rename
+      proxy/<algorithm>-<hex>.lock         flock held by the worker downloading that blob
+                                           for a proxy-cache project; holds its upload id
+                                           and size, so other workers serve the same
+                                           download (regd.proxy.fetch)
       auth/token.key                       the RSA key that signs tokens (0600)
       auth/admin.password                  admin's generated first password (0600)
 
@@ -96,8 +100,15 @@ class Layout:
     def admin_password(self) -> Path:
         return self.auth / "admin.password"
 
+    @property
+    def proxy(self) -> Path:
+        return self.root / "proxy"
+
+    def proxy_fetch_lock(self, digest: Digest) -> Path:
+        return self.proxy / f"{digest.algorithm}-{digest.hex}.lock"
+
     def directories(self) -> list[Path]:
-        return [self.root, self.blobs, self.uploads, self.trash, self.tmp, self.quarantine]
+        return [self.root, self.blobs, self.uploads, self.trash, self.tmp, self.quarantine, self.proxy]
 
     def blob(self, digest: Digest) -> Path:
         return self.blobs / digest.algorithm / digest.hex[:2] / digest.hex

@@ -12,11 +12,12 @@ import asyncio
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiosqlite
-from aiohttp import StreamReader
 
 from regd.digest import ContentHash, Digest
 from regd.errors import ErrorCode, RegistryError
@@ -38,11 +39,28 @@ log = logging.getLogger("regd")
 # writev takes at most IOV_MAX (1024) pieces; a client that trickles tiny chunks is
 # handed off sooner.
 MAX_CHUNKS = 512
+# Running hashes kept per process (each a few hundred bytes).
+MAX_RUNNING = 10_000
+
+
+class ByteSource(Protocol):
+    """What an upload reads: a request body (aiohttp's StreamReader), or the proxy
+    cache's paced view of an upstream response."""
+
+    async def readany(self) -> bytes: ...
 
 
 @dataclass
 class _Progress:
     written: int = 0
+    # Told the bytes of this append on disk each time more land (the proxy cache's tee
+    # serves a blob to its readers from the upload file while it is being written).
+    on_written: Callable[[int], None] | None = None
+
+    def add(self, count: int) -> None:
+        self.written += count
+        if self.on_written is not None:
+            self.on_written(self.written)
 
 
 @dataclass
@@ -96,6 +114,14 @@ class UploadService:
                     headers={"Retry-After": "60"},
                 )
 
+    def _keep_hash(self, upload_id: str, running: _RunningHash) -> None:
+        """Remember a session's running hash, forgetting the oldest beyond MAX_RUNNING:
+        sessions another worker expired never come back here, and a forgotten hash only
+        means the commit re-hashes the file."""
+        self._hashes[upload_id] = running
+        while len(self._hashes) > MAX_RUNNING:
+            del self._hashes[next(iter(self._hashes))]
+
     def range_headers(self, repository: str, upload_id: str, size: int) -> dict[str, str]:
         # Docker's Range is inclusive; an empty session reports 0-0 (spec, "Pushing a blob in chunks").
         return {
@@ -123,17 +149,19 @@ class UploadService:
         except BaseException:
             await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
             raise
-        self._hashes[upload_id] = _RunningHash(0, ContentHash())
+        self._keep_hash(upload_id, _RunningHash(0, ContentHash()))
         return await self.get(repository, upload_id)
 
     async def append(
         self,
         row: UploadRow,
-        body: StreamReader,
+        body: ByteSource,
         content_range: tuple[int, int] | None,
         content_length: int | None,
+        on_written: Callable[[int], None] | None = None,
     ) -> UploadRow:
-        """Stream one PATCH body (or a PUT's last chunk) onto the end of the session."""
+        """Stream one PATCH body (or a PUT's last chunk) onto the end of the session.
+        ``on_written``: called with the bytes of this body on disk as they land."""
         expected: int | None = None
         if content_range is not None:
             start, end = content_range
@@ -148,7 +176,7 @@ class UploadService:
         if not await self._take(row, UploadEvent.BEGIN_WRITE):
             current = await self.get(row.repository, row.id)
             raise self._range_invalid(current, "upload is being written by another request or has moved on")
-        progress = _Progress()
+        progress = _Progress(on_written=on_written)
         try:
             await self._receive(row, body, expected, progress)
         finally:
@@ -182,7 +210,7 @@ class UploadService:
             await upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size + written)
 
     async def _receive(
-        self, row: UploadRow, body: StreamReader, limit: int | None, progress: _Progress
+        self, row: UploadRow, body: ByteSource, limit: int | None, progress: _Progress
     ) -> None:
         """Copy the body to the data file, hashing it, in BUFFER_SIZE hand-offs to a
         thread; ``progress.written`` counts the bytes on disk, also when this fails."""
@@ -207,7 +235,7 @@ class UploadService:
                 if buffered >= BUFFER_SIZE or len(buf) >= MAX_CHUNKS:
                     if pending is not None:
                         await pending
-                        progress.written += pending_len
+                        progress.add(pending_len)
                     pending = loop.run_in_executor(
                         None, fsio.write_and_hash_sync, fd, hasher, buf, self.store.fsync
                     )
@@ -216,7 +244,7 @@ class UploadService:
         finally:
             await asyncio.shield(self._flush(fd, hasher, pending, pending_len, buf, progress))
             if hasher is not None:
-                self._hashes[row.id] = _RunningHash(row.size + progress.written, hasher)
+                self._keep_hash(row.id, _RunningHash(row.size + progress.written, hasher))
 
     async def _flush(
         self,
@@ -232,10 +260,10 @@ class UploadService:
         try:
             if pending is not None:
                 await pending
-                progress.written += pending_len
+                progress.add(pending_len)
             if buf:
                 await fsio.run(fsio.write_and_hash_sync, fd, hasher, buf)
-                progress.written += sum(map(len, buf))
+                progress.add(sum(map(len, buf)))
         finally:
             await fsio.run(fsio.close_sync, fd)
 

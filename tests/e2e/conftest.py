@@ -25,6 +25,8 @@ from .daemons import Dockerd, RegistryServer, ServerFactory, Target
 _LOGS = pytest.StashKey[dict[str, Path]]()
 _LOG_OFFSETS = pytest.StashKey[dict[str, int]]()
 _REPORTED_LINES = 200
+# Set on a test whose call failed, for fixtures that keep evidence (a browser screenshot).
+CALL_FAILED = pytest.StashKey[bool]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,6 +53,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if report.when == "call" and report.failed:
+        item.stash[CALL_FAILED] = True
     if report.failed:
         offsets = item.stash.get(_LOG_OFFSETS, {})
         for label, path in item.config.stash[_LOGS].items():

@@ -20,7 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .tools import require_root, run
+from tests.prerequisites import require_root
+
+from .tools import run
 
 
 class Containers:
@@ -69,7 +71,7 @@ class Containers:
 
 @contextmanager
 def private_containers() -> Iterator[Containers]:
-    require_root()  # as root, like dockerd here: rootless podman needs subordinate uids
+    require_root("podman and buildah (rootless needs subordinate uids)")
     root = Path(tempfile.mkdtemp(prefix="regd-e2e-containers-"))
     try:
         yield Containers(root)

@@ -22,7 +22,7 @@ import pytest
 
 from .accounts import ADMIN_PASSWORD, start_secured
 from .daemons import RegistryServer, ServerFactory, Target
-from .tools import run, unavailable
+from .tools import run
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def conformance_dir() -> Path:
-    """The folder holding both programs; fails or skips (``unavailable``) when none does."""
+    """The folder holding both programs; skips (a failure under CI: tests/prerequisites.py) when none does."""
     checkout = Path(__file__).resolve().parents[2]
     candidates = [
         *([Path(os.environ["REGD_CONFORMANCE_DIR"])] if os.environ.get("REGD_CONFORMANCE_DIR") else []),
@@ -47,7 +47,7 @@ def conformance_dir() -> Path:
         if all(os.access(folder / program, os.X_OK) for program in (RELEASE, MAIN)):
             return folder
     tried = ", ".join(str(c) for c in candidates)
-    unavailable(f"the OCI conformance programs ({RELEASE}, {MAIN}) are not in any of: {tried}")
+    pytest.skip(f"the OCI conformance programs ({RELEASE}, {MAIN}) are not in any of: {tried}")
     raise AssertionError("unreachable")
 
 

@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from regd.api.harbor import artifacts, members, projects, repositories, robots, system, users
+from regd.api.harbor import (
+    artifacts,
+    members,
+    projects,
+    registries,
+    repositories,
+    robots,
+    system,
+    trust,
+    users,
+)
 
 
 def setup(app: web.Application) -> None:
-    for module in (system, projects, members, repositories, artifacts, users, robots):
+    for module in (system, projects, members, repositories, artifacts, users, robots, trust, registries):
         module.routes(app)

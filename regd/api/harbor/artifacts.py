@@ -1,4 +1,6 @@
-"""``/api/v2.0/projects/{p}/repositories/{r}/artifacts``: list (with tags), get, delete;
+"""``/api/v2.0/projects/{p}/repositories/{r}/artifacts``: list (with tags; signatures are
+not listed as artifacts of their own, as in Harbor; ``with_accessory=true`` shows them on
+their image), get, delete, ``.../accessories``;
 ``.../artifacts/{reference}/tags``: list, add (``{"name"}``, 409 if it exists), delete.
 
 ``{reference}`` is a tag or a digest. Deleting an artifact deletes the manifest and all
@@ -25,12 +27,15 @@ from regd.api.harbor.common import (
     timestamp,
 )
 from regd.api.harbor.repositories import find_repository
+from regd.api.harbor.trust import accessory_json
 from regd.api.http import json_response
 from regd.auth.roles import Permission
 from regd.errors import ErrorCode, RegistryError
 from regd.manage import ProjectAccess
 from regd.manage.artifacts import Artifact, Child
+from regd.manage.trust import Accessory
 from regd.metadata.artifacts import RepositoryView, TagView
+from regd.metadata.manifests import ManifestRow
 
 
 def tag_json(tag: TagView) -> dict[str, Any]:
@@ -58,7 +63,12 @@ def reference_json(parent_id: int, child: Child) -> dict[str, Any]:
     }
 
 
-def artifact_json(project_id: int, view: RepositoryView, artifact: Artifact) -> dict[str, Any]:
+def artifact_json(
+    project_id: int,
+    view: RepositoryView,
+    artifact: Artifact,
+    accessories: dict[int, list[Accessory]] | None = None,
+) -> dict[str, Any]:
     row = artifact.row
     references = [reference_json(row.id, child) for child in artifact.children]
     return {
@@ -79,7 +89,9 @@ def artifact_json(project_id: int, view: RepositoryView, artifact: Artifact) -> 
         "references": references or None,
         "tags": [tag_json(t) for t in artifact.tags] or None,
         "labels": None,
-        "accessories": None,
+        "accessories": None
+        if accessories is None
+        else [accessory_json(a, view.name) for a in accessories.get(row.id, [])],
         "icon": "",
     }
 
@@ -93,15 +105,26 @@ async def list_artifacts(request: web.Request) -> web.Response:
     access, view = await _located(request, Permission.REPOSITORY_READ)
     page = page_of(request)
     listing = await manage_of(request).artifacts.listing(access.actor, access.project, view, page)
-    items = [artifact_json(access.project.id, view, a) for a in listing.items]
+    signed = await _accessories(request, access, view, [a.row for a in listing.items])
+    items = [artifact_json(access.project.id, view, a, signed) for a in listing.items]
     return paged(request, items, listing.total, page)
+
+
+async def _accessories(
+    request: web.Request, access: ProjectAccess, view: RepositoryView, rows: list[ManifestRow]
+) -> dict[int, list[Accessory]] | None:
+    """With ``with_accessory=true``: the signatures of each artifact, else None."""
+    if request.query.get("with_accessory", "").lower() != "true":
+        return None
+    return await manage_of(request).trust.accessories(access.actor, access.project, view, rows)
 
 
 async def get_artifact(request: web.Request) -> web.Response:
     access, view = await _located(request, Permission.REPOSITORY_READ)
     reference = request.match_info["reference"]
     artifact = await manage_of(request).artifacts.get(access.actor, access.project, view, reference)
-    return json_response(artifact_json(access.project.id, view, artifact))
+    signed = await _accessories(request, access, view, [artifact.row])
+    return json_response(artifact_json(access.project.id, view, artifact, signed))
 
 
 async def delete_artifact(request: web.Request) -> web.Response:
@@ -140,6 +163,16 @@ async def delete_tag(request: web.Request) -> web.Response:
     return ok()
 
 
+async def list_accessories(request: web.Request) -> web.Response:
+    access, view = await _located(request, Permission.REPOSITORY_READ)
+    page = page_of(request)
+    reference = request.match_info["reference"]
+    listing = await manage_of(request).trust.accessories_of(
+        access.actor, access.project, view, reference, page
+    )
+    return paged(request, [accessory_json(a, view.name) for a in listing.items], listing.total, page)
+
+
 def routes(app: web.Application) -> None:
     base = f"{PREFIX}/projects/{{project}}/repositories/{{repository}}/artifacts"
     app.router.add_get(base, list_artifacts)
@@ -148,3 +181,4 @@ def routes(app: web.Application) -> None:
     app.router.add_get(base + "/{reference}/tags", list_tags)
     app.router.add_post(base + "/{reference}/tags", create_tag)
     app.router.add_delete(base + "/{reference}/tags/{tag}", delete_tag)
+    app.router.add_get(base + "/{reference}/accessories", list_accessories)

@@ -1,10 +1,8 @@
-"""What every management-API handler shares: who is calling (an ``Actor`` for the
-``regd.manage`` services, which hold the rules and permission checks), the project of the path,
-pagination (``page``, ``page_size`` up to 100, ``X-Total-Count``, ``Link``), JSON bodies,
-Harbor's time format.
+"""What every management-API handler shares: who is calling (``api.caller``: Basic, a
+session cookie, or anonymous; an ``Actor`` for the ``regd.manage`` services, which hold
+the rules and permission checks), the project of the path, pagination (``page``,
+``page_size`` up to 100, ``X-Total-Count``, ``Link``), JSON bodies, Harbor's time format.
 
-Callers authenticate with HTTP Basic (users and robot accounts); no header means
-anonymous. With ``[auth] enabled = false`` every caller is the system administrator.
 Refusals follow Harbor: 401 ``UNAUTHORIZED`` for anonymous callers, 403 ``FORBIDDEN``
 for authenticated ones; errors use the one envelope ``{"errors":[{"code","message"}]}``.
 """
@@ -18,15 +16,16 @@ from urllib.parse import urlencode
 import orjson
 from aiohttp import web
 
+from regd.api.caller import actor, caller
 from regd.api.http import json_response
-from regd.auth.accounts import ANONYMOUS, NO_AUTH_ADMIN, Account
-from regd.auth.authorizer import basic_credentials
 from regd.auth.roles import Permission
 from regd.errors import ErrorCode, RegistryError
 from regd.manage import Actor, Management, Page, ProjectAccess
 from regd.metadata.projects import Project
 from regd.numbers import parse_uint
-from regd.services import SERVICES, USER, Services
+from regd.services import SERVICES, Services
+
+__all__ = ["actor", "caller"]  # re-exported for the handlers
 
 PREFIX = "/api/v2.0"
 MAX_PAGE_SIZE = 100
@@ -34,44 +33,12 @@ DEFAULT_PAGE_SIZE = 10
 # (page - 1) * page_size must stay far inside SQLite's 64-bit OFFSET.
 MAX_PAGE = 10**9
 
-_CALLER: web.RequestKey[Account] = web.RequestKey("harbor_caller", Account)
-
-
 def services_of(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
-async def caller(request: web.Request) -> Account:
-    """Who is calling (checked once per request)."""
-    if _CALLER in request:
-        return request[_CALLER]
-    services = services_of(request)
-    account = ANONYMOUS
-    if not services.config.auth.enabled:
-        account = NO_AUTH_ADMIN
-    elif (header := request.headers.get("Authorization")) is not None:
-        credentials = basic_credentials(header)
-        if credentials is None:
-            raise RegistryError(ErrorCode.UNAUTHORIZED, "basic authentication required")
-        account = await services.accounts.authenticate(*credentials, request.remote or "")
-    request[_CALLER] = account
-    if account.name:
-        request[USER] = account.name  # for the access log
-    return account
-
-
-_ACTOR: web.RequestKey[Actor] = web.RequestKey("harbor_actor", Actor)
-
-
 def manage_of(request: web.Request) -> Management:
     return request.app[SERVICES].manage
-
-
-async def actor(request: web.Request) -> Actor:
-    """The caller with their project roles, for the management services."""
-    if _ACTOR not in request:
-        request[_ACTOR] = await manage_of(request).actor(await caller(request))
-    return request[_ACTOR]
 
 
 async def logged_in(request: web.Request) -> Actor:

@@ -39,7 +39,7 @@ def project_json(view: ProjectView) -> dict[str, Any]:
         "owner_id": project.owner_id or 0,
         "owner_name": project.owner_name,
         "name": project.name,
-        "registry_id": 0,
+        "registry_id": project.registry_id or 0,
         "creation_time": timestamp(project.created_at),
         "update_time": timestamp(project.updated_at),
         "deleted": False,
@@ -88,9 +88,10 @@ async def create_project(request: web.Request) -> web.Response:
     service.check_create(caller)  # before reading the body, as Harbor answers
     body = await json_body(request)
     name = check_project_name(body.get("project_name"))
-    if body.get("registry_id"):
-        raise RegistryError(ErrorCode.BAD_REQUEST, "proxy cache projects are not supported")
-    project_id = await service.create(caller, name, _metadata(body))
+    registry_id = body.get("registry_id")
+    if registry_id is not None and (not isinstance(registry_id, int) or isinstance(registry_id, bool)):
+        raise RegistryError(ErrorCode.BAD_REQUEST, "registry_id must be an integer")
+    project_id = await service.create(caller, name, _metadata(body), registry_id or None)
     by_name = request.headers.get("X-Resource-Name-In-Location", "").lower() == "true"
     return created(f"{PREFIX}/projects/{name if by_name else project_id}")
 
