@@ -55,6 +55,8 @@ class ErrorCode(enum.Enum):
     TOO_MANY_REQUEST = _Code(429, "too many requests to upstream registry")  # proxy cache
     VIOLATE_FOREIGN_KEY_CONSTRAINT = _Code(412, "the deleting artifact is referenced by others")
     REQUEST_ENTITY_TOO_LARGE = _Code(413, "request entity too large")
+    EXPECTATION_FAILED = _Code(417, "expectation failed")
+    HEADERS_TOO_LARGE = _Code(431, "request header fields too large")  # RFC 6585 section 5
     # RFC 4918 section 11.5: the server cannot store what the request needs stored.
     INSUFFICIENT_STORAGE = _Code(
         507,

@@ -64,7 +64,7 @@ async def test_partial_headers_are_cut_off_and_one_address_holds_a_bounded_numbe
     answers = await asyncio.gather(*(_read_to_close(reader) for reader, _ in connections))
     refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
     cut_off = [a for a in answers if a in (b"", b"<reset>")]
-    assert len(refused) == 10
+    assert len(refused) == 10, [a[:30] for a in answers]
     assert all(b"TOOMANYREQUESTS" in a and b"at most 20" in a for a in refused)
     assert len(cut_off) == PER_ADDRESS  # closed without an answer: no request came
     for _, writer in connections:
@@ -118,7 +118,10 @@ async def test_malformed_requests_do_not_log_their_credentials(regd: RegdProcess
         writer.write(request.encode())
         await writer.drain()
         answer = await _read_to_close(reader)
-        assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n", 1)[0]
+        status_line = answer.split(b"\r\n", 1)[0]
+        # 400, or 431 for the header line past 8190 bytes; in the OCI envelope either way.
+        assert answer.startswith(b"HTTP/1.") and (b" 400 " in status_line or b" 431 " in status_line)
+        assert b'{"errors":[{"code":' in answer
         writer.close()
     async with session_from() as http:  # a request after them: their lines are written
         await Api(http, regd).expect(200, "GET", "/api/v2.0/health")

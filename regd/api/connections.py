@@ -26,8 +26,10 @@ from typing import Any, cast
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from regd.config import ServerConfig
@@ -37,6 +39,9 @@ from regd.services import SERVICES
 log = logging.getLogger("regd")
 
 REFUSAL_LINGER = 1.0  # seconds a refused connection stays open to drain the request
+# aiohttp's parser limits (its defaults), named in the errors that refuse a request.
+MAX_LINE = 8190
+MAX_HEADERS = 128
 
 
 def _refusal(limit: int) -> bytes:
@@ -106,12 +111,47 @@ class GuardedRequestHandler(RequestHandler):
         if not self._refused:
             super().data_received(data)
 
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A request aiohttp could not parse (or a handler error past the middleware):
+        the OCI envelope, like every other error, instead of aiohttp's text page."""
+        plain = super().handle_error(request, status, exc, message)  # logs; refuses if sent
+        error = parse_error(status, exc, message)
+        response = web.Response(
+            status=error.status, body=orjson.dumps(error.envelope()), content_type="application/json"
+        )
+        response.force_close()
+        del plain
+        return response
+
     def connection_lost(self, exc: BaseException | None) -> None:
         server = self._manager
         if self._address is not None and isinstance(server, GuardedServer):
             server.release(self._address)
             self._address = None
         super().connection_lost(exc)
+
+
+def parse_error(status: int, exc: BaseException | None, message: str | None) -> RegistryError:
+    """The error for a request the HTTP parser refused. Limits (aiohttp's defaults): a
+    request line or header line of at most 8190 bytes, at most 128 header fields."""
+    text = str(getattr(exc, "message", None) or exc or message or "")
+    if isinstance(exc, LineTooLong) or "too long" in text.lower() or "Got more than" in text:
+        return RegistryError(
+            ErrorCode.HEADERS_TOO_LARGE,
+            f"request line or a header field is longer than {MAX_LINE} bytes",
+        )
+    if "too many headers" in text.lower():
+        return RegistryError(ErrorCode.HEADERS_TOO_LARGE, f"more than {MAX_HEADERS} header fields")
+    if status >= 500:
+        return RegistryError(ErrorCode.UNKNOWN)
+    first = text.strip().splitlines()[0].strip().rstrip(":") if text.strip() else "unreadable"
+    return RegistryError(ErrorCode.BAD_REQUEST, f"malformed HTTP request: {first[:200]}")
 
 
 class GuardedRunner(web.AppRunner):

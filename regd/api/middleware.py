@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from aiohttp import web
+from aiohttp import web, web_urldispatcher
 from aiohttp.typedefs import Handler
 
 from regd import metrics
@@ -13,6 +13,7 @@ from regd.errors import ErrorCode, RegistryError, causes, code_for_status, is_ou
 
 log = logging.getLogger("regd.api")
 
+CLIENT_GONE = 499  # nginx's "client closed request", as regd.api.observe counts cut-offs
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
 
 
@@ -44,11 +45,32 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 def _unexpected(request: web.Request, exc: Exception) -> web.StreamResponse:
     if isinstance(exc, ConnectionError | OSError):
         if request.transport is None or request.transport.is_closing():
-            raise exc  # the client went away; nobody to answer
+            # The client went away (or stalled and was cut off): nobody reads this, but
+            # the access log and /metrics count it as cut off, not as a server error.
+            return web.Response(status=CLIENT_GONE, reason="Client Closed Request")
         log.error("I/O error on %s %s", request.method, request.path, exc_info=exc)
         return error_response(RegistryError(ErrorCode.UNKNOWN, f"storage error: {exc.__class__.__name__}"))
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     return error_response(RegistryError(ErrorCode.UNKNOWN))
+
+
+async def expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect`` (RFC 9110 section 10.1.1): ``100-continue`` is answered ``100 Continue``,
+    anything else 417 in the envelope. aiohttp runs this before any middleware."""
+    value = request.headers.get("Expect", "")
+    if value.lower() != "100-continue":
+        error = RegistryError(ErrorCode.EXPECTATION_FAILED, "only Expect: 100-continue is supported")
+        return error_response(error)
+    if request.version >= (1, 1):
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the final response has not started yet
+    return None
+
+
+# aiohttp answers an unknown Expect itself, in text (and with a 500 when the value is not
+# UTF-8), before the middlewares: every route, the 404/405 ones included, takes its
+# expect handler from this module global when it is made.
+web_urldispatcher._default_expect_handler = expect  # type: ignore[assignment]
 
 
 async def common_headers(request: web.Request, response: web.StreamResponse) -> None:
