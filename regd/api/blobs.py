@@ -7,10 +7,11 @@ import os
 
 from aiohttp import web
 
-from regd.api.http import byte_range, content_length, content_range, has_body
+from regd.api.http import BodyPieces, byte_range, content_length, content_range, has_body
 from regd.api.sendfile import SendfileResponse
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
+from regd.metadata.uploads import UploadRow
 from regd.names import check_name
 from regd.services import PRINCIPAL, USER, Services
 from regd.storage import fsio
@@ -88,7 +89,7 @@ async def start_upload(request: web.Request, s: Services, name: str) -> web.Stre
     account = request.get(USER, "") if s.config.auth.enabled else ""
     row = await s.uploads.start(name, account)
     if digest is not None:
-        row = await s.uploads.append(row, request.content, None, content_length(request))
+        row = await s.uploads.append(row, BodyPieces(request.content), None, content_length(request))
         await s.uploads.commit(row, digest)
         return _created(name, digest)
     return web.Response(
@@ -105,7 +106,7 @@ async def upload_status(request: web.Request, s: Services, name: str, upload_id:
 async def patch_upload(request: web.Request, s: Services, name: str, upload_id: str) -> web.StreamResponse:
     """PATCH: a chunk with Content-Range, or the stream of a whole blob without it."""
     row = await s.uploads.get(name, upload_id)
-    row = await s.uploads.append(row, request.content, content_range(request), content_length(request))
+    row = await _append(s, row, request)
     return web.Response(
         status=202, headers={**s.uploads.range_headers(name, row.id, row.size), "Content-Length": "0"}
     )
@@ -119,9 +120,15 @@ async def complete_upload(request: web.Request, s: Services, name: str, upload_i
         raise RegistryError(ErrorCode.DIGEST_INVALID, "digest query parameter is required")
     digest = Digest.parse(digest_text)
     if has_body(request):
-        row = await s.uploads.append(row, request.content, content_range(request), content_length(request))
+        row = await _append(s, row, request)
     await s.uploads.commit(row, digest)
     return _created(name, digest)
+
+
+async def _append(s: Services, row: UploadRow, request: web.Request) -> UploadRow:
+    """The request's body (a chunk with its Content-Range, or a stream) onto the session."""
+    body = BodyPieces(request.content)
+    return await s.uploads.append(row, body, content_range(request), content_length(request))
 
 
 async def cancel_upload(request: web.Request, s: Services, name: str, upload_id: str) -> web.StreamResponse:

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from regd.errors import ErrorCode, RegistryError
 from regd.numbers import parse_uint
@@ -109,3 +109,27 @@ def page_args(request: web.Request) -> tuple[int | None, str]:
                 ErrorCode.PAGINATION_NUMBER_INVALID, f"n must be a non-negative integer, not {raw_n[:50]!r}"
             )
     return n, request.query.get("last", "")
+
+
+class BodyPieces:
+    """A request body read as the pieces aiohttp buffered it, for the upload writer.
+
+    ``StreamReader.readany`` joins every piece buffered so far into one bytes object: a
+    copy of the whole body on the event loop, a fifth of the loop's busy time in a
+    profiled push. ``readchunk`` hands one piece over as it is (for a chunked body, at
+    most up to the end of an HTTP chunk), so the bytes are copied only by the kernel and
+    the writer thread."""
+
+    def __init__(self, content: StreamReader) -> None:
+        self._content = content
+        self._eof = False
+
+    async def readany(self) -> bytes:
+        """The next piece; b"" at the end of the body (and after it)."""
+        while not self._eof:
+            data, end_of_http_chunk = await self._content.readchunk()
+            if data:
+                return data
+            # (b"", True) marks the end of an HTTP chunk; (b"", False) the end of the body.
+            self._eof = not end_of_http_chunk
+        return b""
