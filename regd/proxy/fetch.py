@@ -132,12 +132,13 @@ class PacedBody:
         self._count = count
         self._pace = pace
 
-    async def readany(self) -> bytes:
+    async def read_pieces(self) -> list[bytes]:
         chunk = await self._read()
-        if chunk:
-            self._count(len(chunk))
-            await self._pace(len(chunk))
-        return chunk
+        if not chunk:
+            return []
+        self._count(len(chunk))
+        await self._pace(len(chunk))
+        return [chunk]
 
 
 def open_reader_sync(path: os.PathLike[str] | str) -> int:

@@ -44,10 +44,13 @@ MAX_RUNNING = 10_000
 
 
 class ByteSource(Protocol):
-    """What an upload reads: a request body (aiohttp's StreamReader), or the proxy
+    """What an upload reads: a request body (``api.http.BodyPieces``), or the proxy
     cache's paced view of an upstream response."""
 
-    async def readany(self) -> bytes: ...
+    async def read_pieces(self) -> list[bytes]:
+        """The bytes that arrived since the last call, as the pieces they came in (not
+        joined: a join would copy them on the event loop); [] at the end."""
+        ...
 
 
 @dataclass
@@ -227,9 +230,9 @@ class UploadService:
         pending: asyncio.Future[None] | None = None
         pending_len = 0
         try:
-            while chunk := await body.readany():
-                buf.append(chunk)
-                buffered += len(chunk)
+            while pieces := await body.read_pieces():
+                buf.extend(pieces)
+                buffered += sum(map(len, pieces))
                 if limit is not None and progress.written + pending_len + buffered > limit:
                     break
                 if buffered >= BUFFER_SIZE or len(buf) >= MAX_CHUNKS:
