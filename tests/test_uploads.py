@@ -6,7 +6,11 @@ import asyncio
 import os
 import time
 from pathlib import Path
+from unittest import mock
 
+from aiohttp import StreamReader
+
+from regd.api.http import MAX_PIECES, BodyPieces
 from regd.app import create_app
 from regd.services import SERVICES
 from tests.conftest import Client, assert_error, make_config, push_blob, sha256
@@ -50,6 +54,58 @@ async def test_streamed_patch_without_content_range_then_put(client: Client) -> 
     async def body():  # type: ignore[no-untyped-def]
         for i in range(0, len(data), 100_000):
             yield data[i : i + 100_000]
+
+    resp = await client.patch(location, data=body())
+    assert resp.status == 202
+    assert resp.headers["Range"] == f"0-{len(data) - 1}"
+    resp = await client.put(location, params={"digest": sha256(data)})
+    assert resp.status == 201
+    await assert_stored(client, "library/app", data)
+
+
+def _stream(pieces: list[bytes], http_chunks: bool) -> StreamReader:
+    stream = StreamReader(mock.Mock(_reading_paused=False), 2**16, loop=asyncio.get_running_loop())
+    for piece in pieces:
+        if http_chunks:
+            stream.begin_http_chunk_receiving()
+        stream.feed_data(piece)
+        if http_chunks:
+            stream.end_http_chunk_receiving()
+    stream.feed_eof()
+    return stream
+
+
+async def test_body_pieces_hands_over_buffered_pieces_without_joining_them() -> None:
+    # The very objects aiohttp buffered, not a copy (readany would join them), with
+    # chunked transfer coding (an HTTP chunk per piece, as docker sends) and without.
+    for http_chunks in (True, False):
+        pieces = [os.urandom(1000 + i) for i in range(5)]
+        body = BodyPieces(_stream(pieces, http_chunks))
+        got = await body.read_pieces()
+        assert got == pieces
+        assert all(a is b for a, b in zip(got, pieces, strict=True))
+        assert await body.read_pieces() == []
+        assert await body.read_pieces() == []
+
+
+async def test_body_pieces_takes_at_most_max_pieces_a_call() -> None:
+    pieces = [bytes([i % 256]) * 10 for i in range(MAX_PIECES * 2 + 3)]
+    body = BodyPieces(_stream(pieces, True))
+    calls = []
+    while got := await body.read_pieces():
+        calls.append(got)
+    assert [len(c) for c in calls] == [MAX_PIECES, MAX_PIECES, 3]
+    assert b"".join(b"".join(c) for c in calls) == b"".join(pieces)
+
+
+async def test_streamed_patch_of_many_tiny_http_chunks(client: Client) -> None:
+    # More pieces buffered than one writev takes: the upload hands them off in parts.
+    data = os.urandom(40_000 * 7)
+    location = await open_upload(client)
+
+    async def body():  # type: ignore[no-untyped-def]
+        for i in range(0, len(data), 7):
+            yield data[i : i + 7]
 
     resp = await client.patch(location, data=body())
     assert resp.status == 202
