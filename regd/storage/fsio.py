@@ -96,11 +96,6 @@ def write_and_hash_sync(
 ) -> None:
     """Append chunks to an open upload file (one writev) and feed them to the running hash;
     with ``start_writeback``, have the kernel start writing them to the disk now."""
-    if hasher is not None and len(chunks) > 1:
-        # One piece for the write and for each hasher: every sha256 update lets go of the
-        # GIL and takes it back, and a docker-style body comes in 32 KiB HTTP chunks, so
-        # without the join a hand-off meant a dozen GIL hand-overs with the event loop.
-        chunks = [b"".join(chunks)]
     total = sum(map(len, chunks))
     offset = os.lseek(fd, 0, os.SEEK_CUR) if start_writeback else 0
     written = os.writev(fd, chunks)
