@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sized
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -124,31 +124,28 @@ class BodyPieces:
     ``StreamReader.readany`` joins every piece buffered so far into one bytes object: a
     copy of the whole body on the event loop, a fifth of the loop's busy time in a
     profiled docker-style push (a chunked body arrives as one piece per 32 KiB HTTP
-    chunk, several per socket read). This is ``readany`` without the join, made of the
-    StreamReader's own steps (``_wait``, ``_buffer``, ``_read_nowait_chunk``: private
-    names, so looked up once, with ``readany`` itself as the fallback). ``readchunk``, the
-    public way to one piece, costs more than the copy: one ``await`` per 32 KiB."""
+    chunk, several per socket read). ``readchunk`` hands over one piece as it is, but one
+    a call costs more than the copy on a chunked body. So this waits with ``readchunk``
+    and takes whatever else is buffered as it is, through the StreamReader's own
+    ``_read_nowait_chunk`` (the step ``readany`` joins; a private name, so looked up
+    with a fallback to one piece a call)."""
 
     def __init__(self, content: StreamReader) -> None:
         self._content = content
-        wait = getattr(content, "_wait", None)
-        take = getattr(content, "_read_nowait_chunk", None)
-        buffer = getattr(content, "_buffer", None)
-        self._fast = wait is not None and take is not None and buffer is not None
-        self._wait: Callable[[str], Awaitable[None]] | None = wait
-        self._take: Callable[[int], bytes] | None = take
-        self._buffer: Sized | None = buffer
+        self._take: Callable[[int], bytes] | None = getattr(content, "_read_nowait_chunk", None)
+        self._eof = False
 
     async def read_pieces(self) -> list[bytes]:
-        """The pieces buffered now (waiting for one), at most MAX_PIECES; [] at the end."""
-        content = self._content
-        if not self._fast:
-            data = await content.readany()
-            return [data] if data else []
-        assert self._wait is not None and self._take is not None and self._buffer is not None
-        if (error := content.exception()) is not None:
-            raise error
-        while not self._buffer and not content.is_eof():
-            await self._wait("readany")
-        take = self._take
-        return [take(-1) for _ in range(min(len(self._buffer), MAX_PIECES))]
+        """The next pieces, at least one; [] at the end of the body (and after it)."""
+        while not self._eof:
+            data, end_of_http_chunk = await self._content.readchunk()
+            if data:
+                pieces = [data]
+                buffered = getattr(self._content, "_buffer", None)
+                if self._take is not None and buffered:
+                    for _ in range(min(len(buffered), MAX_PIECES - 1)):
+                        pieces.append(self._take(-1))
+                return pieces
+            # (b"", True) marks the end of an HTTP chunk; (b"", False) the end of the body.
+            self._eof = not end_of_http_chunk
+        return []
