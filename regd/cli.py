@@ -15,13 +15,10 @@ from typing import Any
 
 from regd import __version__
 from regd.config import Config, ConfigError, load_config
+from regd.errors import StartupError
 from regd.storage.fsio import PRIVATE_UMASK
 
 log = logging.getLogger("regd")
-
-
-class StartupError(Exception):
-    """Stops the daemon at start with one line (no traceback)."""
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
