@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from regd.cron import Cron, CronError, cron_for
 from regd.errors import ErrorCode, RegistryError
-from regd.gc.cron import Cron, CronError, cron_for
 from regd.gc.service import GCBusyError, GCParametersError, GCService, Parameters
 from regd.manage.actor import Actor
 from regd.manage.paging import Listing, Page

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from regd.cron import PRESETS
 from regd.errors import ErrorCode, RegistryError
-from regd.gc.cron import PRESETS
 from regd.web.render import current, form, manage_of, or_form_error, page, page_of, pager, render, see_other
 
 SCHEDULE_TYPES = ("None", "Hourly", "Daily", "Weekly", "Custom")
