@@ -1,8 +1,9 @@
-"""conf/regd.example.toml, regd/config.py and the README name the same settings.
+"""conf/regd.example.toml, regd/config.py and the README agree.
 
 The example file documents every key: each of its sections and keys is a field of the
 configuration's dataclasses and each field is in the file, with the default as its value.
-Every ``[section] key`` the README names is a real setting too."""
+Every ``[section] key`` the README names is a real setting too, and the README's contents
+list names every section in order."""
 
 from __future__ import annotations
 
@@ -52,3 +53,16 @@ def test_readme_names_only_real_settings() -> None:
     for section, key in named:
         assert section in settings, f"README names a section [{section}]"
         assert key in settings[section], f"README names [{section}] {key}"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_contents_lists_every_section_in_order() -> None:
+    readme = (ROOT / "README.md").read_text()
+    headings = [h for h in re.findall(r"(?m)^## (.*)$", readme) if h != "Contents"]
+    contents = readme.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"(?m)^- \[(.*)\]\(#(.*)\)$", contents)
+    assert listed == [(h, _anchor(h)) for h in headings]
