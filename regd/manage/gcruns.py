@@ -19,9 +19,6 @@ from regd.manage.paging import Listing, Page
 from regd.metadata.gc_runs import RunRow, ScheduleRow
 from regd.numbers import parse_uint
 
-# Harbor's schedule types; "Manual" means "run now" and is no periodic schedule.
-SCHEDULE_TYPES = ("None", "Hourly", "Daily", "Weekly", "Custom")
-
 
 @dataclass(frozen=True)
 class Plan:
