@@ -17,11 +17,12 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
+from regd import cron
 from regd.api.harbor.gc import GC
 from regd.app import create_app
 from regd.config import load_config
 from regd.digest import Digest
-from regd.gc import GCService, Parameters, Report, cron
+from regd.gc import GCService, Parameters, Report
 from regd.gc.collector import TMP_MIN_AGE
 from regd.services import SERVICES, Services
 from regd.storage import fsio
