@@ -297,3 +297,13 @@ async def test_janitor_expires_abandoned_sessions(client: Client, data_dir: Path
     await assert_error(await client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
     assert not (data_dir / "uploads" / upload_id).exists()
     assert (await client.get(keep)).status == 204
+
+
+async def test_a_session_committed_without_any_bytes_stores_the_empty_blob(client: Client) -> None:
+    # Found by the upload state machine (tests/test_properties.py): a 500 before.
+    location = await open_upload(client)
+
+    resp = await client.put(location, params={"digest": sha256(b"")})
+
+    assert resp.status == 201, await resp.text()
+    await assert_stored(client, "library/app", b"")
