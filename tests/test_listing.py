@@ -13,7 +13,8 @@ async def test_base_answers_200_empty_object_with_api_version(client: Client) ->
 
 
 async def test_v1_is_404_in_json(client: Client) -> None:
-    for path in ("/v1/_ping", "/v1/users/", "/anything"):  # "/" is the web interface
+    # (``/`` is the web interface: tests/test_web_pages.py.)
+    for path in ("/v1/_ping", "/v1/users/", "/anything"):
         resp = await client.get(path)
         assert resp.status == 404
         assert (await resp.json())["errors"][0]["code"] == "NOT_FOUND"
