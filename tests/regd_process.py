@@ -45,6 +45,11 @@ def toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pid_of(access_line: str) -> int:
+    """The worker pid an access-log line names."""
+    return int(access_line.split(" pid=", 1)[1].split()[0])
+
+
 class NotifySocket:
     """The systemd side of sd_notify: a datagram socket that collects messages."""
 
@@ -161,6 +166,17 @@ class RegdProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def served_by(self, request_id: str) -> int:
+        """The pid of the process that answered request ``request_id`` (its access-log
+        line; a client sets the id with ``X-Request-Id``)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for line in self.log().splitlines():
+                if f"request_id={request_id} " in line:
+                    return pid_of(line)
+            time.sleep(0.05)
+        raise AssertionError(f"no access-log line for request {request_id}:\n{self.log()[-3000:]}")
 
     def close(self) -> None:
         self.kill()
