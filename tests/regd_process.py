@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +97,10 @@ class RegdProcess:
         sections: Mapping[str, Mapping[str, Any]] | None = None,
         env: Mapping[str, str] | None = None,
         port: int | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
+        self.preexec = preexec  # run in the child before regd starts (limits, for instance)
         self.port = port or free_port()
         self.data_dir = root / "data"
         self.config_path = root / "regd.toml"
@@ -134,6 +136,7 @@ class RegdProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                preexec_fn=self.preexec,
             )
         if wait:
             try:
