@@ -13,7 +13,6 @@ from aiohttp import web
 from regd import web as web_pages
 from regd.api import connections, middleware, observe, routes
 from regd.api.harbor import gc as harbor_gc
-from regd.api.harbor import scrub as harbor_scrub
 from regd.api.security import make_authorizer, setup_security
 from regd.auth.accounts import Accounts
 from regd.auth.sessions import Sessions
@@ -156,10 +155,9 @@ def create_app(config: Config, services: Services | None = None, role: Role | No
     app.cleanup_ctx.append(_lifetime)
     app.on_response_prepare.append(middleware.common_headers)
     routes.setup(app)
-    setup_security(app)  # /service/token, /api/v2.0 projects, users, robots; first start
+    setup_security(app)  # /service/token, /api/v2.0 (but gc), first start
     observe.setup(app)  # /metrics, /api/v2.0/health, X-Request-Id
     harbor_gc.setup(app)  # /api/v2.0/system/gc*, the GC scheduler, trash recovery at start
-    harbor_scrub.setup(app)  # /api/v2.0/system/scrub
     web_pages.setup(app)  # /, the pages, /static, /c/login, /c/log_out
     app.cleanup_ctx.append(_proxy_retention)
     return app

@@ -15,13 +15,10 @@ from typing import Any
 
 from regd import __version__
 from regd.config import Config, ConfigError, load_config
+from regd.errors import StartupError
 from regd.storage.fsio import PRIVATE_UMASK
 
 log = logging.getLogger("regd")
-
-
-class StartupError(Exception):
-    """Stops the daemon at start with one line (no traceback)."""
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -66,8 +63,25 @@ def _hold_data_dir(config: Config) -> int:
         raise StartupError(f"cannot use data directory {config.data_dir}: {reason}") from None
 
 
+def _raise_file_limit() -> None:
+    """Every connection is a file descriptor: a shell's usual soft limit of 1,024 would let
+    a thousand idle clients starve everyone else. Raise it to the hard limit, as Go's
+    runtime does for distribution (the systemd unit sets LimitNOFILE as well)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):  # e.g. above fs.nr_open: keep the limit we have
+        pass
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
+    _raise_file_limit()
     _hold_data_dir(config)  # kept open: the kernel drops the lock when the daemon ends
     workers = worker_count(config)
     if workers > 1:

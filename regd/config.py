@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from regd.cron import Cron, CronError
 from regd.numbers import parse_uint
 
 
@@ -227,8 +228,6 @@ def _validate(config: Config) -> None:
     if config.scrub.rate_limit < 0:
         raise ConfigError("[scrub] rate_limit: must not be negative (bytes per second; 0: no limit)")
     if config.scrub.schedule:
-        from regd.gc.cron import Cron, CronError
-
         try:
             Cron.parse(config.scrub.schedule)
         except CronError as e:
@@ -256,8 +255,7 @@ def _validate_proxy(proxy: ProxyConfig) -> None:
         raise ConfigError("[proxy] connect_timeout, read_timeout and probe_interval must be positive")
     if proxy.retention_days < 1:
         raise ConfigError("[proxy] retention_days: must be at least 1")
-    # The six fields' values are checked when the retention task starts (regd.gc.cron;
-    # importing it here would import regd.metrics before `regd serve` chose its mode).
+    # The six fields' values are checked when the retention task starts (regd.cron).
     if proxy.retention_schedule and len(proxy.retention_schedule.split()) != 6:
         raise ConfigError(
             f"[proxy] retention_schedule: expected 6 fields (second minute hour day month weekday), "

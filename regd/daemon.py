@@ -36,9 +36,9 @@ from regd import __version__, logs, tls
 from regd.api import observe
 from regd.api.connections import GuardedRunner
 from regd.app import create_app
-from regd.cli import StartupError
 from regd.config import Config, ConfigError
 from regd.datadir import DatabaseMissingError
+from regd.errors import StartupError
 from regd.metadata.db import DatabaseDamagedError, SchemaTooNewError
 from regd.services import SERVICES, Role
 from regd.systemd import Notifier

@@ -106,6 +106,11 @@ _SQLITE_FULL = 13
 _OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+class StartupError(Exception):
+    """Stops the daemon at start with one line and exit status 1 (no traceback). Never
+    answered over HTTP: ``regd serve``, its workers and the CLI raise and catch it."""
+
+
 def causes(exc: BaseException, limit: int = 5) -> list[BaseException]:
     """``exc`` and what it was raised from or while handling, as Python's traceback
     shows them (``raise ... from None`` hides the rest): a failed write, then the

@@ -19,8 +19,3 @@ def parse_uint(text: str | None, maximum: int = MAX_INT64, minimum: int = 0) -> 
         return None
     value = int(text)
     return value if minimum <= value <= maximum else None
-
-
-def is_uint(text: str) -> bool:
-    """Whether ``text`` is a number ``parse_uint`` accepts (an id rather than a name)."""
-    return parse_uint(text) is not None

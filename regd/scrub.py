@@ -38,8 +38,8 @@ import xxhash
 
 from regd import metrics
 from regd.config import Config
+from regd.cron import Cron
 from regd.digest import ContentHash, Digest
-from regd.gc.cron import Cron
 from regd.metadata import scrub as rows
 from regd.metadata.db import Database
 from regd.storage import fsio

@@ -46,6 +46,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from regd.config import Config
+from regd.errors import StartupError
 from regd.services import Role
 from regd.systemd import Notifier
 
@@ -64,8 +65,6 @@ def _run(coro: object) -> None:
 
 def listen(config: Config) -> socket.socket:
     """The listening socket all workers accept on."""
-    from regd.cli import StartupError
-
     host = config.server.host
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:

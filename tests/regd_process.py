@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,11 @@ def toml(sections: Mapping[str, Mapping[str, Any]]) -> str:
                 text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
             lines.append(f"{key} = {text}")
     return "\n".join(lines) + "\n"
+
+
+def pid_of(access_line: str) -> int:
+    """The worker pid an access-log line names."""
+    return int(access_line.split(" pid=", 1)[1].split()[0])
 
 
 class NotifySocket:
@@ -92,8 +97,10 @@ class RegdProcess:
         sections: Mapping[str, Mapping[str, Any]] | None = None,
         env: Mapping[str, str] | None = None,
         port: int | None = None,
+        preexec: Callable[[], None] | None = None,
     ) -> None:
         self.root = root
+        self.preexec = preexec  # run in the child before regd starts (limits, for instance)
         self.port = port or free_port()
         self.data_dir = root / "data"
         self.config_path = root / "regd.toml"
@@ -129,6 +136,7 @@ class RegdProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                preexec_fn=self.preexec,
             )
         if wait:
             try:
@@ -161,6 +169,17 @@ class RegdProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def served_by(self, request_id: str) -> int:
+        """The pid of the process that answered request ``request_id`` (its access-log
+        line; a client sets the id with ``X-Request-Id``)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            for line in self.log().splitlines():
+                if f"request_id={request_id} " in line:
+                    return pid_of(line)
+            time.sleep(0.05)
+        raise AssertionError(f"no access-log line for request {request_id}:\n{self.log()[-3000:]}")
 
     def close(self) -> None:
         self.kill()

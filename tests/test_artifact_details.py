@@ -23,7 +23,7 @@ from regd.digest import Digest
 from regd.manifests import image_details
 from regd.metadata import artifacts
 from regd.services import SERVICES
-from tests.auth_support import ADMIN, API, Starter, create_project, starter
+from tests.auth_support import ADMIN, API, Starter, create_project
 from tests.conftest import Client, image_manifest, sha256
 from tests.regd_process import RegdProcess
 
@@ -44,13 +44,8 @@ CONFIG = {
 
 
 @pytest.fixture
-def start(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
-    return starter(aiohttp_client, data_dir, monkeypatch)
-
-
-@pytest.fixture
-async def client(start: Starter) -> Client:
-    client = await start()
+async def client(auth_start: Starter) -> Client:
+    client = await auth_start()
     await create_project(client, "demo")
     return client
 

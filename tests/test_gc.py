@@ -17,11 +17,12 @@ import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 
+from regd import cron
 from regd.api.harbor.gc import GC
 from regd.app import create_app
 from regd.config import load_config
 from regd.digest import Digest
-from regd.gc import GCService, Parameters, Report, cron
+from regd.gc import GCService, Parameters, Report
 from regd.gc.collector import TMP_MIN_AGE
 from regd.services import SERVICES, Services
 from regd.storage import fsio
@@ -575,6 +576,7 @@ async def test_api_stops_a_running_collection_between_batches(
     run = await wait_for_run(env, location)
     assert run["job_status"] == "Stopped"
     check_consistent(env.data_dir)
+    monkeypatch.delenv("REGD_TESTHOOK_GC_SWEEP_DELAY")  # the next collection at full speed
     assert (await env.collect()).blobs_purged > 0, "the rest is collected next time"
     check_consistent(env.data_dir, only_referenced=True)
 
@@ -590,12 +592,14 @@ async def test_the_scheduler_runs_a_collection_when_due(
     body = {"schedule": {"type": "Hourly"}, "parameters": {"delete_untagged": False}}
     async with env.http.put(f"{env.base}/api/v2.0/system/gc/schedule", json=body) as resp:
         assert resp.status == 200
-    for _ in range(100):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
         runs, _ = await env.gc.history(0, 10)
-        if runs and runs[0].status == "Success":
+        if runs and runs[0].status not in ("Pending", "Running"):
             break
         await asyncio.sleep(0.05)
     assert runs and runs[0].kind == "SCHEDULE" and runs[0].schedule_type == "Hourly"
+    assert runs[0].status == "Success", runs[0]
 
 
 # -- the command line --------------------------------------------------------------------

@@ -41,8 +41,8 @@ async def kill_mid_sweep(data_dir: Path, after: float) -> None:
         *regd_gc_command(data_dir), env=regd_gc_env(delay=0.01), stderr=asyncio.subprocess.PIPE
     )
     assert proc.stderr is not None
-    while b"garbage collection starts" not in await proc.stderr.readline():
-        assert proc.returncode is None
+    while b"garbage collection starts" not in (line := await proc.stderr.readline()):
+        assert line, f"regd gc ended before its collection started (exit {await proc.wait()})"
     await asyncio.sleep(after)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()

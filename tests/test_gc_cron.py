@@ -1,4 +1,4 @@
-"""Harbor's 6-field cron and schedule types (regd.gc.cron): pure unit tests."""
+"""Harbor's 6-field cron and schedule types (regd.cron): pure unit tests."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from regd.gc.cron import Cron, CronError, cron_for
+from regd.cron import Cron, CronError, cron_for
 
 
 def at(text: str) -> datetime:

@@ -52,21 +52,11 @@ async def test_catalog_paginated(client: Client) -> None:
 
 
 async def test_invalid_repository_names_are_400_name_invalid(client: Client) -> None:
-    for name in (
-        "Library/App",
-        "library/app/",
-        "library//app",
-        "-lib/app",
-        "lib/app-",
-        "lib/a..b",
-        "a" * 256,
-        "..",
-        "library/..",
-    ):
-        resp = await client.get(f"/v2/{name}/tags/list")
-        assert resp.status in (400, 404), name
-        body = await resp.json()
-        assert body["errors"][0]["code"] in ("NAME_INVALID", "NOT_FOUND"), name
+    invalid = ("Library/App", "library/app/", "library//app", "-lib/app", "lib/app-", "lib/a..b", "a" * 256)
+    for name in invalid:
+        await assert_error(await client.get(f"/v2/{name}/tags/list"), 400, "NAME_INVALID")
+    # ".." and "library/..": the HTTP client resolves dot segments before sending, so they
+    # never reach the name check; tests/test_properties.py shows no accepted name has one.
     await assert_error(await client.post("/v2/UPPER/blobs/uploads/"), 400, "NAME_INVALID")
 
 

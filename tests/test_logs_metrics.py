@@ -54,9 +54,9 @@ def _logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 async def _access(caplog: pytest.LogCaptureFixture, count: int = 1) -> list[logging.LogRecord]:
     """The access records, once ``count`` are there: aiohttp logs a request after its
     last byte is written, which can be after the client has read it."""
-    for _ in range(200):
-        if len(_logged(caplog)) >= count:
-            break
+    deadline = time.monotonic() + 10
+    while len(_logged(caplog)) < count:
+        assert time.monotonic() < deadline, f"{len(_logged(caplog))} access records, wanted {count}"
         await asyncio.sleep(0.005)
     return _logged(caplog)
 

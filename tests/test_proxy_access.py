@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,6 @@ from tests.auth_support import (
     basic,
     create_robot,
     create_user,
-    starter,
 )
 from tests.conftest import Client, assert_error, sha256
 from tests.proxy_support import FaultProxy, Upstream, push, random_image, upstream_regd
@@ -27,11 +25,6 @@ from tests.proxy_support import FaultProxy, Upstream, push, random_image, upstre
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     with upstream_regd(tmp_path_factory.mktemp("upstream")) as (found, _process):
         yield found
-
-
-@pytest.fixture
-def start(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
-    return starter(aiohttp_client, data_dir, monkeypatch)
 
 
 def _endpoint(url: str, upstream: Upstream, name: str = "up") -> dict[str, object]:
@@ -49,9 +42,9 @@ async def _proxy_project(client: Client, url: str, upstream: Upstream, public: b
 
 
 async def test_only_system_administrators_manage_registries_and_create_proxy_projects(
-    start: Starter, upstream: Upstream
+    auth_start: Starter, upstream: Upstream
 ) -> None:
-    client = await start()
+    client = await auth_start()
     await create_user(client, "dev")
     dev = basic("dev")
     await assert_error(await client.get(f"{API}/registries"), 401, "UNAUTHORIZED")
@@ -68,12 +61,12 @@ async def test_only_system_administrators_manage_registries_and_create_proxy_pro
 
 
 async def test_members_and_robots_pull_through_a_private_proxy_project_others_are_refused(
-    start: Starter, upstream: Upstream
+    auth_start: Starter, upstream: Upstream
 ) -> None:
     name = "library/private-pull"
     blobs = random_image(2000)
     digest, manifest = await push(upstream, name, "v1", blobs)
-    client = await start()
+    client = await auth_start()
     host, port = upstream.url.removeprefix("http://").rsplit(":", 1)
     fault = FaultProxy(host, int(port))
     await fault.start()
@@ -104,8 +97,8 @@ async def test_members_and_robots_pull_through_a_private_proxy_project_others_ar
         await fault.stop()
 
 
-async def test_docker_hub_one_part_names_are_redirected_to_library(start: Starter) -> None:
-    client = await start(auth={"enabled": False})
+async def test_docker_hub_one_part_names_are_redirected_to_library(auth_start: Starter) -> None:
+    client = await auth_start(auth={"enabled": False})
     body = {"name": "dh", "type": "docker-hub", "url": "http://127.0.0.1:9"}
     resp = await client.post(f"{API}/registries", json=body)
     assert resp.status == 201, await resp.text()

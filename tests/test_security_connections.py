@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,3 +132,36 @@ async def test_malformed_requests_do_not_log_their_credentials(regd: RegdProcess
     for leaked in (encoded, encoded[:20], secret, ADMIN_PASSWORD):
         assert leaked not in log
     assert "Traceback" not in log
+
+
+def _low_file_limit() -> None:
+    """The child's soft limit as a shell often has it, below what the test opens."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 8192))
+
+
+async def test_a_thousand_idle_connections_do_not_stop_others_from_being_served(tmp_path: Path) -> None:
+    """Issue 14 item 5: 1,000 idle connections (ten addresses, each under the per-address
+    cap) while regd started with a soft file limit of 256: it raises the limit to the
+    hard one at start, so it still accepts and serves everyone else."""
+    regd = RegdProcess(
+        tmp_path,
+        {"auth": {"enabled": True}},
+        env={"REGD_ADMIN_PASSWORD": ADMIN_PASSWORD},
+        preexec=_low_file_limit,
+    )
+    regd.start()
+    idle: list[asyncio.StreamWriter] = []
+    try:
+        for i in range(1000):
+            _, writer = await _connect(regd, f"127.0.0.{10 + i // 100}")
+            idle.append(writer)
+        async with session_from("127.0.0.1") as http:
+            api = Api(http, regd)
+            assert (await api.expect(200, "GET", "/api/v2.0/health"))["status"] == "healthy"
+            status, _, _ = await api.call("GET", "/v2/", ADMIN)
+            assert status == 200
+        assert resource.prlimit(regd.pid, resource.RLIMIT_NOFILE) == (8192, 8192)
+    finally:
+        for writer in idle:
+            writer.close()
+        regd.close()

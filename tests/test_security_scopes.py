@@ -92,6 +92,7 @@ async def test_a_scope_flood_is_refused_and_the_daemon_keeps_serving(regd: RegdP
             query = [("scope", s) for s in scopes[:200]]
             async with http.get(f"{base}/service/token", params=query, headers=auth) as resp:
                 assert resp.status == 400, what
+                assert f"at most {MAX_SCOPES}" in (await resp.json())["errors"][0]["message"], what
 
         # At the cap, a token is issued and carries only what the robot holds.
         query = [("scope", f"repository:library/r{i}:pull,push,a{i}") for i in range(MAX_SCOPES)]

@@ -187,3 +187,56 @@ def test_a_ca_cert_that_is_not_a_certificate_stops_regd_at_start(tmp_path: Path)
         regd.close()
     [line] = regd.log().strip().splitlines()
     assert line.startswith(f"regd: cannot load CA certificate {bogus}: ")
+
+
+async def _serial_and_worker(regd: RegdProcess, context: ssl.SSLContext, request_id: str) -> tuple[int, int]:
+    """On one new connection: the certificate it was shown and the worker that answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", regd.port, ssl=context)
+    try:
+        serial = serial_of(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+        writer.write(
+            f"GET /v2/ HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: {request_id}\r\nConnection: close\r\n\r\n"
+            .encode()
+        )
+        await writer.drain()
+        assert (await reader.read()).startswith(b"HTTP/1.1 200")
+    finally:
+        writer.close()
+    return serial, await asyncio.to_thread(regd.served_by, request_id)
+
+
+async def _serials_by_worker(regd: RegdProcess, context: ssl.SSLContext, tag: str) -> dict[int, set[int]]:
+    """Connections until every worker answered at least once (bounded): serials by pid."""
+    seen: dict[int, set[int]] = {}
+    for i in range(100):
+        serial, pid = await _serial_and_worker(regd, context, f"{tag}-{i}")
+        seen.setdefault(pid, set()).add(serial)
+        if len(seen) == 2:
+            return seen
+    raise AssertionError(f"100 connections and not both workers answered: {seen}")
+
+
+async def test_sighup_rotates_the_certificate_in_every_worker(
+    tmp_path: Path, ca: PrivateCA, server_cert: ServerCert
+) -> None:
+    tls = {"tls_cert": str(server_cert.chain), "tls_key": str(server_cert.key), "workers": 2}
+    regd = RegdProcess(tmp_path, {"server": tls})
+    context = _trusting(ca)
+    try:
+        regd.start()
+        before = await _serials_by_worker(regd, context, "before")
+        assert all(serials == {server_cert.serial} for serials in before.values()), before
+
+        rotated = ca.issue("rotated", HOSTS)
+        server_cert.chain.write_bytes(rotated.chain.read_bytes())
+        server_cert.key.write_bytes(rotated.key.read_bytes())
+        regd.notify.messages.clear()
+        regd.send(signal.SIGHUP)
+        await asyncio.to_thread(regd.notify.wait_for, "READY=1", 10)  # every worker reloaded
+
+        after = await _serials_by_worker(regd, context, "after")
+        assert set(after) == set(before)  # the same two workers, no restart
+        assert all(serials == {rotated.serial} for serials in after.values()), after
+        assert regd.stop() == 0
+    finally:
+        regd.close()

@@ -12,8 +12,9 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from regd.signing import Anchor, AnchorKind
 from regd.trust import bundle, cosign, notation
-from regd.trust.anchors import Anchor, AnchorError, AnchorKind, AnchorSet, check
+from regd.trust.anchors import AnchorError, AnchorSet, check
 from regd.trust.verdict import Verdict
 from tests.trust_support import (
     DAY,

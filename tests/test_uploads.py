@@ -12,6 +12,7 @@ from aiohttp import StreamReader
 
 from regd.api.http import MAX_PIECES, BodyPieces
 from regd.app import create_app
+from regd.metadata import uploads as upload_rows
 from regd.services import SERVICES
 from tests.conftest import Client, assert_error, make_config, push_blob, sha256
 
@@ -194,8 +195,10 @@ async def test_wrong_digest_returns_400_and_stores_nothing(client: Client, data_
     assert (await client.head(f"/v2/library/app/blobs/{sha256(b'some bytes')}")).status == 404
     await assert_error(await client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
     assert list((data_dir / "uploads").iterdir()) == []
+    kept = sha256(b"some bytes").split(":")[1]
+    assert not (data_dir / "blobs" / "sha256" / kept[:2] / kept).exists()
     assert not (data_dir / "blobs" / "sha256").exists() or not any(
-        (data_dir / "blobs" / "sha256").rglob("*-*")
+        p.is_file() for p in (data_dir / "blobs" / "sha256").rglob("*")
     )
 
 
@@ -321,14 +324,21 @@ async def test_client_disconnect_mid_upload_keeps_what_arrived(client: Client) -
         + first
     )
     await writer.drain()
-    await asyncio.sleep(0.3)
+    # Until the session is being written (the bytes are on their way), then cut off.
+    db, upload_id = client.server.app[SERVICES].db, location.rsplit("/", 1)[1]  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while (row := await upload_rows.get(db, upload_id)) is None or row.state.value != "receiving":
+        assert time.monotonic() < deadline, "the PATCH never started"
+        await asyncio.sleep(0.02)
     writer.close()
-    for _ in range(50):
+    deadline = time.monotonic() + 10
+    while True:
         resp = await client.get(location)
         if resp.status == 204 and resp.headers["Range"] != "0-0":
             break
+        assert time.monotonic() < deadline, f"no bytes kept: {resp.status} {resp.headers.get('Range')}"
         await asyncio.sleep(0.05)
-    assert resp.status == 204
+    # Range 0-0 would mean nothing kept; anything else is the last byte kept, inclusive.
     received = int(resp.headers["Range"].split("-")[1]) + 1
     assert 0 < received <= len(first)
     # the client resumes from the reported offset and finishes
@@ -353,3 +363,13 @@ async def test_janitor_expires_abandoned_sessions(client: Client, data_dir: Path
     await assert_error(await client.get(location), 404, "BLOB_UPLOAD_UNKNOWN")
     assert not (data_dir / "uploads" / upload_id).exists()
     assert (await client.get(keep)).status == 204
+
+
+async def test_a_session_committed_without_any_bytes_stores_the_empty_blob(client: Client) -> None:
+    # Found by the upload state machine (tests/test_properties.py): a 500 before.
+    location = await open_upload(client)
+
+    resp = await client.put(location, params={"digest": sha256(b"")})
+
+    assert resp.status == 201, await resp.text()
+    await assert_stored(client, "library/app", b"")

@@ -18,20 +18,14 @@ from tests.auth_support import (
     basic,
     create_user,
     push_image_as,
-    starter,
 )
 from tests.conftest import Client
 from tests.web_support import page, post_form, sign_in, texts
 
 
 @pytest.fixture
-def start(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
-    return starter(aiohttp_client, data_dir, monkeypatch)
-
-
-@pytest.fixture
-async def admin(start: Starter) -> tuple[Client, str]:
-    client = await start(gc={"grace_period": 0})
+async def admin(auth_start: Starter) -> tuple[Client, str]:
+    client = await auth_start(gc={"grace_period": 0})
     return client, await sign_in(client, "admin", ADMIN_PASSWORD)
 
 
@@ -47,8 +41,8 @@ async def finished_runs(client: Client) -> list[tuple[str, str]]:
     raise AssertionError("the collection did not finish within a minute")
 
 
-async def test_only_system_administrators_open_the_administration(start: Starter) -> None:
-    client = await start()
+async def test_only_system_administrators_open_the_administration(auth_start: Starter) -> None:
+    client = await auth_start()
     await create_user(client, "alice")
     anonymous_gc = await page(client, "/admin/gc", status=401)
     csrf = await sign_in(client, "alice", PASSWORD)

@@ -21,7 +21,6 @@ from tests.auth_support import (
     create_user,
     push_image_as,
     setup_roles,
-    starter,
 )
 from tests.conftest import Client, image_manifest, sha256
 from tests.web_support import page, post_form, sign_in, texts
@@ -32,14 +31,9 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 @pytest.fixture
-def start(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
-    return starter(aiohttp_client, data_dir, monkeypatch)
-
-
-@pytest.fixture
-async def demo(start: Starter) -> Client:
+async def demo(auth_start: Starter) -> Client:
     """Project demo with one user per role (pa, dev, gu, ma, lg), ``out``, and demo/app:v1."""
-    client = await start(server={"external_url": "http://registry.example:5000"})
+    client = await auth_start(server={"external_url": "http://registry.example:5000"})
     await setup_roles(client)
     return client
 
@@ -102,8 +96,8 @@ async def test_new_project_errors_are_shown_next_to_the_name(
     assert not html.lstrip().startswith("{")  # a page, not a JSON body
 
 
-async def test_new_project_is_refused_where_only_admins_may_create(start: Starter) -> None:
-    client = await start(auth={"project_creation_restriction": "adminonly"})
+async def test_new_project_is_refused_where_only_admins_may_create(auth_start: Starter) -> None:
+    client = await auth_start(auth={"project_creation_restriction": "adminonly"})
     await create_user(client, "alice")
     csrf = await sign_in(client, "alice", PASSWORD)
 
@@ -113,8 +107,8 @@ async def test_new_project_is_refused_where_only_admins_may_create(start: Starte
     assert "New Project" not in html and "Only system admin can create project" in refused
 
 
-async def test_projects_are_searched_and_paged(start: Starter) -> None:
-    client = await start()
+async def test_projects_are_searched_and_paged(auth_start: Starter) -> None:
+    client = await auth_start()
     for i in range(20):
         await create_project(client, f"p{i:02d}")
     await sign_in(client, "admin", ADMIN_PASSWORD)
@@ -168,12 +162,14 @@ async def test_repositories_are_searched_and_paged(demo: Client) -> None:
     assert "demo/svc10" in found and "demo/app" not in found
 
 
-async def test_registry_certificate_button_only_under_https_with_a_ca(start: Starter, tmp_path: Path) -> None:
+async def test_registry_certificate_button_only_under_https_with_a_ca(
+    auth_start: Starter, tmp_path: Path
+) -> None:
     ca = tmp_path / "ca.crt"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
-    plain = await start(server={"ca_cert": str(ca)})
+    plain = await auth_start(server={"ca_cert": str(ca)})
     html_plain = await page(plain, "/projects/library")
-    tls = await start(server={"ca_cert": str(ca), "external_url": "https://registry.example"})
+    tls = await auth_start(server={"ca_cert": str(ca), "external_url": "https://registry.example"})
     html_tls = await page(tls, "/projects/library")
 
     assert "Registry Certificate" not in html_plain

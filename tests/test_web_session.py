@@ -23,15 +23,9 @@ from tests.auth_support import (
     create_project,
     create_robot,
     create_user,
-    starter,
 )
 from tests.conftest import Client, make_config
 from tests.web_support import csrf_of, page, post_form, sign_in
-
-
-@pytest.fixture
-def start(aiohttp_client: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Starter:
-    return starter(aiohttp_client, data_dir, monkeypatch)
 
 
 def session_rows(data_dir: Path) -> list[tuple[str, int]]:
@@ -40,9 +34,9 @@ def session_rows(data_dir: Path) -> list[tuple[str, int]]:
 
 
 async def test_login_sets_an_httponly_lax_cookie_bound_to_a_stored_session(
-    start: Starter, data_dir: Path
+    auth_start: Starter, data_dir: Path
 ) -> None:
-    client = await start()
+    client = await auth_start()
 
     resp = await client.post("/c/login", data={"principal": "admin", "password": ADMIN_PASSWORD})
 
@@ -56,16 +50,18 @@ async def test_login_sets_an_httponly_lax_cookie_bound_to_a_stored_session(
     assert (await current.json())["username"] == "admin"
 
 
-async def test_login_cookie_is_secure_when_regd_is_reached_over_https(start: Starter) -> None:
-    client = await start(server={"external_url": "https://registry.example"})
+async def test_login_cookie_is_secure_when_regd_is_reached_over_https(auth_start: Starter) -> None:
+    client = await auth_start(server={"external_url": "https://registry.example"})
 
     resp = await client.post("/c/login", data={"principal": "admin", "password": ADMIN_PASSWORD})
 
     assert resp.status == 200 and resp.cookies["sid"]["secure"]
 
 
-async def test_sign_in_form_redirects_back_and_wrong_password_is_shown_in_the_page(start: Starter) -> None:
-    client = await start()
+async def test_sign_in_form_redirects_back_and_wrong_password_is_shown_in_the_page(
+    auth_start: Starter
+) -> None:
+    client = await auth_start()
     form = {"principal": "admin", "password": "wrong", "next": "/projects/library"}
 
     wrong = await client.post("/c/login", data=form, allow_redirects=False)
@@ -77,8 +73,8 @@ async def test_sign_in_form_redirects_back_and_wrong_password_is_shown_in_the_pa
     assert right.status == 303 and right.headers["Location"] == "/projects/library"
 
 
-async def test_sign_in_never_redirects_to_another_site(start: Starter) -> None:
-    client = await start()
+async def test_sign_in_never_redirects_to_another_site(auth_start: Starter) -> None:
+    client = await auth_start()
     form = {"principal": "admin", "password": ADMIN_PASSWORD, "next": "//evil.example/x"}
 
     resp = await client.post("/c/login", data=form, allow_redirects=False)
@@ -86,8 +82,8 @@ async def test_sign_in_never_redirects_to_another_site(start: Starter) -> None:
     assert resp.status == 303 and resp.headers["Location"] == "/"
 
 
-async def test_login_throttle_is_shared_with_the_api(start: Starter) -> None:
-    client = await start(auth={"max_failed_logins": 2, "lockout_seconds": 600})
+async def test_login_throttle_is_shared_with_the_api(auth_start: Starter) -> None:
+    client = await auth_start(auth={"max_failed_logins": 2, "lockout_seconds": 600})
     await create_user(client, "alice")
     for _ in range(2):
         resp = await client.post("/c/login", data={"principal": "alice", "password": "nope"})
@@ -100,8 +96,8 @@ async def test_login_throttle_is_shared_with_the_api(start: Starter) -> None:
     assert api_login.status == 429
 
 
-async def test_robot_accounts_cannot_sign_in(start: Starter) -> None:
-    client = await start()
+async def test_robot_accounts_cannot_sign_in(auth_start: Starter) -> None:
+    client = await auth_start()
     await create_project(client, "demo")
     robot = await create_robot(client, "demo", "ci", ["pull"])
 
@@ -110,8 +106,8 @@ async def test_robot_accounts_cannot_sign_in(start: Starter) -> None:
     assert resp.status == 403 and "sid" not in resp.cookies
 
 
-async def test_log_out_ends_the_session_everywhere(start: Starter, data_dir: Path) -> None:
-    client = await start()
+async def test_log_out_ends_the_session_everywhere(auth_start: Starter, data_dir: Path) -> None:
+    client = await auth_start()
     await sign_in(client, "admin", ADMIN_PASSWORD)
     cookie = client.session.cookie_jar.filter_cookies(client.make_url("/"))["sid"].value
 
@@ -125,9 +121,9 @@ async def test_log_out_ends_the_session_everywhere(start: Starter, data_dir: Pat
 
 
 async def test_a_session_started_by_one_process_is_known_to_another(
-    start: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+    auth_start: Starter, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    first = await start()
+    first = await auth_start()
     await sign_in(first, "admin", ADMIN_PASSWORD)
     cookie = first.session.cookie_jar.filter_cookies(first.make_url("/"))["sid"].value
     # A second app on the same data directory: what a second worker process is.
@@ -138,8 +134,8 @@ async def test_a_session_started_by_one_process_is_known_to_another(
         assert resp.status == 200 and (await resp.json())["username"] == "admin"
 
 
-async def test_an_idle_or_old_session_ends(start: Starter, data_dir: Path) -> None:
-    client = await start(web={"session_idle_timeout": 600, "session_lifetime": 3600})
+async def test_an_idle_or_old_session_ends(auth_start: Starter, data_dir: Path) -> None:
+    client = await auth_start(web={"session_idle_timeout": 600, "session_lifetime": 3600})
     await sign_in(client, "admin", ADMIN_PASSWORD)
     with sqlite3.connect(data_dir / "regd.db") as db:
         db.execute("UPDATE web_sessions SET last_seen = last_seen - 601")
@@ -149,8 +145,8 @@ async def test_an_idle_or_old_session_ends(start: Starter, data_dir: Path) -> No
     assert resp.status == 401 and session_rows(data_dir) == []
 
 
-async def test_a_new_password_ends_the_users_sessions(start: Starter, data_dir: Path) -> None:
-    client = await start()
+async def test_a_new_password_ends_the_users_sessions(auth_start: Starter, data_dir: Path) -> None:
+    client = await auth_start()
     user_id = await create_user(client, "alice")
     await sign_in(client, "alice", PASSWORD)
 
@@ -160,8 +156,8 @@ async def test_a_new_password_ends_the_users_sessions(start: Starter, data_dir: 
     assert resp.status == 200 and session_rows(data_dir) == []
 
 
-async def test_api_requests_with_the_session_cookie_need_the_csrf_token(start: Starter) -> None:
-    client = await start()
+async def test_api_requests_with_the_session_cookie_need_the_csrf_token(auth_start: Starter) -> None:
+    client = await auth_start()
     csrf = await sign_in(client, "admin", ADMIN_PASSWORD)
     body = {"project_name": "demo", "metadata": {"public": "false"}}
 
@@ -174,8 +170,8 @@ async def test_api_requests_with_the_session_cookie_need_the_csrf_token(start: S
     assert right.status == 201
 
 
-async def test_basic_credentials_are_not_affected_by_csrf_even_beside_a_cookie(start: Starter) -> None:
-    client = await start()
+async def test_basic_credentials_are_not_affected_by_csrf_even_beside_a_cookie(auth_start: Starter) -> None:
+    client = await auth_start()
     await sign_in(client, "admin", ADMIN_PASSWORD)
     body = {"project_name": "demo", "metadata": {"public": "false"}}
 
@@ -184,8 +180,8 @@ async def test_basic_credentials_are_not_affected_by_csrf_even_beside_a_cookie(s
     assert resp.status == 201
 
 
-async def test_page_posts_without_or_with_a_wrong_token_are_refused(start: Starter) -> None:
-    client = await start()
+async def test_page_posts_without_or_with_a_wrong_token_are_refused(auth_start: Starter) -> None:
+    client = await auth_start()
     csrf = await sign_in(client, "admin", ADMIN_PASSWORD)
 
     _, missing = await post_form(client, "/projects", {"name": "demo"}, None, status=403)
@@ -196,9 +192,9 @@ async def test_page_posts_without_or_with_a_wrong_token_are_refused(start: Start
     assert location == "/projects/demo"
 
 
-async def test_a_form_of_another_site_cannot_use_a_signed_in_browser(start: Starter) -> None:
+async def test_a_form_of_another_site_cannot_use_a_signed_in_browser(auth_start: Starter) -> None:
     """Another site's page can make the browser POST with the cookie, not read the token."""
-    client = await start()
+    client = await auth_start()
     await sign_in(client, "admin", ADMIN_PASSWORD)
     form = {"action": "delete-repository"}
 
@@ -221,8 +217,8 @@ async def test_without_access_control_pages_use_a_double_submit_token(
     assert location == "/projects/demo"
 
 
-async def test_every_page_carries_the_security_headers_and_no_inline_script(start: Starter) -> None:
-    client = await start()
+async def test_every_page_carries_the_security_headers_and_no_inline_script(auth_start: Starter) -> None:
+    client = await auth_start()
     await sign_in(client, "admin", ADMIN_PASSWORD)
 
     for path in ("/", "/sign-in", "/projects/library", "/admin/gc", "/admin/users", "/projects/nope"):
@@ -238,8 +234,10 @@ async def test_every_page_carries_the_security_headers_and_no_inline_script(star
         assert not re.search(r"\son[a-z]+=", html) and "style=" not in html and "<style" not in html
 
 
-async def test_a_browser_gets_an_error_page_for_an_unknown_page_and_scripts_get_json(start: Starter) -> None:
-    client = await start()
+async def test_a_browser_gets_an_error_page_for_an_unknown_page_and_scripts_get_json(
+    auth_start: Starter
+) -> None:
+    client = await auth_start()
 
     browser = await client.get("/no/such/page", headers={"Accept": "text/html,*/*"})
     script = await client.get("/no/such/page")
@@ -254,8 +252,8 @@ async def test_a_browser_gets_an_error_page_for_an_unknown_page_and_scripts_get_
     assert api.status == 404 and api.headers["Content-Type"].startswith("application/json")
 
 
-async def test_static_files_are_served_with_htmx_and_its_license(start: Starter) -> None:
-    client = await start()
+async def test_static_files_are_served_with_htmx_and_its_license(auth_start: Starter) -> None:
+    client = await auth_start()
 
     htmx = await client.get("/static/htmx-2.0.11.min.js")
     license_ = await client.get("/static/htmx-2.0.11.LICENSE")
@@ -266,8 +264,8 @@ async def test_static_files_are_served_with_htmx_and_its_license(start: Starter)
     assert css.status == 200 and "prefers-color-scheme: dark" in await css.text()
 
 
-async def test_pages_can_be_turned_off(start: Starter) -> None:
-    client = await start(web={"enabled": False})
+async def test_pages_can_be_turned_off(auth_start: Starter) -> None:
+    client = await auth_start(web={"enabled": False})
 
     index = await client.get("/")
     login = await client.post("/c/login", data={"principal": "admin", "password": ADMIN_PASSWORD})

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,7 +24,7 @@ import pytest
 
 from regd.cpus import available_cpus
 from tests.auth_support import ADMIN, ADMIN_PASSWORD, PASSWORD, basic
-from tests.regd_process import RegdProcess, free_port
+from tests.regd_process import RegdProcess, free_port, pid_of
 
 
 @pytest.fixture
@@ -40,21 +41,6 @@ def _children(pid: int) -> list[int]:
 
 def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _pid_of(access_line: str) -> int:
-    return int(access_line.split(" pid=", 1)[1].split()[0])
-
-
-def _served_by(regd: RegdProcess, request_id: str) -> int:
-    """The pid of the worker that answered the request ``request_id`` (its access-log line)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        for line in regd.log().splitlines():
-            if f"request_id={request_id} " in line:
-                return _pid_of(line)
-        time.sleep(0.05)
-    raise AssertionError(f"no access-log line for request {request_id}:\n{regd.log()[-3000:]}")
 
 
 async def _upload_across_connections(base: str, i: int) -> tuple[str, str]:
@@ -111,11 +97,11 @@ def test_two_workers_share_the_port_and_the_data(regd: RegdProcess) -> None:
         for i in range(60):
             patch_id, put_id = await _upload_across_connections(base, i)
             made += 5
-            crossed = _served_by(regd, patch_id) != _served_by(regd, put_id)
+            crossed = regd.served_by(patch_id) != regd.served_by(put_id)
             if crossed and i >= 11:
                 break
         assert crossed, "60 uploads and no PUT answered by another worker than its PATCH"
-        served = {_pid_of(line) for line in regd.log().splitlines() if " pid=" in line}
+        served = {pid_of(line) for line in regd.log().splitlines() if " pid=" in line}
         assert served == set(workers), (served, workers)
         async with aiohttp.ClientSession() as http:
             text = await (await http.get(f"{base}/metrics")).text()
@@ -184,7 +170,7 @@ class _Workers:
         async with aiohttp.ClientSession() as http:
             async with http.request(method, self.base + path, headers=headers, **kwargs) as resp:
                 status, body = resp.status, await resp.read()
-        return status, body, _served_by(self.regd, request_id)
+        return status, body, self.regd.served_by(request_id)
 
     async def on_each_worker(self, method: str, path: str, **kwargs: Any) -> dict[int, tuple[int, bytes]]:
         """The request made until every worker answered it at least once (bounded)."""
@@ -375,3 +361,35 @@ def test_kill_9_of_the_supervisor_takes_its_workers_with_it(regd: RegdProcess) -
     regd.start()  # the port is free again; the restart recovers as after any crash
     assert len(_children(regd.pid)) == 2
     assert regd.stop() == 0
+
+
+def test_only_worker_0_runs_the_schedulers(tmp_path: Path) -> None:
+    """The GC and scrub schedulers (and the upload janitor beside them) run in one worker:
+    each scheduler says when it runs next once, not once per worker."""
+    regd = RegdProcess(tmp_path, {"server": {"workers": 2}})
+    try:
+        regd.start()  # creates the database
+        assert regd.stop() == 0
+        db = sqlite3.connect(regd.data_dir / "regd.db")
+        with db:
+            db.execute(
+                "INSERT INTO gc_schedule (id, type, cron, parameters, created_at, updated_at) "
+                "VALUES (1, 'Daily', '0 0 0 * * *', '{}', 0, 0)"
+            )
+        db.close()
+        before = len(regd.log().splitlines())
+        regd.start()
+        w = _Workers(regd)
+        asyncio.run(w.on_each_worker("GET", "/v2/"))  # both workers are up and serving
+
+        def lines(text: str) -> int:
+            return sum(text in line for line in regd.log().splitlines()[before:])
+
+        deadline = time.monotonic() + 10
+        while lines("next scheduled garbage collection at") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert lines("next scheduled garbage collection at") == 1, regd.log()
+        assert lines("next scheduled scrub at") == 1, regd.log()
+        assert regd.stop() == 0
+    finally:
+        regd.close()

@@ -30,7 +30,6 @@ from aiohttp.abc import AbstractStreamWriter
 
 from regd.storage import fsio
 
-CHUNK = 4 * 1024 * 1024
 # Bytes checked (and, when cold, read ahead in a thread) at a time before sendfile.
 WINDOW = 2 * 1024 * 1024
 READAHEAD_BUFFER = 256 * 1024

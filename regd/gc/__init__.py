@@ -78,9 +78,8 @@ if TYPE_CHECKING:
 __all__ = ["Collector", "GCBusyError", "GCService", "Options", "Parameters", "Report"]
 
 # The names above are imported on first use (PEP 562), not with the package: the
-# configuration checks a cron schedule with ``regd.gc.cron``, and the collector imports
-# regd.metrics, whose prometheus_client must not be imported before ``regd serve`` has
-# chosen its multiprocess mode (regd/cli.py).
+# collector imports regd.metrics, whose prometheus_client must not be imported before
+# ``regd serve`` has chosen its multiprocess mode (regd/cli.py).
 _HOMES = {"Collector": "collector", "Options": "collector", "Report": "collector"} | dict.fromkeys(
     ("GCBusyError", "GCService", "Parameters"), "service"
 )

@@ -12,8 +12,8 @@ from typing import Any
 
 from regd import metrics
 from regd.config import Config
+from regd.cron import Cron
 from regd.gc.collector import Collector, Options, Report
-from regd.gc.cron import Cron
 from regd.metadata import gc_runs
 from regd.metadata.db import Database
 from regd.storage import fsio

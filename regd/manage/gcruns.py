@@ -11,16 +11,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from regd.cron import Cron, CronError, cron_for
 from regd.errors import ErrorCode, RegistryError
-from regd.gc.cron import Cron, CronError, cron_for
 from regd.gc.service import GCBusyError, GCParametersError, GCService, Parameters
 from regd.manage.actor import Actor
 from regd.manage.paging import Listing, Page
 from regd.metadata.gc_runs import RunRow, ScheduleRow
 from regd.numbers import parse_uint
-
-# Harbor's schedule types; "Manual" means "run now" and is no periodic schedule.
-SCHEDULE_TYPES = ("None", "Hourly", "Daily", "Weekly", "Custom")
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ from regd.metadata.manifests import ManifestRow
 from regd.metadata.projects import Project
 from regd.metadata.signatures import SignatureRow
 from regd.metadata.trust_anchors import AnchorRow
+from regd.signing import Anchor, AnchorKind
 from regd.trust import anchors as anchor_rules
-from regd.trust.anchors import Anchor, AnchorError, AnchorKind
+from regd.trust.anchors import AnchorError
 from regd.trust.service import ContentTrust
 
 ANCHOR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

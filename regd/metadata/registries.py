@@ -125,12 +125,6 @@ async def projects_using(conn: aiosqlite.Connection, registry_id: int) -> list[s
         return [r[0] for r in await cur.fetchall()]
 
 
-async def proxy_projects(db: Database) -> dict[str, int]:
-    """Every proxy-cache project's name and its endpoint's id."""
-    rows = await db.fetchall("SELECT name, registry_id FROM projects WHERE registry_id IS NOT NULL")
-    return {r[0]: int(r[1]) for r in rows}
-
-
 async def unpulled(db: Database, before: float) -> list[tuple[str, str]]:
     """(repository, digest) of proxy-cache manifests last pulled (or cached) before
     ``before``; indexes first, so that their children are free to go after them."""

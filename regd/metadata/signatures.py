@@ -1,4 +1,4 @@
-"""Queries that find signatures (``regd/trust/formats.py`` says what counts) among the
+"""Queries that find signatures (``regd/trust/signing.py`` says what counts) among the
 rows of ``manifests``, ``manifest_blobs`` and ``tags``: no table of their own, so a
 signature pushed before its image counts the moment the image arrives, and deleting
 either side needs no bookkeeping."""
@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import aiosqlite
 
+from regd import signing
 from regd.metadata.db import Database, fetchall
-from regd.trust import formats
-from regd.trust.formats import Kind
+from regd.signing import Kind
 
 
 @dataclass(frozen=True)
@@ -36,25 +36,25 @@ _SEP = "\x1f"
 # envelope layer), or (cosign's tag scheme) a manifest with a simple-signing layer.
 IS_SIGNATURE = (
     "((m.subject IS NOT NULL AND (m.artifact_type IN "
-    f"('{formats.COSIGN_ARTIFACT}', '{formats.SIGSTORE_BUNDLE}') "
-    f"OR (m.artifact_type = '{formats.NOTARY_SIGNATURE}' AND EXISTS (SELECT 1 FROM manifest_blobs sb "
-    f"WHERE sb.manifest_id = m.id AND sb.media_type IN ('{formats.JWS}', '{formats.COSE}'))))) "
+    f"('{signing.COSIGN_ARTIFACT}', '{signing.SIGSTORE_BUNDLE}') "
+    f"OR (m.artifact_type = '{signing.NOTARY_SIGNATURE}' AND EXISTS (SELECT 1 FROM manifest_blobs sb "
+    f"WHERE sb.manifest_id = m.id AND sb.media_type IN ('{signing.JWS}', '{signing.COSE}'))))) "
     f"OR EXISTS (SELECT 1 FROM manifest_blobs sb WHERE sb.manifest_id = m.id "
-    f"AND sb.media_type = '{formats.SIMPLESIGNING}'))"
+    f"AND sb.media_type = '{signing.SIMPLESIGNING}'))"
 )
 
 _REFERRERS = (
     "SELECT m.id, m.digest, m.subject, m.artifact_type, m.media_type, m.size, m.pushed_at, "
     f"(SELECT group_concat(b.media_type, char(31)) FROM manifest_blobs b WHERE b.manifest_id = m.id) "
     "FROM manifests m WHERE m.repository_id = ? AND m.subject IN {digests} "
-    f"AND m.artifact_type IN ('{formats.COSIGN_ARTIFACT}', '{formats.SIGSTORE_BUNDLE}', "
-    f"'{formats.NOTARY_SIGNATURE}')"
+    f"AND m.artifact_type IN ('{signing.COSIGN_ARTIFACT}', '{signing.SIGSTORE_BUNDLE}', "
+    f"'{signing.NOTARY_SIGNATURE}')"
 )
 _TAGGED = (
     "SELECT m.id, m.digest, t.name, m.media_type, m.size, m.pushed_at FROM tags t "
     "JOIN manifests m ON m.id = t.manifest_id WHERE t.repository_id = ? AND t.name IN {tags} "
     f"AND EXISTS (SELECT 1 FROM manifest_blobs b WHERE b.manifest_id = m.id "
-    f"AND b.media_type = '{formats.SIMPLESIGNING}')"
+    f"AND b.media_type = '{signing.SIMPLESIGNING}')"
 )
 
 
@@ -64,13 +64,13 @@ async def of_subjects(db: Database, repository_id: int, digests: Sequence[str]) 
         return []
     found: list[SignatureRow] = []
     for r in await db.fetchall(_REFERRERS.format(digests=_in(digests)), [repository_id, *digests]):
-        kind = formats.referrer_kind(r[3], (r[7] or "").split(_SEP))
+        kind = signing.referrer_kind(r[3], (r[7] or "").split(_SEP))
         if kind is not None:
             found.append(SignatureRow(int(r[0]), r[1], r[2], kind, r[4], int(r[5]), float(r[6])))
-    tags = [t for t in (formats.signature_tag(d) for d in digests) if t]
+    tags = [t for t in (signing.signature_tag(d) for d in digests) if t]
     if tags:
         for r in await db.fetchall(_TAGGED.format(tags=_in(tags)), [repository_id, *tags]):
-            subject = formats.tag_subject(r[2])
+            subject = signing.tag_subject(r[2])
             assert subject is not None
             found.append(SignatureRow(int(r[0]), r[1], subject, Kind.COSIGN, r[3], int(r[4]), float(r[5])))
     found.sort(key=lambda s: (s.pushed_at, s.id))
@@ -97,7 +97,7 @@ async def tag_scheme_ids(
 ) -> list[tuple[int, str]]:
     """(id, digest) of the manifests tagged ``sha256-<hex>.sig`` for ``digest``: cosign's
     tag-scheme signatures, which go when their image goes."""
-    tag = formats.signature_tag(digest)
+    tag = signing.signature_tag(digest)
     if tag is None:
         return []
     rows = await fetchall(
@@ -117,5 +117,5 @@ async def untag_signatures_of(conn: aiosqlite.Connection, manifest_ids: Sequence
         f"SELECT repository_id, digest FROM manifests WHERE id IN {_in(manifest_ids)}",
         manifest_ids,
     )
-    pairs = [(int(r[0]), tag) for r in rows if (tag := formats.signature_tag(r[1])) is not None]
+    pairs = [(int(r[0]), tag) for r in rows if (tag := signing.signature_tag(r[1])) is not None]
     await conn.executemany("DELETE FROM tags WHERE repository_id = ? AND name = ?", pairs)

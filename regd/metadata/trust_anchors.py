@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from regd.metadata.db import Database
-from regd.trust.anchors import Anchor, AnchorKind
+from regd.signing import Anchor, AnchorKind
 
 
 @dataclass(frozen=True)

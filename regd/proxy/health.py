@@ -84,12 +84,6 @@ class HealthTable:
         finally:
             self._probes.pop(registry_id, None)
 
-    def forget(self, registry_id: int) -> None:
-        self._state.pop(registry_id, None)
-        task = self._probes.pop(registry_id, None)
-        if task is not None:
-            task.cancel()
-
     async def close(self) -> None:
         tasks = list(self._probes.values())
         for task in tasks:

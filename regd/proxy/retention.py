@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from regd.cron import Cron, CronError
 from regd.errors import ErrorCode, RegistryError
-from regd.gc.cron import Cron, CronError
 from regd.metadata import registries as registry_rows
 from regd.metadata.db import Database
 from regd.registry import Registry

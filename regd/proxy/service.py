@@ -290,9 +290,8 @@ class ProxyService:
         metrics.PROXY_UPSTREAM_BYTES.labels(pp.endpoint.name).inc(len(data))
         if len(data) > limit:
             raise RegistryError(ErrorCode.MANIFEST_INVALID, f"upstream manifest exceeds {limit} bytes")
-        if Digest.is_digest(reference) and Digest.of(data, Digest.parse(reference).algorithm) != Digest.parse(
-            reference
-        ):
+        wanted = Digest.parse(reference) if Digest.is_digest(reference) else None
+        if wanted is not None and Digest.of(data, wanted.algorithm) != wanted:
             raise RegistryError(
                 ErrorCode.MANIFEST_INVALID, f"upstream sent a manifest that is not {reference}"
             )

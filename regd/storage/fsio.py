@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import fcntl
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -108,13 +107,6 @@ def write_and_hash_sync(
     if hasher is not None:
         for chunk in chunks:
             hasher.update(chunk)
-
-
-def hash_file_sync(path: Path, algorithm: str) -> str:
-    """Hash a whole file from disk (the upload's hash state did not survive)."""
-    hasher = hashlib.new(algorithm)
-    read_through_sync(path, hasher)
-    return hasher.hexdigest()
 
 
 def read_through_sync(path: Path, hasher: Hasher, pace: Callable[[int], None] | None = None) -> int:

@@ -11,7 +11,6 @@ Two kinds, as the management API names them:
 
 from __future__ import annotations
 
-import enum
 import hashlib
 from dataclasses import dataclass, field
 
@@ -19,23 +18,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from regd.signing import Anchor, AnchorKind
+
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-
-
-class AnchorKind(enum.Enum):
-    COSIGN_KEY = "cosign-key"
-    X509_CA = "x509-ca"
 
 
 class AnchorError(ValueError):
     """A PEM that is not what its kind needs."""
-
-
-@dataclass(frozen=True)
-class Anchor:
-    name: str
-    kind: AnchorKind
-    pem: str
 
 
 def load_key(pem: str) -> PublicKey:

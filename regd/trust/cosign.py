@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from regd.trust import formats
+from regd import signing
 from regd.trust.anchors import AnchorSet, PublicKey
 from regd.trust.verdict import VERIFIED, Verdict, VerificationError
 from regd.trust.x509chain import verify_chain
@@ -90,16 +90,16 @@ def _check_payload(payload: bytes, subject: str) -> None:
 
 def _certificates(annotations: dict[str, str]) -> list[x509.Certificate]:
     try:
-        chain = x509.load_pem_x509_certificates(annotations[formats.COSIGN_CERTIFICATE].encode())[:1]
-        if annotations.get(formats.COSIGN_CHAIN):
-            chain += x509.load_pem_x509_certificates(annotations[formats.COSIGN_CHAIN].encode())
+        chain = x509.load_pem_x509_certificates(annotations[signing.COSIGN_CERTIFICATE].encode())[:1]
+        if annotations.get(signing.COSIGN_CHAIN):
+            chain += x509.load_pem_x509_certificates(annotations[signing.COSIGN_CHAIN].encode())
     except ValueError:
         raise VerificationError("the cosign certificate annotation is not PEM") from None
     return chain
 
 
 def _verify_layer(layer: SignatureLayer, subject: str, anchors: AnchorSet, received_at: float) -> None:
-    encoded = layer.annotations.get(formats.COSIGN_SIGNATURE)
+    encoded = layer.annotations.get(signing.COSIGN_SIGNATURE)
     if not encoded:
         raise VerificationError("the cosign layer has no signature annotation")
     try:
@@ -107,7 +107,7 @@ def _verify_layer(layer: SignatureLayer, subject: str, anchors: AnchorSet, recei
     except (binascii.Error, ValueError):
         raise VerificationError("the cosign signature annotation is not base64") from None
     _check_payload(layer.payload, subject)
-    if formats.COSIGN_CERTIFICATE in layer.annotations:
+    if signing.COSIGN_CERTIFICATE in layer.annotations:
         chain = _certificates(layer.annotations)
         verify_chain(chain, anchors.certificates, dt.datetime.fromtimestamp(received_at, dt.UTC))
         key = chain[0].public_key()

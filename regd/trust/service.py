@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from regd import signing
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata import projects, signatures, trust_anchors
@@ -39,10 +40,10 @@ from regd.metadata.projects import Project
 from regd.metadata.signatures import SignatureRow
 from regd.names import project_of
 from regd.registry import Registry
+from regd.signing import Kind
 from regd.storage.blobstore import BlobStore
-from regd.trust import bundle, cosign, formats, notation
+from regd.trust import bundle, cosign, notation
 from regd.trust.anchors import AnchorSet
-from regd.trust.formats import Kind
 from regd.trust.verdict import Verdict
 
 log = logging.getLogger("regd.trust")
@@ -212,16 +213,16 @@ class ContentTrust:
         except (RegistryError, orjson.JSONDecodeError, AttributeError):
             return Verdict(False, "the signature manifest cannot be read", final=False)
         if signature.kind is Kind.COSIGN:
-            if body.get("artifactType") == formats.SIGSTORE_BUNDLE:
+            if body.get("artifactType") == signing.SIGSTORE_BUNDLE:
                 return await self._judge_bundle(repository, layers, subject, anchors, signature)
             signed = [
                 cosign.SignatureLayer(layer.get("annotations") or {}, payload)
                 for layer in layers
-                if layer.get("mediaType") == formats.SIMPLESIGNING
+                if layer.get("mediaType") == signing.SIMPLESIGNING
                 and (payload := await self._blob(layer)) is not None
             ]
             return await _off_loop(cosign.verify, signed, subject.digest, anchors, signature.pushed_at)
-        envelopes = [layer for layer in layers if layer.get("mediaType") in formats.NOTATION_ENVELOPES]
+        envelopes = [layer for layer in layers if layer.get("mediaType") in signing.NOTATION_ENVELOPES]
         if len(envelopes) != 1:
             return Verdict(False, "a notation signature has exactly one envelope layer")
         envelope = await self._blob(envelopes[0])
@@ -239,7 +240,7 @@ class ContentTrust:
         anchors: AnchorSet,
         signature: SignatureRow,
     ) -> Verdict:
-        found = [layer for layer in layers if layer.get("mediaType") == formats.SIGSTORE_BUNDLE]
+        found = [layer for layer in layers if layer.get("mediaType") == signing.SIGSTORE_BUNDLE]
         if len(found) != 1:
             return Verdict(False, "a sigstore bundle signature has exactly one bundle layer")
         data = await self._blob(found[0])

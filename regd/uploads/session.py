@@ -318,6 +318,8 @@ class UploadService:
                 raise RegistryError(
                     ErrorCode.DIGEST_INVALID, f"content is {digest.algorithm}:{actual}, not {digest}"
                 )
+            if row.size == 0:  # nothing was ever written: the empty blob has no file yet
+                await fsio.run(fsio.close_sync, await fsio.run(fsio.open_for_append_sync, data, 0))
             await self.store.place(data, digest)
             async with self.db.transaction(bump=False) as conn:
                 await self.store.confirm(data, digest)

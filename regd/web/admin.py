@@ -8,11 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
+from regd.cron import PRESETS, SCHEDULE_TYPES
 from regd.errors import ErrorCode, RegistryError
-from regd.gc.cron import PRESETS
 from regd.web.render import current, form, manage_of, or_form_error, page, page_of, pager, render, see_other
-
-SCHEDULE_TYPES = ("None", "Hourly", "Daily", "Weekly", "Custom")
 
 
 async def gc_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:

@@ -16,6 +16,7 @@ from regd.api.harbor import (
     registries,
     repositories,
     robots,
+    scrub,
     system,
     trust,
     users,
@@ -23,5 +24,6 @@ from regd.api.harbor import (
 
 
 def setup(app: web.Application) -> None:
-    for module in (system, projects, members, repositories, artifacts, users, robots, trust, registries):
+    modules = (system, projects, members, repositories, artifacts, users, robots, trust, registries, scrub)
+    for module in modules:
         module.routes(app)

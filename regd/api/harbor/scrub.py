@@ -13,7 +13,7 @@ from regd.api.http import json_response
 from regd.metadata.scrub import Affected, RunRow
 from regd.services import SERVICES
 
-PATH = "/api/v2.0/system/scrub"
+PATH = f"{common.PREFIX}/system/scrub"
 
 
 def _run(run: RunRow) -> dict[str, Any]:
@@ -55,5 +55,5 @@ async def get_scrub(request: web.Request) -> web.StreamResponse:
     )
 
 
-def setup(app: web.Application) -> None:
+def routes(app: web.Application) -> None:
     app.router.add_get(PATH, get_scrub)

@@ -1,4 +1,7 @@
-"""What counts as a signature (Harbor's rules), by media types. Pure: no I/O.
+"""What counts as a signature (Harbor's rules), by media types, and what a trust anchor
+is (its name, kind and PEM). Pure: no I/O. The content-trust service (``regd/trust``)
+verifies with these, and the metadata queries (``metadata/signatures.py``,
+``metadata/trust_anchors.py``) find and store them, so they live below both.
 
 - cosign, tag scheme: a manifest tagged ``sha256-<hex>.sig`` in the image's repository
   with a layer of type ``SIMPLESIGNING``;
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import re
+from dataclasses import dataclass
 
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
@@ -61,3 +65,17 @@ def referrer_kind(artifact_type: str | None, layer_types: list[str]) -> Kind | N
     if artifact_type == NOTARY_SIGNATURE and any(t in NOTATION_ENVELOPES for t in layer_types):
         return Kind.NOTATION
     return None
+
+
+class AnchorKind(enum.Enum):
+    """The kinds of trust anchor (``regd/trust/anchors.py`` says what each must hold)."""
+
+    COSIGN_KEY = "cosign-key"
+    X509_CA = "x509-ca"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    name: str
+    kind: AnchorKind
+    pem: str

@@ -25,7 +25,8 @@ PRESETS: dict[str, str] = {
     "Daily": "0 0 0 * * *",
     "Weekly": "0 0 0 * * 0",
 }
-TYPES = frozenset({*PRESETS, "Custom", "None"})
+# Harbor's periodic schedule types, in the order the pages offer them ("Manual" is "run now").
+SCHEDULE_TYPES = ("None", *PRESETS, "Custom")
 
 _BOUNDS = [(0, 59), (0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]
 _NAMES = [
@@ -150,8 +151,9 @@ def cron_for(type_: str, cron: str | None) -> str:
     """The cron a schedule of ``type_`` runs on, checked: the given one when there is one
     (Harbor's UI sends the preset's cron along), else the preset's. CronError for an
     unknown type or a bad cron; ``None`` has no cron ('')."""
-    if type_ not in TYPES:
-        raise CronError(f"unknown schedule type {type_!r}; expected one of {', '.join(sorted(TYPES))}")
+    if type_ not in SCHEDULE_TYPES:
+        expected = ", ".join(sorted(SCHEDULE_TYPES))
+        raise CronError(f"unknown schedule type {type_!r}; expected one of {expected}")
     if type_ == "None":
         return ""
     text = cron or PRESETS.get(type_, "")
