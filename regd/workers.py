@@ -196,7 +196,10 @@ class Supervisor:
                 # connections are refused while requests in flight drain.
                 sock.close()
             else:  # a second stop signal: the workers cut off what is left at once
-                self._send_all(signal.SIGTERM)
+                # SIGINT, not SIGTERM again: a worker that has not yet run its handler
+                # for the first SIGTERM would see two pending SIGTERMs as one (the
+                # kernel merges a pending signal with itself) and wait out the grace time.
+                self._send_all(signal.SIGINT)
 
     def _send_all(self, sig: signal.Signals) -> None:
         for pid in list(self.workers):
