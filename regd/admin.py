@@ -41,11 +41,9 @@ class CommandError(Exception):
 
 
 async def _open_and_run(config: Config, args: argparse.Namespace, command: Command) -> None:
-    from regd.app import build_services
+    from regd.app import open_services
 
-    services = build_services(config)
-    services.layout.root.mkdir(parents=True, exist_ok=True)
-    await services.db.open()
+    services = await open_services(config)
     try:
         await services.accounts.start()
         await command(args, services.manage, await services.manage.operator())

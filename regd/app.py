@@ -77,6 +77,16 @@ def build_services(config: Config, role: Role | None = None) -> Services:
     )
 
 
+async def open_services(config: Config) -> Services:
+    """The services of a data directory for a one-off command (``regd scrub``, ``user``,
+    ``project``...), its directories made and its database open: no recovery and no
+    background tasks, since a daemon may be running on it. The caller closes ``db``."""
+    services = build_services(config, Role(startup_recovery=False, background=False))
+    await services.store.prepare()
+    await services.db.open()
+    return services
+
+
 async def _janitor(services: Services) -> None:
     """Expire abandoned upload sessions every ``[uploads] janitor_interval`` seconds."""
     while True:

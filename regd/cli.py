@@ -129,18 +129,6 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 3 if report.stopped else 0
 
 
-async def _open_services(config: Config) -> Any:
-    """The services of a data directory for a one-off command, database open (no recovery,
-    no background tasks: a daemon may be running on it)."""
-    from regd.app import build_services
-    from regd.services import Role
-
-    services = build_services(config, Role(startup_recovery=False, background=False))
-    await services.store.prepare()
-    await services.db.open()
-    return services
-
-
 def cmd_scrub(args: argparse.Namespace) -> int:
     """Check every blob now, also while the daemon runs on the same data directory.
     Exit 0: all good; 3: damaged or missing blobs were quarantined; 1: another scrub runs."""
@@ -151,7 +139,9 @@ def cmd_scrub(args: argparse.Namespace) -> int:
     found: list[bool] = []
 
     async def scrub() -> None:
-        services = await _open_services(config)
+        from regd.app import open_services
+
+        services = await open_services(config)
         try:
             report = await services.scrub.run("MANUAL", rate=args.rate_limit)
             found.append(not report.clean)
