@@ -54,6 +54,7 @@ def build_services(config: Config, role: Role | None = None) -> Services:
         layout,
         config.uploads.max_sessions_per_repository,
         config.uploads.max_sessions_per_account,
+        direct_writes=config.storage.direct_writes,
     )
     gc = GCService(config, db, store, uploads)
     trust = ContentTrust(db, registry, store)

@@ -55,6 +55,9 @@ class ServerConfig:
 class StorageConfig:
     data_dir: str = "./regd-data"
     fsync: bool = True
+    # Whole blocks of upload bodies written with O_DIRECT, past the page cache
+    # (regd/storage/appender.py); false: through the page cache.
+    direct_writes: bool = True
     # Bytes: below this much free space, /api/v2.0/health reports storage unhealthy.
     min_free: int = 256 * 1024 * 1024
 

@@ -9,7 +9,6 @@ chunk in a thread overlaps with receiving the next one on the loop.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import fcntl
 import os
 import shutil
@@ -22,6 +21,7 @@ T = TypeVar("T")
 
 class Hasher(Protocol):
     def update(self, data: bytes | memoryview, /) -> None: ...
+
 
 READ_SIZE = 1 << 20
 # The data directory is its user's only: 0700 directories, 0600 files (``cli.main``).
@@ -70,43 +70,6 @@ def size_sync(path: Path) -> int | None:
         return os.stat(path).st_size
     except FileNotFoundError:
         return None
-
-
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        function = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
-
-
-# sync_file_range(2) with SYNC_FILE_RANGE_WRITE starts the writeback of a range without
-# waiting for it. Started as each piece of an upload lands, the fsync at commit finds
-# little left to write. (Linux; elsewhere the fsync does all the work.)
-_SYNC_FILE_RANGE = _sync_file_range()
-SYNC_FILE_RANGE_WRITE = 2
-
-
-def write_and_hash_sync(
-    fd: int, hasher: Hasher | None, chunks: list[bytes], start_writeback: bool = False
-) -> None:
-    """Append chunks to an open upload file (one writev) and feed them to the running hash;
-    with ``start_writeback``, have the kernel start writing them to the disk now."""
-    total = sum(map(len, chunks))
-    offset = os.lseek(fd, 0, os.SEEK_CUR) if start_writeback else 0
-    written = os.writev(fd, chunks)
-    if written < total:  # a short write: finish the rest piece by piece
-        rest = memoryview(b"".join(chunks))[written:]
-        while rest:
-            rest = rest[os.write(fd, rest) :]
-    if start_writeback and _SYNC_FILE_RANGE is not None:
-        _SYNC_FILE_RANGE(fd, offset, total, SYNC_FILE_RANGE_WRITE)
-    if hasher is not None:
-        for chunk in chunks:
-            hasher.update(chunk)
 
 
 def read_through_sync(path: Path, hasher: Hasher, pace: Callable[[int], None] | None = None) -> int:

@@ -1,0 +1,158 @@
+"""The upload writer's file end (regd/storage/appender.py): O_DIRECT blocks from a
+staging buffer, a partial block through the page cache and read back by the next
+request, the running hash in step with the file, and page-cache writes where O_DIRECT
+is refused."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import mmap
+import os
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from regd.digest import ContentHash
+from regd.storage.appender import BLOCK, STAGE_SIZE, Appender
+
+# Piece sizes around the boundaries that matter: a block, the stage, docker's 32 KiB.
+SIZES = st.one_of(
+    st.integers(0, 3 * BLOCK),
+    st.sampled_from([BLOCK - 1, BLOCK + 1, 32 * 1024, STAGE_SIZE - 1, STAGE_SIZE, STAGE_SIZE + 7]),
+    st.integers(0, 2 * STAGE_SIZE + 3),
+)
+
+
+def _append_requests(path: Path, requests: list[list[bytes]], direct: bool) -> tuple[int, ContentHash]:
+    """Each request as the upload service runs one: open at the recorded size, write
+    its lots, close; the sizes it reports are what the session records."""
+    size = 0
+    hasher = ContentHash()
+    for lots in requests:
+        writer = Appender(path, size, direct=direct, start_writeback=False)
+        written = sum(writer.write_sync([chunk], hasher) for chunk in lots)
+        written += writer.close_sync()
+        assert writer.complete
+        size += written
+    return size, hasher
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    requests=st.lists(st.lists(SIZES, max_size=4), min_size=1, max_size=4),
+    direct=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_every_byte_lands_once_and_is_hashed_once(
+    tmp_path: Path, requests: list[list[int]], direct: bool, seed: int
+) -> None:
+    rng = random.Random(seed)
+    data = [[rng.randbytes(n) for n in lots] for lots in requests]
+    path = tmp_path / f"data-{seed}-{direct}"
+    path.unlink(missing_ok=True)
+    size, hasher = _append_requests(path, data, direct)
+    expected = b"".join(b"".join(lots) for lots in data)
+    assert size == len(expected)
+    assert path.read_bytes() == expected
+    assert hasher.digest.hexdigest() == hashlib.sha256(expected).hexdigest()
+
+
+def test_reported_bytes_are_in_the_file_at_every_step(tmp_path: Path) -> None:
+    """What a call reports may be read from the file at once (the proxy cache's tee reads
+    a growing upload up to the reported size)."""
+    path = tmp_path / "data"
+    data = os.urandom(3 * STAGE_SIZE + 12345)
+    writer = Appender(path, 0, direct=True, start_writeback=False)
+    reported = 0
+    for start in range(0, len(data), 100_000):
+        reported += writer.write_sync([data[start : start + 100_000]], None)
+        assert path.read_bytes()[:reported] == data[:reported]
+        assert len(data[: start + 100_000]) - reported < BLOCK  # at most a block waits
+    reported += writer.close_sync()
+    assert reported == len(data) and path.read_bytes() == data
+
+
+def test_a_resumed_upload_continues_in_the_middle_of_a_block(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    first, second = os.urandom(BLOCK + 100), os.urandom(2 * BLOCK + 5)
+    writer = Appender(path, 0, direct=True, start_writeback=False)
+    assert writer.write_sync([first], None) == BLOCK  # the partial block waits
+    assert writer.close_sync() == 100
+    writer = Appender(path, len(first), direct=True, start_writeback=False)
+    writer.write_sync([second], None)
+    writer.close_sync()
+    assert path.read_bytes() == first + second
+
+
+def test_bytes_left_past_the_recorded_size_are_cut_off(tmp_path: Path) -> None:
+    path = tmp_path / "data"
+    path.write_bytes(b"a" * 10_000)  # a crash left 5,000 bytes the session never recorded
+    writer = Appender(path, 5_000, direct=True, start_writeback=False)
+    writer.write_sync([b"b" * 3_000], None)
+    writer.close_sync()
+    assert path.read_bytes() == b"a" * 5_000 + b"b" * 3_000
+
+
+def _resident_pages(path: Path) -> int:
+    """Pages of ``path`` in the page cache (mincore(2) over a private mapping)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    size = path.stat().st_size
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
+        vector = (ctypes.c_ubyte * pages)()
+        rc = libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(size), vector)
+        assert rc == 0, os.strerror(ctypes.get_errno())
+        result = sum(v & 1 for v in vector)
+        del address
+    return result
+
+
+def _o_direct_accepted(directory: Path) -> bool:
+    try:
+        os.close(os.open(directory / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
+    except OSError:
+        return False
+    return True
+
+
+def test_direct_writes_leave_the_page_cache_alone(tmp_path: Path) -> None:
+    assert _o_direct_accepted(tmp_path), f"{tmp_path}'s file system refuses O_DIRECT: test elsewhere"
+    data = os.urandom(8 * 1024 * 1024 + 100)
+    for direct, most in ((True, 1), (False, None)):
+        path = tmp_path / f"data-{direct}"
+        writer = Appender(path, 0, direct=direct, start_writeback=False)
+        assert writer.direct is direct
+        for start in range(0, len(data), 32 * 1024):
+            writer.write_sync([data[start : start + 32 * 1024]], None)
+        writer.close_sync()
+        resident = _resident_pages(path)
+        if most is not None:
+            assert resident <= most  # only the last, partial block went through the cache
+        else:
+            assert resident >= len(data) // mmap.PAGESIZE - 1
+        assert path.read_bytes() == data
+
+
+def test_a_file_system_that_refuses_o_direct_gets_page_cache_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def refuse_direct(path: str | Path, flags: int, *args: int) -> int:
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refuse_direct)
+    data = os.urandom(STAGE_SIZE + 999)
+    writer = Appender(tmp_path / "data", 0, direct=True, start_writeback=True)
+    assert writer.direct is False
+    assert writer.write_sync([data], None) == len(data)  # all of it, at once
+    assert writer.close_sync() == 0
+    assert (tmp_path / "data").read_bytes() == data
