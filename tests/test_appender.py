@@ -5,7 +5,6 @@ is refused."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import hashlib
 import mmap
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 
 from regd.digest import ContentHash
 from regd.storage.appender import BLOCK, STAGE_SIZE, Appender
+from tests.pagecache import resident_pages
 
 # Piece sizes around the boundaries that matter: a block, the stage, docker's 32 KiB.
 SIZES = st.one_of(
@@ -98,21 +98,6 @@ def test_bytes_left_past_the_recorded_size_are_cut_off(tmp_path: Path) -> None:
     assert path.read_bytes() == b"a" * 5_000 + b"b" * 3_000
 
 
-def _resident_pages(path: Path) -> int:
-    """Pages of ``path`` in the page cache (mincore(2) over a private mapping)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    size = path.stat().st_size
-    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
-        address = ctypes.addressof(ctypes.c_char.from_buffer(mapped))
-        vector = (ctypes.c_ubyte * pages)()
-        rc = libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(size), vector)
-        assert rc == 0, os.strerror(ctypes.get_errno())
-        result = sum(v & 1 for v in vector)
-        del address
-    return result
-
-
 def _o_direct_accepted(directory: Path) -> bool:
     try:
         os.close(os.open(directory / "probe", os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600))
@@ -131,7 +116,7 @@ def test_direct_writes_leave_the_page_cache_alone(tmp_path: Path) -> None:
         for start in range(0, len(data), 32 * 1024):
             writer.write_sync([data[start : start + 32 * 1024]], None)
         writer.close_sync()
-        resident = _resident_pages(path)
+        resident, _ = resident_pages(path)
         if most is not None:
             assert resident <= most  # only the last, partial block went through the cache
         else:
