@@ -150,21 +150,6 @@ def link_sync(src: Path, dest: Path, fsync: bool) -> bool:
     return True
 
 
-def readahead_sync(path: Path) -> None:
-    """Start reading ``path`` into the page cache (``posix_fadvise(WILLNEED)`` submits
-    the reads and returns); nothing if it is gone."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def exists_sync(path: Path) -> bool:
     return os.path.exists(path)
 

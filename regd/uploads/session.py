@@ -341,10 +341,6 @@ class UploadService:
                 await upload_rows.transition(conn, row.id, UploadEvent.RECOVER)
             raise
         await self._remove_data(row.id)
-        if self.direct_writes:
-            # Written past the page cache: have the kernel read the blob back into it in
-            # the background (a pull soon after a push is the common case), not waited for.
-            asyncio.get_running_loop().run_in_executor(None, fsio.readahead_sync, self.store.path(digest))
         return row.size
 
     async def _digest_of(self, row: UploadRow, data: Path, algorithm: str) -> tuple[str, str]:
