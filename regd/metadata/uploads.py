@@ -44,8 +44,10 @@ class UploadRow:
         )
 
 
-async def create(conn: aiosqlite.Connection, upload_id: str, repository: str, account: str = "") -> None:
-    now = time.time()
+async def create(
+    conn: aiosqlite.Connection, upload_id: str, repository: str, account: str = "", now: float | None = None
+) -> None:
+    now = time.time() if now is None else now
     await conn.execute(
         "INSERT INTO uploads (id, repository, account, state, size, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, 0, ?, ?)",

@@ -37,8 +37,12 @@ class BlobStore:
     async def confirm(self, src: Path, digest: Digest) -> None:
         """Inside the transaction that records the blob: make sure the file is still
         there (a collection may have swept it since ``place``) and put it back if not."""
-        if not await fsio.run(fsio.exists_sync, self.path(digest)):
-            await self.place(src, digest)
+        await fsio.run(self.confirm_sync, src, digest)
+
+    def confirm_sync(self, src: Path, digest: Digest) -> None:
+        """``confirm``, blocking (in a thread, or a one-hop transaction's body)."""
+        if not fsio.exists_sync(self.path(digest)):
+            fsio.link_sync(src, self.path(digest), self.fsync)
 
     async def write_tmp(self, digest: Digest, data: bytes) -> Path:
         """Write small content (a manifest) to a temporary file, to ``place`` it next."""

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,15 +154,19 @@ class UploadService:
         as many open as allowed."""
         upload_id = secrets.token_hex(16)
         await fsio.run(fsio.makedirs_sync, self.layout.upload_dir(upload_id))
+        now = time.time()
+
+        async def open_session(conn: aiosqlite.Connection) -> None:
+            await self._check_room(conn, repository, account)
+            await upload_rows.create(conn, upload_id, repository, account, now)
+
         try:
-            async with self.db.transaction(bump=False) as conn:
-                await self._check_room(conn, repository, account)
-                await upload_rows.create(conn, upload_id, repository, account)
+            await self.db.run_transaction(open_session)
         except BaseException:
             await fsio.run(fsio.rmtree_sync, self.layout.upload_dir(upload_id))
             raise
         self._keep_hash(upload_id, _RunningHash(0, ContentHash()))
-        return await self.get(repository, upload_id)
+        return UploadRow(upload_id, repository, UploadState.ACTIVE, 0, now, now)
 
     async def append(
         self,
@@ -217,8 +222,9 @@ class UploadService:
             await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
             self._hashes.pop(row.id, None)
             written = 0
-        async with self.db.transaction(bump=False) as conn:
-            await upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size + written)
+        await self.db.run_transaction(
+            lambda conn: upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size + written)
+        )
 
     async def _receive(
         self, row: UploadRow, body: ByteSource, limit: int | None, progress: _Progress
@@ -280,8 +286,9 @@ class UploadService:
         reclaimed first: one of this process whose release failed (a full disk refused
         the write), or one of a process that is gone."""
         for attempt in range(2):
-            async with self.db.transaction(bump=False) as conn:
-                state = await upload_rows.transition(conn, row.id, event, expect_size=row.size)
+            state = await self.db.run_transaction(
+                lambda conn: upload_rows.transition(conn, row.id, event, expect_size=row.size)
+            )
             if state is not None:
                 self._busy.add(row.id)
                 return True
@@ -325,8 +332,9 @@ class UploadService:
             if row.size == 0:  # nothing was ever written: the empty blob has no file yet
                 await fsio.run(fsio.close_sync, await fsio.run(fsio.open_for_append_sync, data, 0))
             await self.store.place(data, digest)
-            async with self.db.transaction(bump=False) as conn:
-                await self.store.confirm(data, digest)
+
+            async def record(conn: aiosqlite.Connection) -> None:
+                self.store.confirm_sync(data, digest)  # on the writer's thread, off the loop
                 await blob_rows.upsert(conn, str(digest), row.size, xxh3)
                 repository_id = await repositories.ensure(conn, row.repository)
                 await repositories.link_blob(conn, repository_id, str(digest))
@@ -334,6 +342,8 @@ class UploadService:
                     # Removed meanwhile (its project was deleted): link nothing.
                     raise RegistryError(ErrorCode.BLOB_UPLOAD_UNKNOWN, f"upload {row.id} was removed")
                 await upload_rows.delete(conn, row.id)
+
+            await self.db.run_transaction(record)
         except RegistryError:
             raise
         except BaseException:
