@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from regd.app import create_app
 from regd.config import Config, load_config
+from regd.metadata.db import Database
 from tests.prerequisites import in_ci, skip_allowed
 
 Client = TestClient  # type: ignore[type-arg]
@@ -158,3 +159,12 @@ def regd(data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capture
         return int(exited.value.code or 0), out, err
 
     return run
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """An open, migrated database of its own (no daemon around it)."""
+    database = Database(tmp_path / "regd.db")
+    await database.open()
+    yield database
+    await database.close()

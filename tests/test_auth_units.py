@@ -7,8 +7,6 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import jwt
 import pytest
@@ -237,14 +235,6 @@ def test_scope_drops_resource_class_and_keeps_colons_in_the_name() -> None:
 
 
 # -- throttle ----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "regd.db")
-    await database.open()
-    yield database
-    await database.close()
 
 
 async def _try(throttle: LoginThrottle, user: str, address: str, now: float, outcome: bool | None) -> float:

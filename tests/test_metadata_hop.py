@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -15,14 +13,6 @@ import pytest
 from regd.metadata import uploads as upload_rows
 from regd.metadata.db import Database
 from regd.uploads.state import UploadEvent, UploadState
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(tmp_path / "regd.db")
-    await database.open()
-    yield database
-    await database.close()
 
 
 async def test_the_body_runs_on_the_writer_thread_in_one_hop(
