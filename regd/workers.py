@@ -12,7 +12,9 @@ The supervisor (this module, the process systemd starts):
 1. opens the data directory and the database once, with the start-up recovery (upload
    sessions cut off mid-write, a dead collection's trash), then closes them;
 2. binds the listening socket (a port in use stops it here, in one line);
-3. forks the workers (no event loop and no thread runs in it yet, so forking is safe);
+3. forks the workers, once it has no thread left but its own (``single_threaded``: a
+   thread of the start-up still ending when the fork comes can hold a lock, OpenSSL's
+   among them, that then stays held forever in the worker);
    each runs the single-process daemon (``regd.daemon``) on the inherited socket, with
    no start-up recovery, and only worker 0 runs the background tasks (upload janitor,
    GC scheduler);
@@ -41,6 +43,7 @@ import signal
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +100,7 @@ class Supervisor:
         from regd.daemon import Daemon
 
         _run(Daemon(self.config, self.reread).prepare())
+        single_threaded()
         sock = listen(self.config)
         # A signal wakes the select() of the loop at once (its handler only queues it).
         self._wake, wake_w = socket.socketpair()
@@ -256,6 +260,30 @@ class Supervisor:
             if len(self.ready) == self.count and not self.stopping:
                 self.started = True
                 self.notifier.ready(f"regd listening on {self.config.external_url} with {self.count} workers")
+
+
+def single_threaded(timeout: float = 10.0) -> bool:
+    """Wait until this process runs no thread but the calling one, as a fork needs: the
+    start-up's pools are shut down without waiting (the password hashing pool's threads
+    may still be ending, running OpenSSL's thread clean-up, which takes a global lock;
+    a worker forked then hung for good at its first hash). Python's threads are joined;
+    the kernel's list of the process's tasks shows those that have left Python but not
+    yet ended. Whether it got there within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+    while True:
+        try:
+            tasks = len(os.listdir("/proc/self/task"))
+        except OSError:  # no /proc: Python's own list is all there is
+            return threading.active_count() == 1
+        if tasks <= 1:
+            return True
+        if time.monotonic() >= deadline:
+            log.warning("forking the workers with %d threads still running", tasks - 1)
+            return False
+        time.sleep(0.001)
 
 
 def _die_with(supervisor: int) -> None:

@@ -288,6 +288,30 @@ def test_serve_decides_the_worker_count_before_importing_prometheus_client(tmp_p
     assert out.stdout.strip() == "[]", out.stdout
 
 
+def test_the_workers_are_forked_from_a_single_threaded_supervisor(tmp_path: Path) -> None:
+    """The supervisor's start-up (with the bootstrap admin, whose password goes through
+    the hashing pool) leaves threads ending after their pool is shut down; a fork then
+    could copy a lock one of them holds into a worker for good (seen: a worker of the
+    CI run never answered, nor stopped on SIGTERM). Before forking, the supervisor waits
+    until the kernel lists one task for it, including threads Python no longer lists
+    (here a bare ``_thread`` one, still running for 0.3 s, stands for them). Three
+    start-ups, in fresh processes."""
+    probe = (
+        "import os, sys, time, _thread; from regd.config import load_config; "
+        "from regd.daemon import Daemon; from regd.workers import _run, single_threaded; "
+        "c = load_config(None, overrides={'storage': {'data_dir': sys.argv[1]}}); "
+        "_run(Daemon(c, lambda: c).prepare()); _thread.start_new_thread(time.sleep, (0.3,)); "
+        "print(single_threaded(), len(os.listdir('/proc/self/task')))"
+    )
+    env = dict(os.environ, REGD_ADMIN_PASSWORD="Start-up-" + os.urandom(6).hex())
+    for i in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, str(tmp_path / f"data{i}")], capture_output=True, text=True, env=env
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["True", "1"], out.stdout
+
+
 @contextlib.contextmanager
 def _serve_without_config(tmp_path: Path, cpus: set[int] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """``regd serve`` as a new user runs it: no configuration file, no REGD_ variable;
