@@ -44,8 +44,11 @@ def _take_stage() -> mmap.mmap:
 def _give_back_stage(stage: mmap.mmap) -> None:
     if len(_spare_stages) < MAX_SPARE_STAGES:
         _spare_stages.append(stage)
-    else:
+        return
+    try:
         stage.close()
+    except BufferError:  # a view of it lives on (in a traceback): unmapped when freed
+        pass
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
