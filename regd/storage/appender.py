@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from regd.storage import fsio
 from regd.storage.fsio import Hasher
 
 # O_DIRECT's alignment of file offsets, lengths and memory: the largest logical block
@@ -75,7 +76,7 @@ class Appender:
     def __init__(self, path: Path, offset: int, direct: bool, start_writeback: bool) -> None:
         """Open ``path`` at ``offset``, cutting off anything past it (bytes a crash left
         beyond the recorded size)."""
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = fsio.open_for_append_sync(path, offset)
         self._direct: int | None = None
         self._stage: mmap.mmap | None = None
         self._start_writeback = start_writeback
@@ -83,8 +84,6 @@ class Appender:
         self.end = offset  # end of the bytes in the file
         self.received = 0  # bytes handed in, in the file or staged
         try:
-            if os.fstat(self._fd).st_size != offset:
-                os.ftruncate(self._fd, offset)
             flag = getattr(os, "O_DIRECT", 0)
             if direct and flag:
                 self._open_direct(path, offset, flag)

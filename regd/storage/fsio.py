@@ -156,8 +156,9 @@ def exists_sync(path: Path) -> bool:
 
 def open_for_append_sync(path: Path, offset: int) -> int:
     """Open an upload's data file positioned at ``offset``, cutting off anything past it
-    (bytes a crash left beyond the recorded size)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    (bytes a crash left beyond the recorded size). Readable too: the upload writer reads
+    a partial last block back (``storage.appender``)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if os.fstat(fd).st_size != offset:
             os.ftruncate(fd, offset)
