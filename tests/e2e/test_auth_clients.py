@@ -15,7 +15,7 @@ import pytest
 
 from .accounts import DEVELOPER, PASSWORD, Api, start_secured
 from .daemons import Dockerd, RegistryServer, ServerFactory, Target
-from .images import import_into_ctr, make_image
+from .images import CTR_PUSH, import_into_ctr, make_image
 from .tools import run
 
 pytestmark = pytest.mark.e2e
@@ -98,8 +98,8 @@ def test_ctr_pushes_with_robot_credentials_and_not_without(
     destination = f"{secured.host}/private/ctr-pushed:v1"
     ctr_namespace("images", "tag", import_into_ctr(dockerd, ctr_namespace, image, tmp_path), destination)
 
-    anonymous = ctr_namespace("images", "push", "--plain-http", destination, check=False)
-    ctr_namespace("images", "push", "--plain-http", "--user", f"{robot.name}:{robot.secret}", destination)
+    anonymous = ctr_namespace(*CTR_PUSH, destination, check=False)
+    ctr_namespace(*CTR_PUSH, "--user", f"{robot.name}:{robot.secret}", destination)
     artifacts = api.ok("GET", "/projects/private/repositories/ctr-pushed/artifacts")
 
     assert anonymous.returncode != 0

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .daemons import Dockerd, RegistryServer
-from .images import image_id, import_into_ctr, make_image, push, remove_local
+from .images import CTR_PUSH, image_id, import_into_ctr, make_image, push, remove_local
 from .registry_http import manifest_served
 from .tools import run
 
@@ -70,7 +70,7 @@ def test_ctr_pushes_an_image_that_docker_pulls_back(
     destination = f"{registry.host}/library/ctr-pushed:v1"
     ctr_namespace("images", "tag", local, destination)
 
-    ctr_namespace("images", "push", "--plain-http", destination)
+    ctr_namespace(*CTR_PUSH, destination)
     pushed = image_digests(ctr_namespace("images", "ls").stdout)[destination]
     served = manifest_served(registry, "library/ctr-pushed", "v1")
     dockerd.docker("pull", destination)
