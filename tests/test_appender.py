@@ -1,7 +1,7 @@
-"""The upload writer's file end (regd/storage/appender.py): pieces filled into two
-staging buffers in turn, O_DIRECT blocks written from them, a partial block through the
-page cache and read back by the next request, the running hash in step with the file,
-and page-cache writes where O_DIRECT is refused."""
+"""The upload writer's file end (regd/storage/appender.py): O_DIRECT blocks from a
+staging buffer, a partial block through the page cache and read back by the next
+request, the running hash in step with the file, and page-cache writes where O_DIRECT
+is refused."""
 
 from __future__ import annotations
 
@@ -28,33 +28,15 @@ SIZES = st.one_of(
 )
 
 
-def append(writer: Appender, piece: bytes, hasher: ContentHash | None = None) -> int:
-    """Fill ``piece`` in as the upload service does on the loop, each full stage handed
-    to ``write_sync`` when more bytes come (here in this thread, in turn); the bytes
-    reported in the file."""
-    reported = 0
-    view = memoryview(piece)
-    while view:
-        if writer.full:
-            reported += writer.write_sync(*writer.hand_off(), hasher)
-        view = view[writer.fill(view) :]
-    return reported
-
-
-def finish(writer: Appender, hasher: ContentHash | None = None) -> int:
-    return writer.finish_sync(*writer.last(), hasher)
-
-
 def _append_requests(path: Path, requests: list[list[bytes]], direct: bool) -> tuple[int, ContentHash]:
-    """Each request as the upload service runs one: an appender at the recorded size,
-    its pieces filled in and handed off, then finished; the sizes it reports are what
-    the session records."""
+    """Each request as the upload service runs one: open at the recorded size, write
+    its lots, close; the sizes it reports are what the session records."""
     size = 0
     hasher = ContentHash()
     for lots in requests:
         writer = Appender(path, size, direct=direct, start_writeback=False)
-        written = sum(append(writer, chunk, hasher) for chunk in lots)
-        written += finish(writer, hasher)
+        written = sum(writer.write_sync([chunk], hasher) for chunk in lots)
+        written += writer.close_sync()
         assert writer.complete
         size += written
     return size, hasher
@@ -88,12 +70,10 @@ def test_reported_bytes_are_in_the_file_at_every_step(tmp_path: Path) -> None:
     writer = Appender(path, 0, direct=True, start_writeback=False)
     reported = 0
     for start in range(0, len(data), 100_000):
-        reported += append(writer, data[start : start + 100_000])
-        if reported:  # the file is opened by the first hand-off
-            assert path.read_bytes()[:reported] == data[:reported]
-        # What waits: the stage being filled, and the partial block it began with.
-        assert len(data[: start + 100_000]) - reported <= STAGE_SIZE
-    reported += finish(writer)
+        reported += writer.write_sync([data[start : start + 100_000]], None)
+        assert path.read_bytes()[:reported] == data[:reported]
+        assert len(data[: start + 100_000]) - reported < BLOCK  # at most a block waits
+    reported += writer.close_sync()
     assert reported == len(data) and path.read_bytes() == data
 
 
@@ -101,11 +81,11 @@ def test_a_resumed_upload_continues_in_the_middle_of_a_block(tmp_path: Path) -> 
     path = tmp_path / "data"
     first, second = os.urandom(BLOCK + 100), os.urandom(2 * BLOCK + 5)
     writer = Appender(path, 0, direct=True, start_writeback=False)
-    assert append(writer, first) == 0  # filled, not handed off yet
-    assert finish(writer) == len(first)
+    assert writer.write_sync([first], None) == BLOCK  # the partial block waits
+    assert writer.close_sync() == 100
     writer = Appender(path, len(first), direct=True, start_writeback=False)
-    assert append(writer, second) == 0
-    assert finish(writer) == len(second)  # the first block read back, written whole
+    writer.write_sync([second], None)
+    writer.close_sync()
     assert path.read_bytes() == first + second
 
 
@@ -113,8 +93,8 @@ def test_bytes_left_past_the_recorded_size_are_cut_off(tmp_path: Path) -> None:
     path = tmp_path / "data"
     path.write_bytes(b"a" * 10_000)  # a crash left 5,000 bytes the session never recorded
     writer = Appender(path, 5_000, direct=True, start_writeback=False)
-    append(writer, b"b" * 3_000)
-    finish(writer)
+    writer.write_sync([b"b" * 3_000], None)
+    writer.close_sync()
     assert path.read_bytes() == b"a" * 5_000 + b"b" * 3_000
 
 
@@ -132,10 +112,10 @@ def test_direct_writes_leave_the_page_cache_alone(tmp_path: Path) -> None:
     for direct, most in ((True, 1), (False, None)):
         path = tmp_path / f"data-{direct}"
         writer = Appender(path, 0, direct=direct, start_writeback=False)
-        for start in range(0, len(data), 32 * 1024):
-            append(writer, data[start : start + 32 * 1024])
-        finish(writer)
         assert writer.direct is direct
+        for start in range(0, len(data), 32 * 1024):
+            writer.write_sync([data[start : start + 32 * 1024]], None)
+        writer.close_sync()
         resident, _ = resident_pages(path)
         if most is not None:
             assert resident <= most  # only the last, partial block went through the cache
@@ -155,36 +135,9 @@ def test_a_file_system_that_refuses_o_direct_gets_page_cache_writes(
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", refuse_direct)
-    data = os.urandom(2 * STAGE_SIZE + 999)
+    data = os.urandom(STAGE_SIZE + 999)
     writer = Appender(tmp_path / "data", 0, direct=True, start_writeback=True)
-    assert append(writer, data) == 2 * STAGE_SIZE  # each full stage, handed off when more came
     assert writer.direct is False
-    assert finish(writer) == 999
+    assert writer.write_sync([data], None) == len(data)  # all of it, at once
+    assert writer.close_sync() == 0
     assert (tmp_path / "data").read_bytes() == data
-
-
-def test_after_a_failed_hand_off_nothing_more_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A write that fails (a full disk) leaves what reached the file; the stage filled
-    meanwhile is not written after the gap, and the request reports only the former."""
-    path = tmp_path / "data"
-    data = os.urandom(3 * STAGE_SIZE + 10)
-    real_pwrite = os.pwrite
-    calls = 0
-
-    def second_fails(fd: int, chunk: bytes | memoryview, offset: int) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_pwrite(fd, chunk, offset)
-
-    monkeypatch.setattr(os, "pwrite", second_fails)
-    writer = Appender(path, 0, direct=True, start_writeback=False)
-    hasher = ContentHash()
-    with pytest.raises(OSError):
-        append(writer, data, hasher)
-    assert finish(writer, hasher) == 0
-    assert not writer.complete
-    assert path.read_bytes() == data[:STAGE_SIZE]

@@ -112,7 +112,9 @@ def page_args(request: web.Request) -> tuple[int | None, str]:
     return n, request.query.get("last", "")
 
 
-# Pieces taken at most from aiohttp's buffer in one call.
+
+# Pieces taken at most from aiohttp's buffer in one call (with the upload writer's
+# MAX_CHUNKS, under writev's IOV_MAX of 1024).
 MAX_PIECES = 256
 
 

@@ -33,8 +33,16 @@ from regd.storage.blobstore import BlobStore
 from regd.storage.layout import Layout, is_upload_id
 from regd.uploads.state import UploadEvent, UploadState
 
+# Bytes gathered on the loop before one hand-off to a thread (hash and write). Two such
+# lots per upload at most, one filling, one in the thread, and the thread's staging
+# buffer (storage.appender): bounded memory per upload. 1 MiB rather than 256 KiB: a
+# quarter of the hand-offs and of the GIL hand-overs they bring (benchmarks/RESULTS.md).
+BUFFER_SIZE = 1024 * 1024
 log = logging.getLogger("regd")
 
+# writev takes at most IOV_MAX (1024) pieces; a client that trickles tiny chunks is
+# handed off sooner.
+MAX_CHUNKS = 512
 # Running hashes kept per process (each a few hundred bytes).
 MAX_RUNNING = 10_000
 
@@ -221,31 +229,35 @@ class UploadService:
     async def _receive(
         self, row: UploadRow, body: ByteSource, limit: int | None, progress: _Progress
     ) -> None:
-        """Copy the body into the appender's stages on the loop, each full one handed to
-        a thread to hash and write while the other fills; ``progress.written`` counts
-        the bytes in the file, also when this fails."""
+        """Copy the body to the data file, hashing it, in BUFFER_SIZE hand-offs to a
+        thread; ``progress.written`` counts the bytes in the file, also when this fails."""
         running = self._hashes.pop(row.id, None)
         if running is None and row.size == 0:
             running = _RunningHash(0, ContentHash())
         hasher = running.hasher if running is not None and running.size == row.size else None
-        appender = Appender(self.layout.upload_data(row.id), row.size, self.direct_writes, self.store.fsync)
+        appender = await fsio.run(
+            Appender, self.layout.upload_data(row.id), row.size, self.direct_writes, self.store.fsync
+        )
         loop = asyncio.get_running_loop()
+        # Chunks as aiohttp delivered them, hashed one by one and staged (or written with
+        # one writev) in the thread: no copy into a bigger buffer on the loop.
+        buf: list[bytes] = []
+        buffered = handed = 0
         pending: asyncio.Future[int] | None = None
         try:
             while pieces := await body.read_pieces():
-                if limit is not None and appender.received + sum(map(len, pieces)) > limit:
-                    break  # longer than its range said: refused, nothing of it kept
-                for piece in pieces:
-                    view = memoryview(piece)
-                    while view:
-                        if appender.full:
-                            if pending is not None:
-                                progress.add(await pending)
-                            stage = appender.hand_off()
-                            pending = loop.run_in_executor(None, appender.write_sync, *stage, hasher)
-                        view = view[appender.fill(view) :]
+                buf.extend(pieces)
+                buffered += sum(map(len, pieces))
+                if limit is not None and handed + buffered > limit:
+                    break
+                if buffered >= BUFFER_SIZE or len(buf) >= MAX_CHUNKS:
+                    if pending is not None:
+                        progress.add(await pending)
+                    pending = loop.run_in_executor(None, appender.write_sync, buf, hasher)
+                    handed += buffered
+                    buf, buffered = [], 0
         finally:
-            await asyncio.shield(self._flush(appender, hasher, pending, progress))
+            await asyncio.shield(self._flush(appender, hasher, pending, buf, progress))
             # The running hash is kept only when it covers exactly the bytes in the file.
             if hasher is not None and appender.complete:
                 self._keep_hash(row.id, _RunningHash(row.size + progress.written, hasher))
@@ -255,15 +267,18 @@ class UploadService:
         appender: Appender,
         hasher: ContentHash | None,
         pending: asyncio.Future[int] | None,
+        buf: list[bytes],
         progress: _Progress,
     ) -> None:
-        """Finish the hand-off in flight, write what is filled and close; the bytes
-        received so far are good (each arrived whole), so they are kept for a resume."""
+        """Finish the hand-off in flight and write what is left; the bytes received so
+        far are good (each arrived whole), so they are kept for a resume."""
         try:
             if pending is not None:
                 progress.add(await pending)
+            if buf:
+                progress.add(await fsio.run(appender.write_sync, buf, hasher))
         finally:
-            progress.add(await fsio.run(appender.finish_sync, *appender.last(), hasher))
+            progress.add(await fsio.run(appender.close_sync))
 
     async def _take(self, row: UploadRow, event: UploadEvent) -> bool:
         """Move the session into RECEIVING or COMMITTING for this request (the row is the
