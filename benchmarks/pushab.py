@@ -4,7 +4,7 @@ A change worth 0.05-0.1 CPU s/GiB is smaller than what one push costs from one r
 next on a shared virtual machine (0.1-0.4 s/GiB), so comparing two suite runs taken
 minutes apart cannot show it. Here every build (`--regd REV`, repeatable; 'worktree' is
 regd/ as on disk) runs at once, each with a fresh data directory, and the load generator
-pushes `--blobs` fresh 16 MiB blobs to each in turn, the order alternating from round to
+pushes `--blobs` fresh blobs (16 MiB) to each in turn, the order alternating from round to
 round; a drift of the machine then moves both builds' figures of a round alike. Each
 round restarts every build (the data of a round would fill the disk otherwise).
 
@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", action="append", choices=MODES, default=[],
                    help="push form (repeatable; default docker, chunked and monolithic)")
     p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--blobs", type=int, default=64, help="16 MiB blobs per push (default 64: 1 GiB)")
+    p.add_argument("--blobs", type=int, default=64, help="blobs per push (default 64 of 16 MiB: 1 GiB)")
+    p.add_argument("--blob-size", type=int, default=16 * MiB, help="bytes per blob (default 16 MiB)")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--regd-workers", type=int, default=1,
                    help="regd's [server] workers (default 1: one process, the least noisy)")
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         variants = registries.variants(work, a.regd, a.regd_workers, with_distribution=False)
         for _, settings in variants:
             settings.nice = a.nice
-        factory = BlobFactory(work, 16 * MiB)
+        factory = BlobFactory(work, a.blob_size)
         found: dict[tuple[str, int], list[tuple[float, float]]] = {}
         for r in range(a.rounds):
             running = [registries.start("regd", settings) for _, settings in variants]

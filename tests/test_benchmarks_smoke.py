@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
-from benchmarks import procstat, report, run
+import pytest
+
+from benchmarks import procstat, pushab, report, run
 from benchmarks.workloads import Measurement
 from tests.prerequisites import require_tool
 
@@ -111,3 +114,19 @@ def test_trust_bench_runs_with_the_policy_holding() -> None:
     text = trust_bench.main(["--rounds", "1", "--seconds", "0.3", "--concurrency", "2"])
     rows = [line for line in text.splitlines() if line.startswith("| GET ")]
     assert [row.split(" | ")[0] for row in rows] == ["| GET by tag", "| GET by digest"]
+
+
+def test_pushab_compares_two_builds_round_by_round(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/pushab.py runs: both builds up, pushed to in turn, one line per form
+    and build with the CPU per GiB and the difference to the first build."""
+    require_tool("cargo")
+    status = pushab.main(
+        ["--regd", "HEAD", "--regd", "worktree", "--rounds", "2", "--blobs", "3", "--blob-size", "4096",
+         "--mode", "docker", "--mode", "post"]
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if "CPU" in line]
+    assert status == 0
+    assert [line.split()[0] for line in lines] == ["docker", "docker", "post", "post"]
+    assert "regd HEAD" in lines[0] and "regd worktree" in lines[1]
+    assert "+0.000 against the first" in lines[0]  # the first build against itself
+    assert all(re.search(r"CPU \d+\.\d{3} s/GiB", line) for line in lines)
