@@ -17,10 +17,8 @@ of the per-round difference to the first build, and the median MiB/s. Run as roo
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,28 +26,25 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import procstat, registries
-from benchmarks.loadgen import BlobFactory, build_regbench, niced
+from benchmarks import registries
+from benchmarks.loadgen import BlobFactory, build_regbench, niced, run_load
+from benchmarks.workloads import PUSH_MODES, _measure, _timeout, push_repo
 
 MiB = 1 << 20
-MODES = ("docker", "chunked", "monolithic", "post")
 
 
 def _push(regbench: Path, reg: registries.Running, factory: BlobFactory, blobs: Path, mode: str,
           concurrency: int, nice: int) -> tuple[float, float]:
-    """(CPU s/GiB, MiB/s) of one push of the blobs in `blobs`."""
-    argv = [str(regbench), "push", "--addr", reg.addr, "--repo", f"library/pushab-{mode}",
-            "--blobs", str(blobs), "--base", str(factory.base), "--concurrency", str(concurrency),
-            "--mode", mode]
-    monitor = procstat.Monitor(reg.pid)
-    monitor.start()
-    out = subprocess.run(niced(argv, nice), capture_output=True, text=True, check=True)
-    usage = monitor.stop()
-    result = json.loads(out.stdout)
-    if result["errors"] or not result["bytes"]:
-        raise RuntimeError(f"push {mode} to {reg.name}: {result.get('error_samples')}")
-    gib = result["bytes"] / (1 << 30)
-    return usage.cpu_seconds / gib, result["bytes"] / MiB / result["seconds"]
+    """(CPU s/GiB, MiB/s) of one push of the blobs in `blobs`, measured as the suite's
+    push workloads are."""
+    args = {"addr": reg.addr, "repo": push_repo(mode), "blobs": blobs, "base": factory.base,
+            "concurrency": concurrency, "mode": mode}
+    nbytes = factory.blob_size * len(blobs.read_text().splitlines())
+    m = _measure(reg, f"push {mode}", concurrency,
+                 lambda: [run_load(niced([str(regbench)], nice), "push", args, _timeout(nbytes))], False)
+    if m.errors or not m.bytes:
+        raise RuntimeError(f"push {mode} to {reg.name}: {m.error_samples}")
+    return m.server_cpu_per_unit, m.throughput
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--regd", action="append", default=[], metavar="REV", required=True,
                    help="regd as committed at REV ('worktree': as on disk); give two or more")
-    p.add_argument("--mode", action="append", choices=MODES, default=[],
+    p.add_argument("--mode", action="append", choices=PUSH_MODES, default=[],
                    help="push form (repeatable; default docker, chunked and monolithic)")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--blobs", type=int, default=64, help="blobs per push (default 64 of 16 MiB: 1 GiB)")
