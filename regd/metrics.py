@@ -68,6 +68,12 @@ REQUEST_DURATION = Histogram(
 RECEIVED_BYTES = Counter(
     "regd_http_received_bytes", "Request body bytes received, by route", ["route"], registry=REGISTRY
 )
+UPLOAD_BODIES = Counter(
+    "regd_upload_bodies",
+    "Upload request bodies, by how they were read: direct (straight into the staging buffer) or aiohttp",
+    ["path"],
+    registry=REGISTRY,
+)
 SENT_BYTES = Counter(
     "regd_http_sent_bytes",
     "Response bytes sent (headers included; blob bodies sent by sendfile too), by route",

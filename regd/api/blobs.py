@@ -7,7 +7,8 @@ import os
 
 from aiohttp import web
 
-from regd.api.http import BodyPieces, byte_range, content_length, content_range, has_body
+from regd.api.direct import DirectBody, request_body
+from regd.api.http import byte_range, content_length, content_range, has_body
 from regd.api.sendfile import SendfileResponse
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
@@ -89,7 +90,7 @@ async def start_upload(request: web.Request, s: Services, name: str) -> web.Stre
     account = request.get(USER, "") if s.config.auth.enabled else ""
     row = await s.uploads.start(name, account)
     if digest is not None:
-        row = await s.uploads.append(row, BodyPieces(request.content), None, content_length(request))
+        row = await _append(s, row, request, ranged=False)
         await s.uploads.commit(row, digest)
         return _created(name, digest)
     return web.Response(
@@ -125,10 +126,16 @@ async def complete_upload(request: web.Request, s: Services, name: str, upload_i
     return _created(name, digest)
 
 
-async def _append(s: Services, row: UploadRow, request: web.Request) -> UploadRow:
+async def _append(s: Services, row: UploadRow, request: web.Request, ranged: bool = True) -> UploadRow:
     """The request's body (a chunk with its Content-Range, or a stream) onto the session."""
-    body = BodyPieces(request.content)
-    return await s.uploads.append(row, body, content_range(request), content_length(request))
+    chunk = content_range(request) if ranged else None
+    length = content_length(request)
+    body = request_body(request)
+    try:
+        return await s.uploads.append(row, body, chunk, length)
+    finally:
+        if isinstance(body, DirectBody):
+            body.release()
 
 
 async def cancel_upload(request: web.Request, s: Services, name: str, upload_id: str) -> web.StreamResponse:

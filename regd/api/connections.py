@@ -25,13 +25,15 @@ import logging
 from typing import Any, cast
 
 import orjson
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.http import HttpRequestParser
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.typedefs import Handler
-from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
+from regd.api.direct import BODY_KEY, CLOSE_KEY
 from regd.config import ServerConfig
 from regd.errors import ErrorCode, RegistryError
 from regd.services import SERVICES
@@ -82,9 +84,21 @@ class GuardedServer(Server):
             self.per_address.pop(address, None)
 
 
+# The raw bytes of a chunked request body recorded for ``api.direct``, at most.
+MAX_RECORDED = 2 << 20
+
+
 class GuardedRequestHandler(RequestHandler):
     _address: str | None = None  # set once admitted, released when the connection ends
     _refused = False
+    # The raw bytes of the current request's chunked body fed to the parser so far (the
+    # pieces as they came, not copied), or None when there is none or too much.
+    _recorded: list[Any] | None = None
+    _recorded_size = 0
+
+    def __init__(self, manager: Server, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(manager, loop=loop, **kwargs)
+        self._auto_decompress = bool(kwargs.get("auto_decompress", True))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         server = self._manager
@@ -108,8 +122,82 @@ class GuardedRequestHandler(RequestHandler):
         self._loop.call_later(REFUSAL_LINGER, self.force_close)
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            super().data_received(data)
+        if self._refused:
+            return
+        if self._recorded is not None:
+            self._recorded.append(data)
+            self._recorded_size += len(data)
+            if self._recorded_size > MAX_RECORDED:
+                self._recorded = None
+        count = self._request_count
+        super().data_received(data)
+        if self._request_count != count:
+            self._record_body(data, self._request_count - count)
+
+    def _record_body(self, data: bytes, new: int) -> None:
+        """A request's head ended in ``data``: record the raw bytes of its body if it is
+        chunked and ``data`` begins with its request line (so that the head ends at the
+        first blank line)."""
+        self._recorded = None
+        if new != 1 or not self._messages:
+            return
+        message = self._messages[-1][0]
+        method = getattr(message, "method", None)
+        if not getattr(message, "chunked", False) or not isinstance(method, str):
+            return
+        if not data.startswith(method.encode("ascii", "replace") + b" "):
+            return
+        end = data.find(b"\r\n\r\n")
+        if end >= 0:
+            self._recorded = [memoryview(data)[end + 4 :]]
+            self._recorded_size = len(data) - end - 4
+
+    def recorded_body(self) -> bytes | None:
+        """The raw bytes of the current request's chunked body received so far (None if
+        not recorded); recording stops here."""
+        recorded, self._recorded = self._recorded, None
+        return None if recorded is None else b"".join(recorded)
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether aiohttp paused reading for a full body buffer (its flow control)."""
+        return bool(getattr(self, "_reading_paused", True))
+
+    @property
+    def buffer_paused(self) -> bool:
+        """Whether aiohttp paused reading for queued (pipelined) requests."""
+        return bool(getattr(self, "_buffer_paused", True))
+
+    @property
+    def queued(self) -> bool:
+        """Whether requests wait behind the current one (pipelined)."""
+        return bool(self._messages)
+
+    def renew_parser(self) -> bool:
+        """Start a fresh HTTP parser, for the next request after a body read around the
+        parser (``api.direct``); False when this aiohttp's parser is not the one known."""
+        if getattr(self, "_parser", None) is None or hasattr(self, "_request_parser"):
+            return False
+        extra: dict[str, Any] = {}
+        queue = getattr(web_protocol, "MAX_MSG_QUEUE_SIZE", None)
+        if queue is not None:
+            extra["max_msg_queue_size"] = queue
+        try:
+            parser = HttpRequestParser(
+                self,
+                self._loop,
+                self._read_bufsize,
+                max_line_size=self.max_line_size,
+                max_field_size=self.max_field_size,
+                max_headers=self.max_headers,
+                payload_exception=RequestPayloadError,
+                auto_decompress=self._auto_decompress,
+                **extra,
+            )
+        except (TypeError, AttributeError):
+            return False
+        self._parser = parser
+        return True
 
     def handle_error(
         self,
@@ -194,13 +282,20 @@ class _BodyWatch:
 
     def _check(self) -> None:
         content = self._request.content
-        if content.is_eof() or content.exception() is not None:
+        direct = self._request.get(BODY_KEY)
+        if direct is not None:  # the body is read around aiohttp (api.direct)
+            if direct.done:
+                self._handle = None
+                return
+            received, waiting = direct.received, direct.waiting
+        elif content.is_eof() or content.exception() is not None:
             self._handle = None
             return
-        received = content.total_bytes
-        # ``_waiter`` is set while a reader awaits bytes (aiohttp's StreamReader): a
-        # handler busy elsewhere, with bytes buffered, is not the client's fault.
-        waiting = getattr(content, "_waiter", None) is not None
+        else:
+            received = content.total_bytes
+            # ``_waiter`` is set while a reader awaits bytes (aiohttp's StreamReader): a
+            # handler busy elsewhere, with bytes buffered, is not the client's fault.
+            waiting = getattr(content, "_waiter", None) is not None
         if received == self._seen and waiting:
             self._handle = None
             transport = self._request.transport
@@ -219,11 +314,15 @@ class _BodyWatch:
 @web.middleware
 async def body_timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
     timeout = request.app[SERVICES].config.server.body_timeout
-    if not request.body_exists or timeout <= 0:
-        return await handler(request)
-    watch = _BodyWatch(request, timeout)
-    watch.start()
+    watch: _BodyWatch | None = None
+    if request.body_exists and timeout > 0:
+        watch = _BodyWatch(request, timeout)
+        watch.start()
     try:
-        return await handler(request)
+        response = await handler(request)
     finally:
-        watch.stop()
+        if watch is not None:
+            watch.stop()
+    if request.get(CLOSE_KEY):  # a body read around aiohttp, not to its end (api.direct)
+        response.force_close()
+    return response

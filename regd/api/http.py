@@ -130,13 +130,17 @@ class BodyPieces:
     ``_read_nowait_chunk`` (the step ``readany`` joins; a private name, so looked up
     with a fallback to one piece a call)."""
 
-    def __init__(self, content: StreamReader) -> None:
+    def __init__(self, content: StreamReader, prefix: list[bytes] | None = None) -> None:
         self._content = content
+        self._prefix = prefix or []  # read from ``content`` already (api.direct)
         self._take: Callable[[int], bytes] | None = getattr(content, "_read_nowait_chunk", None)
         self._eof = False
 
     async def read_pieces(self) -> list[bytes]:
         """The next pieces, at least one; [] at the end of the body (and after it)."""
+        if self._prefix:
+            pieces, self._prefix = self._prefix, []
+            return pieces
         while not self._eof:
             data, end_of_http_chunk = await self._content.readchunk()
             if data:

@@ -34,6 +34,7 @@ from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from regd import metrics
+from regd.api.direct import received_bytes
 from regd.api.sendfile import SendfileResponse
 from regd.api.tee import TeeResponse
 from regd.config import Config
@@ -175,7 +176,7 @@ def access_fields(request: BaseRequest, status: int, sent: int, duration: float)
         "path": _path(request),
         "status": status,
         "bytes": sent,
-        "received": getattr(request.content, "total_bytes", 0),
+        "received": received_bytes(request),
         "duration": round(duration, 6),
         "repository": request.get(REPOSITORY) or "-",
         "user": _user(request),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from regd.storage import fsio
@@ -73,20 +73,27 @@ class Appender:
     """The open end of one upload's data file, for one request. Not thread-safe: one
     call at a time (the upload writer awaits each hand-off before the next)."""
 
-    def __init__(self, path: Path, offset: int, direct: bool, start_writeback: bool) -> None:
+    def __init__(
+        self, path: Path, offset: int, direct: bool, start_writeback: bool, filled: bool = False
+    ) -> None:
         """Open ``path`` at ``offset``, cutting off anything past it (bytes a crash left
-        beyond the recorded size)."""
+        beyond the recorded size). ``filled``: the caller fills the stages itself
+        (``stage_view``, ``filled_sync``) instead of handing in chunks."""
         self._fd = fsio.open_for_append_sync(path, offset)
         self._direct: int | None = None
         self._stage: mmap.mmap | None = None
+        self._stages: list[mmap.mmap] = []
         self._start_writeback = start_writeback
         self.start = offset
         self.end = offset  # end of the bytes in the file
         self.received = 0  # bytes handed in, in the file or staged
+        self._staged = 0
         try:
             flag = getattr(os, "O_DIRECT", 0)
             if direct and flag:
                 self._open_direct(path, offset, flag)
+            if filled:
+                self._stages = [self._stage or _take_stage(), _take_stage()]
         except BaseException:
             self.close_sync()
             raise
@@ -127,6 +134,51 @@ class Appender:
             self._write_staged(chunks, hasher)
         return self.end - before
 
+    # Filled stages: the caller receives the bytes straight into a stage (api.direct), on
+    # the event loop, then hands it here in a thread, the two stages in turn: one filling
+    # while the other is hashed and written. A stage is filled from ``start`` on: the
+    # part of a block the previous stage left, which filled_sync copies to its front.
+
+    @property
+    def first_start(self) -> int:
+        """Where the first fill of stage 0 begins (the file's partial last block, read
+        back, comes before it)."""
+        return self._staged if self._direct is not None else 0
+
+    def stage_view(self, i: int, start: int) -> memoryview:
+        return memoryview(self._stages[i])[start:]
+
+    def next_start(self, start: int, n: int) -> int:
+        """Where the fill after one of ``n`` bytes from ``start`` begins."""
+        return (start + n) % BLOCK if self._direct is not None else 0
+
+    def filled_sync(self, i: int, start: int, n: int, hasher: Hasher | None) -> int:
+        """Stage ``i`` holds ``n`` new bytes from ``start``: hash them and write them (the
+        whole blocks with O_DIRECT, the rest of a block to the front of the other stage);
+        the bytes that reached the file by this call."""
+        before = self.end
+        view = memoryview(self._stages[i])
+        self.received += n
+        if hasher is not None:
+            hasher.update(view[start : start + n])
+        if self._direct is None:
+            self._write_buffered([view[start : start + n]], None)
+            return self.end - before
+        length = start + n
+        whole = length - length % BLOCK
+        if whole:
+            written = os.pwrite(self._direct, view[:whole], self._base)
+            if written < whole:  # short (a disk filling up): the rest through the page cache
+                self._pwrite_all(self._fd, view[written:whole], self._base + written)
+            self._base += whole
+            self.end = max(self.end, self._base)
+        other = self._stages[1 - i]
+        tail = length - whole
+        if tail:
+            memoryview(other)[:tail] = view[whole:length]
+        self._stage, self._staged = other, tail
+        return self.end - before
+
     def close_sync(self) -> int:
         """Write what is staged and close; the bytes that reached the file by this call."""
         before = self.end
@@ -140,12 +192,13 @@ class Appender:
                 if fd is not None:
                     os.close(fd)
             self._direct = None
-            if self._stage is not None:
-                _give_back_stage(self._stage)
-                self._stage = None
+            for stage in {id(s): s for s in [*self._stages, self._stage] if s is not None}.values():
+                _give_back_stage(stage)
+            self._stage = None
+            self._stages = []
         return self.end - before
 
-    def _write_buffered(self, chunks: list[bytes], hasher: Hasher | None) -> None:
+    def _write_buffered(self, chunks: Sequence[bytes | memoryview], hasher: Hasher | None) -> None:
         if hasher is not None:
             for chunk in chunks:
                 hasher.update(chunk)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import aiosqlite
 
@@ -54,6 +54,16 @@ class ByteSource(Protocol):
     async def read_pieces(self) -> list[bytes]:
         """The bytes that arrived since the last call, as the pieces they came in (not
         joined: a join would copy them on the event loop); [] at the end."""
+        ...
+
+
+@runtime_checkable
+class StageSource(Protocol):
+    """A request body that puts its bytes straight into the upload's staging buffers
+    (``api.direct.DirectBody``)."""
+
+    async def fill(self, view: memoryview) -> int:
+        """Put the next bytes at the front of ``view``: how many, 0 at the end."""
         ...
 
 
@@ -171,7 +181,7 @@ class UploadService:
     async def append(
         self,
         row: UploadRow,
-        body: ByteSource,
+        body: ByteSource | StageSource,
         content_range: tuple[int, int] | None,
         content_length: int | None,
         on_written: Callable[[int], None] | None = None,
@@ -227,7 +237,7 @@ class UploadService:
         )
 
     async def _receive(
-        self, row: UploadRow, body: ByteSource, limit: int | None, progress: _Progress
+        self, row: UploadRow, body: ByteSource | StageSource, limit: int | None, progress: _Progress
     ) -> None:
         """Copy the body to the data file, hashing it, in BUFFER_SIZE hand-offs to a
         thread; ``progress.written`` counts the bytes in the file, also when this fails."""
@@ -235,9 +245,54 @@ class UploadService:
         if running is None and row.size == 0:
             running = _RunningHash(0, ContentHash())
         hasher = running.hasher if running is not None and running.size == row.size else None
+        filled = isinstance(body, StageSource)
         appender = await fsio.run(
-            Appender, self.layout.upload_data(row.id), row.size, self.direct_writes, self.store.fsync
+            Appender, self.layout.upload_data(row.id), row.size, self.direct_writes, self.store.fsync, filled
         )
+        try:
+            if isinstance(body, StageSource):
+                await self._receive_filled(appender, hasher, body, limit, progress)
+            else:
+                await self._receive_pieces(appender, hasher, body, limit, progress)
+        finally:
+            # The running hash is kept only when it covers exactly the bytes in the file.
+            if hasher is not None and appender.complete:
+                self._keep_hash(row.id, _RunningHash(row.size + progress.written, hasher))
+
+    async def _receive_filled(
+        self,
+        appender: Appender,
+        hasher: ContentHash | None,
+        body: StageSource,
+        limit: int | None,
+        progress: _Progress,
+    ) -> None:
+        """The body puts its bytes straight into the appender's two staging buffers on
+        the loop, each handed to a thread to hash and write while the other fills."""
+        loop = asyncio.get_running_loop()
+        pending: asyncio.Future[int] | None = None
+        i, start = 0, appender.first_start
+        handed = 0
+        try:
+            while n := await body.fill(appender.stage_view(i, start)):
+                if pending is not None:
+                    progress.add(await pending)
+                pending = loop.run_in_executor(None, appender.filled_sync, i, start, n, hasher)
+                handed += n
+                if limit is not None and handed > limit:
+                    break
+                i, start = 1 - i, appender.next_start(start, n)
+        finally:
+            await asyncio.shield(self._flush(appender, hasher, pending, [], progress))
+
+    async def _receive_pieces(
+        self,
+        appender: Appender,
+        hasher: ContentHash | None,
+        body: ByteSource,
+        limit: int | None,
+        progress: _Progress,
+    ) -> None:
         loop = asyncio.get_running_loop()
         # Chunks as aiohttp delivered them, hashed one by one and staged (or written with
         # one writev) in the thread: no copy into a bigger buffer on the loop.
@@ -258,9 +313,6 @@ class UploadService:
                     buf, buffered = [], 0
         finally:
             await asyncio.shield(self._flush(appender, hasher, pending, buf, progress))
-            # The running hash is kept only when it covers exactly the bytes in the file.
-            if hasher is not None and appender.complete:
-                self._keep_hash(row.id, _RunningHash(row.size + progress.written, hasher))
 
     async def _flush(
         self,
