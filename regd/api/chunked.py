@@ -14,10 +14,15 @@ at most ``MAX_LINE`` bytes.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 
 MAX_LINE = 4096  # a chunk-size line (with its extensions) or a trailer field
-_HEX = frozenset(b"0123456789abcdefABCDEF")
+# A chunk-size line: 1-16 hex digits, extensions (dropped) after a ';', CRLF. Matched on
+# the buffer itself (no copy); _AFTER_DATA is the same behind the CRLF that ends the
+# previous chunk's data, the two lines of every chunk boundary in one match.
+_SIZE = re.compile(rb"([0-9a-fA-F]{1,16})(?:[ \t]*;[^\r\n]*)?\r\n")
+_AFTER_DATA = re.compile(rb"\r\n([0-9a-fA-F]{1,16})(?:[ \t]*;[^\r\n]*)?\r\n")
 
 
 class ChunkError(ValueError):
@@ -55,15 +60,18 @@ class ChunkDecoder:
         return dst, src
 
     def _size(self, buf: memoryview, dst: int, src: int, end: int) -> tuple[int, int] | None:
-        line, after = _line(buf, src, end)
-        if line is None:
+        found = _SIZE.match(buf, src, min(end, src + MAX_LINE + 2))
+        if found is None:
+            line, _ = _line(buf, src, end)  # None while the line is incomplete
+            if line is not None:
+                raise ChunkError(f"bad chunk size line {bytes(line[:40])!r}")
             return None
-        text = line.split(b";", 1)[0].rstrip(b" \t")
-        if not text or len(text) > 16 or not _HEX.issuperset(text):
-            raise ChunkError(f"bad chunk size line {bytes(line[:40])!r}")
-        self.left = int(text, 16)
+        return dst, self._sized(found)
+
+    def _sized(self, found: re.Match[bytes]) -> int:
+        self.left = int(found.group(1), 16)
         self.state = State.DATA if self.left else State.TRAILER
-        return dst, after
+        return found.end()
 
     def _data(self, buf: memoryview, dst: int, src: int, end: int) -> tuple[int, int] | None:
         n = min(self.left, end - src)
@@ -75,6 +83,9 @@ class ChunkDecoder:
         return dst + n, src + n
 
     def _data_end(self, buf: memoryview, dst: int, src: int, end: int) -> tuple[int, int] | None:
+        found = _AFTER_DATA.match(buf, src, min(end, src + MAX_LINE + 4))
+        if found is not None:  # the usual case: this CRLF and the next size line at once
+            return dst, self._sized(found)
         if end - src < 2:
             if buf[src] != 0x0D:
                 raise ChunkError("chunk data not followed by CRLF")
