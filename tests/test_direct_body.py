@@ -9,12 +9,14 @@ import asyncio
 import hashlib
 import random
 import re
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from regd.api.chunked import MAX_LINE, ChunkDecoder, ChunkError
+from tests.certs import PrivateCA
 from tests.regd_process import RegdProcess
 
 REPO = "library/direct"
@@ -25,6 +27,18 @@ DEADLINE = 30.0
 @pytest.fixture
 def regd(tmp_path: Path) -> Iterator[RegdProcess]:
     process = RegdProcess(tmp_path, {"server": {"workers": 1, "body_timeout": BODY_TIMEOUT}})
+    process.start()
+    yield process
+    process.close()
+
+
+@pytest.fixture
+def tls_regd(tmp_path: Path) -> Iterator[RegdProcess]:
+    ca = PrivateCA(tmp_path / "pki")
+    cert = ca.issue("server", ["localhost", "127.0.0.1"])
+    server = {"workers": 1, "tls_cert": str(cert.chain), "tls_key": str(cert.key)}
+    process = RegdProcess(tmp_path, {"server": server})
+    process.client_tls = ssl.create_default_context(cafile=str(ca.ca_cert))  # type: ignore[attr-defined]
     process.start()
     yield process
     process.close()
@@ -42,7 +56,9 @@ class Connection:
 
     @classmethod
     async def open(cls, regd: RegdProcess) -> Connection:
-        return cls(*await asyncio.open_connection("127.0.0.1", regd.port))
+        tls: ssl.SSLContext | None = getattr(regd, "client_tls", None)  # set by tls_regd
+        host = "localhost" if tls is not None else None
+        return cls(*await asyncio.open_connection("127.0.0.1", regd.port, ssl=tls, server_hostname=host))
 
     async def send(self, data: bytes, pieces: int = 1, rng: random.Random | None = None) -> None:
         """``data`` in ``pieces`` writes cut at random places, each drained and a moment
@@ -183,6 +199,25 @@ async def test_a_chunked_body_is_decoded_however_it_is_split_and_a_pipelined_req
     status, headers, _ = await conn.response()
     assert status == 202 and headers["range"] == f"0-{len(data) - 1}"
     await commit_on(conn, regd, location, data, before)
+
+
+async def test_over_tls_bodies_are_read_directly_too(tls_regd: RegdProcess) -> None:
+    """The TLS layer decrypts into the staging buffer: a Content-Length body, then a
+    chunked one with a request pipelined behind it, on one connection."""
+    rng = random.Random(6)
+    first, second = rng.randbytes(2 * 1024 * 1024 + 5), rng.randbytes(3 * 1024 * 1024 + 11)
+    before = await direct_bodies(tls_regd)
+    conn = await Connection.open(tls_regd)
+    location = await start_upload(conn)
+    await conn.send(request("PATCH", location, {}, first), 30, rng)
+    status, headers, _ = await conn.response()
+    assert status == 202 and headers["range"] == f"0-{len(first) - 1}"
+    head = request("PATCH", location, {"Transfer-Encoding": "chunked"})
+    body = chunked(second, [32 * 1024, 1000, 7])
+    await conn.send(head + body + request("GET", location), 60, rng)
+    status, headers, _ = await conn.response()
+    assert status == 202
+    await commit_on(conn, tls_regd, location, first + second, before + 1)
 
 
 async def test_a_malformed_chunked_body_is_refused_in_the_envelope_and_the_connection_closed(

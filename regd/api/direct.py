@@ -12,9 +12,12 @@ connection goes back to aiohttp with a fresh HTTP parser, ready for the next req
 when anything stands in the way (the body ended early or broke the chunked coding, or
 this aiohttp's parser cannot be renewed) it is closed after the response.
 
+Over TLS the same holds one layer up: the TLS protocol (uvloop's, like asyncio's)
+decrypts straight into a buffered protocol's buffer, so the copies saved are the same.
+
 A body is taken over only when that is safe, else it goes through aiohttp as before
-(``api.http.BodyPieces``): plain TCP (TLS bodies are decrypted into aiohttp's buffers
-anyway), no ``Content-Encoding``, a ``GuardedRequestHandler`` connection, and
+(``api.http.BodyPieces``): no ``Content-Encoding``, a ``GuardedRequestHandler``
+connection, and
 
 - ``Content-Length``: at least ``MIN_DIRECT`` bytes still to come; what aiohttp buffered
   already is handed over first, and exactly the rest is read from the socket.
@@ -74,7 +77,6 @@ def _take(request: web.Request) -> DirectBody | BodyPieces:
         not isinstance(handler, GuardedRequestHandler)
         or transport is None
         or transport.is_closing()
-        or transport.get_extra_info("sslcontext") is not None
         or request.headers.get("Content-Encoding", "identity").lower() != "identity"
         or content.is_eof()
         or content.exception() is not None
