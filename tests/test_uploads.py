@@ -13,6 +13,7 @@ from aiohttp import StreamReader
 
 from regd.api.http import MAX_PIECES, BodyPieces
 from regd.app import create_app
+from regd.digest import Digest
 from regd.metadata import uploads as upload_rows
 from regd.services import SERVICES
 from tests.conftest import Client, assert_error, make_config, push_blob, sha256
@@ -305,6 +306,39 @@ async def test_upload_survives_an_app_restart(aiohttp_client, data_dir: Path) ->
     resp = await client.put(location, params={"digest": sha256(data)})
     assert resp.status == 201
     await assert_stored(client, "library/app", data)
+
+
+async def test_a_commit_in_another_worker_takes_the_checksums_the_write_ended_with(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each worker process has its own running hashes; the one that commits a session
+    another wrote checks the digest against the checksums recorded with the write's
+    size, without reading the file back: a wrong digest is still refused, and bytes a
+    write left past the recorded size (a worker that died mid-write) are cut off."""
+    uploads = client.server.app[SERVICES].uploads  # type: ignore[union-attr]
+    data = os.urandom(300_000)
+    location = await open_upload(client)
+    resp = await client.patch(location, data=data)
+    assert resp.status == 202
+    uploads._hashes.clear()  # as in another worker process
+
+    def no_read_back(*args: object) -> None:
+        raise AssertionError("the commit read the upload back")
+
+    monkeypatch.setattr("regd.storage.fsio.read_through_sync", no_read_back)
+    resp = await client.put(location, params={"digest": sha256(data + b"x")})
+    await assert_error(resp, 400, "DIGEST_INVALID")
+    location = await open_upload(client)
+    await client.patch(location, data=data)
+    uploads._hashes.clear()
+    data_file = uploads.layout.upload_data(location.rsplit("/", 1)[1])
+    with data_file.open("ab") as f:
+        f.write(b"left by a write that never ended")
+    resp = await client.put(location, params={"digest": sha256(data)})
+    assert resp.status == 201
+    await assert_stored(client, "library/app", data)
+    store = client.server.app[SERVICES].store  # type: ignore[union-attr]
+    assert store.path(Digest.parse(sha256(data))).read_bytes() == data  # the file, not just its size
 
 
 async def test_client_disconnect_mid_upload_keeps_what_arrived(client: Client) -> None:

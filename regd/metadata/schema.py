@@ -29,6 +29,8 @@ Proxy cache (migration 11): registries (upstream endpoints) --<
 projects.registry_id.
 Web interface (migration 12): web_sessions (browser sessions, by the hash of
 their cookie).
+Upload checksums (migration 13): uploads.checksums, the digests of a session's bytes at
+its recorded size, so that any worker process commits it without reading it back.
 """
 
 from __future__ import annotations
@@ -304,6 +306,13 @@ MIGRATIONS: list[str] = [
         last_seen REAL NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX web_sessions_user ON web_sessions(user_id);
+    """,
+    # The sha256 and xxh3-128 of a session's bytes when a write ends with the running
+    # hash covering all of them, as "<size>:<sha256>:<xxh3>" (NULL otherwise): a commit
+    # in another worker process than the write's (each has its own running hashes)
+    # checks the digest without reading the file back (issue 13).
+    """
+    ALTER TABLE uploads ADD COLUMN checksums TEXT;
     """,
 ]
 

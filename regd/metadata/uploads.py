@@ -30,6 +30,7 @@ class UploadRow:
     created_at: float
     updated_at: float
     writer_pid: int | None = None  # the process holding it in RECEIVING or COMMITTING
+    checksums: str | None = None  # "<size>:<sha256>:<xxh3>" of its bytes, when known
 
     @classmethod
     def of(cls, row: Row) -> UploadRow:
@@ -41,6 +42,7 @@ class UploadRow:
             float(row["created_at"]),
             float(row["updated_at"]),
             None if row["writer_pid"] is None else int(row["writer_pid"]),
+            row["checksums"],
         )
 
 
@@ -76,10 +78,12 @@ async def transition(
     size: int | None = None,
     expect_size: int | None = None,
     expect_writer: int | None = None,
+    checksums: str | None = None,
 ) -> UploadState | None:
     """Apply ``event`` if the session is in a state that allows it (and, with
     ``expect_size``, still has that size; with ``expect_writer``, is still held by that
-    process); returns the new state, or None if not."""
+    process); returns the new state, or None if not. A new ``size`` replaces the
+    session's ``checksums`` (with those given, or none)."""
     allowed = sources(event)
     target = next_state(allowed[0], event)
     # A session being written or committed records which process holds it.
@@ -87,8 +91,8 @@ async def transition(
     sql = "UPDATE uploads SET state = ?, updated_at = ?, writer_pid = ?"
     params: list[object] = [target.value, time.time(), writer]
     if size is not None:
-        sql += ", size = ?"
-        params.append(size)
+        sql += ", size = ?, checksums = ?"
+        params += [size, checksums]
     sql += f" WHERE id = ? AND state IN ({','.join('?' * len(allowed))})"
     params += [upload_id, *(s.value for s in allowed)]
     if expect_size is not None:

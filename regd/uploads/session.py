@@ -232,8 +232,15 @@ class UploadService:
             await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
             self._hashes.pop(row.id, None)
             written = 0
+        size = row.size + written
+        checksums = None
+        running = self._hashes.get(row.id)
+        if running is not None and running.size == size and running.hasher.algorithm == "sha256":
+            checksums = f"{size}:{running.hasher.digest.hexdigest()}:{running.hasher.xxh3.hexdigest()}"
         await self.db.run_transaction(
-            lambda conn: upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size + written)
+            lambda conn: upload_rows.transition(
+                conn, row.id, UploadEvent.END_WRITE, size=size, checksums=checksums
+            )
         )
 
     async def _receive(
@@ -411,8 +418,13 @@ class UploadService:
         if algorithm == "sha256" and running is not None and running.size == row.size:
             return running.hasher.digest.hexdigest(), running.hasher.xxh3.hexdigest()
         size = await fsio.run(fsio.size_sync, data)
-        if size is not None and size > row.size:
+        if size is not None and size > row.size:  # bytes of a write that did not end
             await fsio.run(fsio.truncate_sync, data, row.size)
+        # Written by another worker process: the checksums its write ended with.
+        size_text, _, sums = (row.checksums or "").partition(":")
+        sha256, _, xxh3 = sums.partition(":")
+        if algorithm == "sha256" and size_text == str(row.size) and sha256 and xxh3:
+            return sha256, xxh3
         hasher = ContentHash(algorithm)
         await fsio.run(fsio.read_through_sync, data, hasher)
         return hasher.digest.hexdigest(), hasher.xxh3.hexdigest()
