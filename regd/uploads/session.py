@@ -2,8 +2,10 @@
 
 The session's state lives in SQLite (``metadata.uploads``) and its bytes in
 ``uploads/<id>/data``, so a session survives a restart and any worker process can
-serve any request of it. The running sha256 lives only in this process; when it is
-missing or stale, the commit re-hashes the file (hashlib states cannot be saved).
+serve any request of it. The running sha256 lives only in this process (hashlib states
+cannot be saved); a write that ends with it covering the whole file records the digests
+in the session's row, for a commit in another process. When neither covers the file, the
+commit re-hashes it.
 """
 
 from __future__ import annotations
