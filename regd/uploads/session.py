@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import aiosqlite
 
 from regd.digest import ContentHash, Digest
-from regd.errors import ErrorCode, RegistryError
+from regd.errors import ErrorCode, RegistryError, is_out_of_space
 from regd.metadata import blobs as blob_rows
 from regd.metadata import repositories
 from regd.metadata import uploads as upload_rows
@@ -239,11 +239,26 @@ class UploadService:
         running = self._hashes.get(row.id)
         if running is not None and running.size == size and running.hasher.algorithm == "sha256":
             checksums = f"{size}:{running.hasher.digest.hexdigest()}:{running.hasher.xxh3.hexdigest()}"
-        await self.db.run_transaction(
-            lambda conn: upload_rows.transition(
-                conn, row.id, UploadEvent.END_WRITE, size=size, checksums=checksums
+        try:
+            await self.db.run_transaction(
+                lambda conn: upload_rows.transition(
+                    conn, row.id, UploadEvent.END_WRITE, size=size, checksums=checksums
+                )
             )
-        )
+        except Exception as exc:
+            if not is_out_of_space(exc):
+                raise
+            # No room left for the database to record the write (its bytes, counted or
+            # cut short, took the last of the disk): give them back and record the
+            # session as it was before, so that it is not left held by this process and
+            # resumes from there once space is freed.
+            await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
+            self._hashes.pop(row.id, None)
+            await self.db.run_transaction(
+                lambda conn: upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size)
+            )
+            log.warning("upload %s: its last write given back: no room to record it", row.id)
+            raise
 
     async def _receive(
         self, row: UploadRow, body: ByteSource | StageSource, limit: int | None, progress: _Progress
