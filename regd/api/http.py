@@ -151,5 +151,7 @@ class BodyPieces:
                         pieces.append(self._take(-1))
                 return pieces
             # (b"", True) marks the end of an HTTP chunk; (b"", False) the end of the body.
-            self._eof = not end_of_http_chunk
+            # aiohttp's shared EMPTY_PAYLOAD (a body-less request) says (b"", False) only
+            # the first time in the process, then (b"", True) for ever: at_eof ends it.
+            self._eof = not end_of_http_chunk or self._content.at_eof()
         return []
