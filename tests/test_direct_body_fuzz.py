@@ -16,6 +16,7 @@ import asyncio
 import os
 import random
 import signal
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import pytest
 
 from regd.api.direct import MIN_DIRECT
 from regd.storage.appender import BLOCK, STAGE_SIZE
+from tests.certs import PrivateCA
 from tests.regd_process import RegdProcess
 from tests.test_direct_body import (
     REPO,
@@ -59,6 +61,25 @@ def buffered_regd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegdProc
     root: Path = tmp_path_factory.mktemp("fuzz-buffered")
     sections = {"server": {"workers": 1, "body_timeout": BODY_TIMEOUT}, "storage": {"direct_writes": False}}
     process = RegdProcess(root, sections)
+    process.start()
+    yield process
+    process.close()
+
+
+@pytest.fixture(scope="module")
+def tls_regd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegdProcess]:
+    """Over TLS: the TLS layer decrypts straight into the stages."""
+    root: Path = tmp_path_factory.mktemp("fuzz-tls")
+    ca = PrivateCA(root / "pki")
+    cert = ca.issue("server", ["localhost", "127.0.0.1"])
+    server = {
+        "workers": 1,
+        "body_timeout": BODY_TIMEOUT,
+        "tls_cert": str(cert.chain),
+        "tls_key": str(cert.key),
+    }
+    process = RegdProcess(root, {"server": server})
+    process.client_tls = ssl.create_default_context(cafile=str(ca.ca_cert))  # type: ignore[attr-defined]
     process.start()
     yield process
     process.close()
@@ -240,12 +261,12 @@ def assert_clean_log(regd: RegdProcess) -> None:
     assert " 500 " not in log, log[-6000:]
 
 
-@pytest.mark.parametrize("server", ["regd", "buffered_regd"])
+@pytest.mark.parametrize("server", ["regd", "buffered_regd", "tls_regd"])
 async def test_randomized_bodies_arrive_whole_and_the_connection_carries_on(
     request: pytest.FixtureRequest, server: str
 ) -> None:
     regd: RegdProcess = request.getfixturevalue(server)
-    rng = random.Random(SEED if server == "regd" else SEED + 1)
+    rng = random.Random(SEED + ["regd", "buffered_regd", "tls_regd"].index(server))
     cases = [make_case(rng, i) for i in range(CASES if server == "regd" else CASES // 2)]
     # The draw covers what it is meant to: both codings, resumes, both sides of the threshold.
     assert {c.sizes is None for c in cases} == {True, False}
