@@ -309,6 +309,20 @@ def _decode_split(raw: bytes, cuts: list[int], body_end: int) -> bytes:
     raise AssertionError("body not ended")
 
 
+def test_a_long_chunk_extension_streams_by_however_it_is_split() -> None:
+    """An extension longer than a line's window is skipped as it arrives, whatever the
+    parts (llhttp sets no limit on it either); leading zeros of a size are taken."""
+    rng = random.Random(7)
+    data = rng.randbytes(3000)
+    body = (
+        b"0000000000000000000400;x=" + b"y" * 3 * MAX_LINE + b"\r\n" + data[:1024] + b"\r\n"
+        + b"%x;z=\"q\"\r\n" % (len(data) - 1024) + data[1024:] + b"\r\n0;" + b"e" * 2 * MAX_LINE + b"\r\n\r\n"
+    )
+    for _ in range(100):
+        cuts = sorted(rng.sample(range(1, len(body)), rng.randint(1, 30)))
+        assert _decode_split(body, cuts, len(body)) == data
+
+
 def test_the_decoder_gives_the_data_for_every_split() -> None:
     rng = random.Random(5)
     data = rng.randbytes(5000)
@@ -331,6 +345,8 @@ def test_the_decoder_gives_the_data_for_every_split() -> None:
         b"\r\n",  # empty size
         b"5" * (MAX_LINE + 10),  # a line with no end
         b"0\r\nX-Trailer: 1\n\r\n",  # a trailer line ended by LF alone
+        b"5;" + b"x" * (2 * MAX_LINE) + b"\rx\r\nhello\r\n",  # a bare CR in a long extension
+        b"5;" + b"x" * (2 * MAX_LINE) + b"\n",  # a long extension ended by LF alone
     ],
 )
 def test_the_decoder_refuses_what_breaks_the_coding(raw: bytes) -> None:

@@ -6,9 +6,12 @@ staging buffer (``api.direct``) needs no second buffer: only the few bytes of ea
 line are squeezed out. It is a state machine, one step function per state (``_STEPS``);
 a step consumes what it can and says whether it needs more bytes.
 
-Strict as aiohttp's parser (llhttp) is by default: lines end in CRLF, a chunk size is
-1 to 16 hex digits, chunk extensions and trailer fields are read and dropped, a line is
-at most ``MAX_LINE`` bytes.
+It takes what aiohttp's parser (llhttp) takes, so that a body is answered alike whichever
+way it is read: lines end in CRLF, a chunk size is hex digits worth at most 64 bits
+(leading zeros allowed), chunk extensions of any length are skipped as they stream by
+(not buffered), trailer fields are read and dropped (a trailer line at most ``MAX_LINE``
+bytes, aiohttp's limit for a header line). Whitespace before a ``;`` is taken, as RFC 9112
+allows (llhttp refuses it).
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import enum
 import re
 from collections.abc import Callable
 
-MAX_LINE = 4096  # a chunk-size line (with its extensions) or a trailer field
-# A chunk-size line: 1-16 hex digits, extensions (dropped) after a ';', CRLF. Matched on
-# the buffer itself (no copy); _AFTER_DATA is the same behind the CRLF that ends the
-# previous chunk's data, the two lines of every chunk boundary in one match.
-_SIZE = re.compile(rb"([0-9a-fA-F]{1,16})(?:[ \t]*;[^\r\n]*)?\r\n")
-_AFTER_DATA = re.compile(rb"\r\n([0-9a-fA-F]{1,16})(?:[ \t]*;[^\r\n]*)?\r\n")
+MAX_LINE = 8192  # a trailer field line; a chunk-size line's window before its extension
+# A chunk-size line: hex digits worth at most 64 bits, extensions (dropped) after a ';',
+# CRLF. Matched on the buffer itself (no copy); _AFTER_DATA is the same behind the CRLF
+# that ends the previous chunk's data, the two lines of every chunk boundary in one
+# match. _EXTENDED is the start of a line whose extension runs past the window.
+_SIZE = re.compile(rb"0*([0-9a-fA-F]{1,16})(?:[ \t]*;[^\r\n]*)?\r\n")
+_AFTER_DATA = re.compile(rb"\r\n0*([0-9a-fA-F]{1,16})(?:[ \t]*;[^\r\n]*)?\r\n")
+_EXTENDED = re.compile(rb"0*([0-9a-fA-F]{1,16})[ \t]*;[^\r\n]*")
+_LF = re.compile(rb"\n")
 
 
 class ChunkError(ValueError):
@@ -31,6 +37,7 @@ class ChunkError(ValueError):
 
 class State(enum.Enum):
     SIZE = "size"  # at a chunk-size line
+    EXTENSION = "extension"  # inside a long chunk extension (skipped up to its CRLF)
     DATA = "data"  # inside a chunk's data
     DATA_END = "data-end"  # at the CRLF after a chunk's data
     TRAILER = "trailer"  # at a trailer field line, or the empty line that ends the body
@@ -41,6 +48,7 @@ class ChunkDecoder:
     def __init__(self) -> None:
         self.state = State.SIZE
         self.left = 0  # bytes of the current chunk's data still to come
+        self.after_extension = State.DATA  # where a long extension's CRLF leads
 
     @property
     def done(self) -> bool:
@@ -60,18 +68,39 @@ class ChunkDecoder:
         return dst, src
 
     def _size(self, buf: memoryview, dst: int, src: int, end: int) -> tuple[int, int] | None:
-        found = _SIZE.match(buf, src, min(end, src + MAX_LINE + 2))
-        if found is None:
-            line, _ = _line(buf, src, end)  # None while the line is incomplete
-            if line is not None:
-                raise ChunkError(f"bad chunk size line {bytes(line[:40])!r}")
-            return None
-        return dst, self._sized(found)
+        window = min(end, src + MAX_LINE + 2)
+        found = _SIZE.match(buf, src, window)
+        if found is not None:
+            return dst, self._sized(found)
+        extended = _EXTENDED.match(buf, src, window)
+        if extended is not None and extended.end() == window and window - src > MAX_LINE:
+            self._sized(extended)  # the size; the rest of the extension streams by
+            self.after_extension, self.state = self.state, State.EXTENSION
+            return dst, extended.end()
+        line, _ = _line(buf, src, end)  # None while the line is incomplete
+        if line is not None:
+            raise ChunkError(f"bad chunk size line {bytes(line[:40])!r}")
+        return None
 
     def _sized(self, found: re.Match[bytes]) -> int:
         self.left = int(found.group(1), 16)
         self.state = State.DATA if self.left else State.TRAILER
         return found.end()
+
+    def _extension(self, buf: memoryview, dst: int, src: int, end: int) -> tuple[int, int] | None:
+        lf = _LF.search(buf, src, end)
+        if lf is None:  # all extension, but a CR at the end may begin the CRLF
+            keep = 1 if buf[end - 1] == 0x0D else 0
+            if 0x0D in bytes(buf[src : end - keep]):
+                raise ChunkError("bare CR in a chunk extension")
+            return (dst, end - keep) if end - keep > src else None
+        at = lf.start()
+        if at == src or buf[at - 1] != 0x0D:
+            raise ChunkError("chunk extension not ended by CRLF")
+        if 0x0D in bytes(buf[src : at - 1]):
+            raise ChunkError("bare CR in a chunk extension")
+        self.state = self.after_extension
+        return dst, at + 1
 
     def _data(self, buf: memoryview, dst: int, src: int, end: int) -> tuple[int, int] | None:
         n = min(self.left, end - src)
@@ -107,6 +136,7 @@ class ChunkDecoder:
 _Step = Callable[[ChunkDecoder, memoryview, int, int, int], "tuple[int, int] | None"]
 _STEPS: dict[State, _Step] = {
     State.SIZE: ChunkDecoder._size,
+    State.EXTENSION: ChunkDecoder._extension,
     State.DATA: ChunkDecoder._data,
     State.DATA_END: ChunkDecoder._data_end,
     State.TRAILER: ChunkDecoder._trailer,
