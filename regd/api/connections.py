@@ -33,7 +33,7 @@ from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
-from regd.api.direct import BODY_KEY, CLOSE_KEY
+from regd.api.http import BODY_KEY, CLOSE_KEY
 from regd.config import ServerConfig
 from regd.errors import ErrorCode, RegistryError
 from regd.services import SERVICES

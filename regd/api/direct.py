@@ -30,33 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import StreamReader, web
 
 from regd import metrics
 from regd.api.chunked import ChunkDecoder, ChunkError
-from regd.api.http import BodyPieces
+from regd.api.connections import GuardedRequestHandler
+from regd.api.http import BODY_KEY, BYTES_KEY, CLOSE_KEY, BodyPieces
 from regd.errors import ErrorCode, RegistryError
-
-if TYPE_CHECKING:
-    from regd.api.connections import GuardedRequestHandler
 
 log = logging.getLogger("regd")
 
 # A Content-Length body with less than this still to come goes through aiohttp.
 MIN_DIRECT = 64 * 1024
-# Request keys: the DirectBody of a request (for the body timeout), and the mark of a
-# connection to close after the response.
-BODY_KEY = "regd.direct_body"
-CLOSE_KEY = "regd.close_after"
-BYTES_KEY = "regd.body_bytes"  # the body bytes a DirectBody received (the access log's)
-
-
-def received_bytes(request: web.BaseRequest) -> int:
-    """The request body bytes received (by aiohttp, or around it)."""
-    direct = request.get(BYTES_KEY)
-    return int(direct) if direct is not None else int(getattr(request.content, "total_bytes", 0))
 
 
 def request_body(request: web.Request) -> DirectBody | BodyPieces:
@@ -68,8 +55,6 @@ def request_body(request: web.Request) -> DirectBody | BodyPieces:
 
 
 def _take(request: web.Request) -> DirectBody | BodyPieces:
-    from regd.api.connections import GuardedRequestHandler
-
     handler = request.protocol
     transport = request.transport
     content = request.content

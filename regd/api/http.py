@@ -113,6 +113,19 @@ def page_args(request: web.Request) -> tuple[int | None, str]:
 
 
 
+# Request keys: the DirectBody of a request (for the body timeout), and the mark of a
+# connection to close after the response.
+BODY_KEY = "regd.direct_body"
+CLOSE_KEY = "regd.close_after"
+BYTES_KEY = "regd.body_bytes"  # the body bytes a DirectBody received (the access log's)
+
+
+def received_bytes(request: web.BaseRequest) -> int:
+    """The request body bytes received (by aiohttp, or around it)."""
+    direct = request.get(BYTES_KEY)
+    return int(direct) if direct is not None else int(getattr(request.content, "total_bytes", 0))
+
+
 # Pieces taken at most from aiohttp's buffer in one call (with the upload writer's
 # MAX_CHUNKS, under writev's IOV_MAX of 1024).
 MAX_PIECES = 256

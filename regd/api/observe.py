@@ -34,7 +34,7 @@ from aiohttp.web_request import BaseRequest
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from regd import metrics
-from regd.api.direct import received_bytes
+from regd.api.http import received_bytes
 from regd.api.sendfile import SendfileResponse
 from regd.api.tee import TeeResponse
 from regd.config import Config
