@@ -224,6 +224,26 @@ async def test_over_tls_bodies_are_read_directly_too(tls_regd: RegdProcess) -> N
     await commit_on(conn, tls_regd, location, first + second, before + 1)
 
 
+async def test_a_body_refused_before_it_is_read_is_drained_and_the_connection_kept(regd: RegdProcess) -> None:
+    """A PATCH refused by the session's checks (416: it does not continue at the
+    session's offset) before its body is read: the body is left to aiohttp, which reads
+    it away after the answer, so the answer arrives and the connection serves the next
+    request, with nothing read around aiohttp."""
+    data = random.Random(8).randbytes(2 * 1024 * 1024)
+    before = await direct_bodies(regd)
+    conn = await Connection.open(regd)
+    location = await start_upload(conn)
+    wrong = {"Content-Range": f"5-{len(data) + 4}"}
+    await conn.send(request("PATCH", location, wrong, data), 20)
+    status, headers, answer = await conn.response()
+    assert status == 416 and headers["range"] == "0-0", answer
+    await conn.send(request("GET", location))
+    status, headers, _ = await conn.response()
+    assert status == 204 and headers["range"] == "0-0"
+    await conn.close()
+    assert await direct_bodies(regd) == before
+
+
 async def test_a_malformed_chunked_body_is_refused_in_the_envelope_and_the_connection_closed(
     regd: RegdProcess,
 ) -> None:

@@ -7,7 +7,7 @@ import os
 
 from aiohttp import web
 
-from regd.api.direct import DirectBody, request_body
+from regd.api.direct import LazyBody, request_body
 from regd.api.http import byte_range, content_length, content_range, has_body
 from regd.api.sendfile import SendfileResponse
 from regd.digest import Digest
@@ -134,7 +134,7 @@ async def _append(s: Services, row: UploadRow, request: web.Request, ranged: boo
     try:
         return await s.uploads.append(row, body, chunk, length)
     finally:
-        if isinstance(body, DirectBody):
+        if isinstance(body, LazyBody):
             body.release()
 
 

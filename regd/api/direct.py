@@ -46,15 +46,16 @@ log = logging.getLogger("regd")
 MIN_DIRECT = 64 * 1024
 
 
-def request_body(request: web.Request) -> DirectBody | BodyPieces:
-    """The body of an upload request: taken over when safe (the caller must
-    ``release`` it once done with the body), else read through aiohttp."""
-    body = _take(request)
-    metrics.UPLOAD_BODIES.labels("direct" if isinstance(body, DirectBody) else "aiohttp").inc()
-    return body
+def request_body(request: web.Request) -> LazyBody | BodyPieces:
+    """The body of an upload request: one that may be taken over (at its first read, the
+    caller must ``release`` it once done with it), else read through aiohttp."""
+    if _takeable(request):
+        return LazyBody(request)
+    metrics.UPLOAD_BODIES.labels("aiohttp").inc()
+    return BodyPieces(request.content)
 
 
-def _take(request: web.Request) -> DirectBody | BodyPieces:
+def _takeable(request: web.Request) -> bool:
     handler = request.protocol
     transport = request.transport
     content = request.content
@@ -68,16 +69,75 @@ def _take(request: web.Request) -> DirectBody | BodyPieces:
         or handler.buffer_paused
         or handler.queued
     ):
-        return BodyPieces(content)
+        return False
     length = request.content_length
-    chunked = length is None and request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    if length is None:
+        return request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    return length - content.total_bytes >= MIN_DIRECT
+
+
+class LazyBody:
+    """An upload body taken over at its first read, after the upload's own checks: a
+    request refused before it reads its body leaves that body to aiohttp, which drains
+    it after the answer and keeps the connection (a body closed unread would make the
+    kernel send a reset, which can destroy the answer before the client reads it)."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._request = request
+        self._body: DirectBody | BodyPieces | None = None
+        self._spill: list[memoryview] = []  # aiohttp's pieces not yet copied out
+
+    async def fill(self, view: memoryview) -> int:
+        """``DirectBody.fill``; through aiohttp when it could not be taken after all."""
+        if self._body is None:
+            self._body = _take(self._request)
+            direct = isinstance(self._body, DirectBody)
+            metrics.UPLOAD_BODIES.labels("direct" if direct else "aiohttp").inc()
+        if isinstance(self._body, DirectBody):
+            return await self._body.fill(view)
+        pos = 0
+        while pos < len(view):
+            if not self._spill:
+                pieces = [] if pos else await self._body.read_pieces()
+                if not pieces:
+                    break
+                self._spill = [memoryview(p) for p in pieces]
+            pos = _copy_out(self._spill, view, pos)
+        return pos
+
+    def release(self) -> None:
+        if isinstance(self._body, DirectBody):
+            self._body.release()
+
+
+def _copy_out(pieces: list[memoryview], view: memoryview, pos: int) -> int:
+    """Move the front of ``pieces`` into ``view`` from ``pos`` on, as much as fits (what
+    is copied leaves ``pieces``); the new end in ``view``."""
+    while pieces and pos < len(view):
+        piece = pieces[0]
+        n = min(len(piece), len(view) - pos)
+        view[pos : pos + n] = piece[:n]
+        pos += n
+        if n == len(piece):
+            pieces.pop(0)
+        else:
+            pieces[0] = piece[n:]
+    return pos
+
+
+def _take(request: web.Request) -> DirectBody | BodyPieces:
+    handler = request.protocol
+    transport = request.transport
+    content = request.content
+    if not _takeable(request):
+        return BodyPieces(content)
+    assert isinstance(handler, GuardedRequestHandler) and transport is not None
+    length = request.content_length
     raw: bytes | None = None
-    if chunked:
+    if length is None:
         raw = handler.recorded_body()
         if raw is None:
             return BodyPieces(content)
-    elif length is None or length - content.total_bytes < MIN_DIRECT:
-        return BodyPieces(content)
     pieces = _drain(content, handler)
     if handler.reading_paused or content.exception() is not None or content.is_eof():
         return BodyPieces(content, pieces)
@@ -179,16 +239,7 @@ class DirectBody(asyncio.BufferedProtocol):
         up to ``len(view)``), 0 at the end of the body. Raises what broke the body."""
         if self._exc is not None:
             raise self._exc
-        pos = 0
-        while self._prefix and pos < len(view):
-            piece = self._prefix[0]
-            n = min(len(piece), len(view) - pos)
-            view[pos : pos + n] = piece[:n]
-            pos += n
-            if n == len(piece):
-                self._prefix.pop(0)
-            else:
-                self._prefix[0] = piece[n:]
+        pos = _copy_out(self._prefix, view, 0)
         if pos == len(view) or (self.done and not self._prefix):
             return pos
         if pos + len(self._carry) >= len(view):
