@@ -15,6 +15,10 @@ this aiohttp's parser cannot be renewed) it is closed after the response.
 Over TLS the same holds one layer up: the TLS protocol (uvloop's, like asyncio's)
 decrypts straight into a buffered protocol's buffer, so the copies saved are the same.
 
+The switch is made at the body's first read (``LazyBody``), after the upload's own checks:
+a request refused before reading its body leaves it to aiohttp, which drains it after
+the answer and keeps the connection.
+
 A body is taken over only when that is safe, else it goes through aiohttp as before
 (``api.http.BodyPieces``): no ``Content-Encoding``, a ``GuardedRequestHandler``
 connection, and
