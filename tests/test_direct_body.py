@@ -32,14 +32,21 @@ def regd(tmp_path: Path) -> Iterator[RegdProcess]:
     process.close()
 
 
-@pytest.fixture
-def tls_regd(tmp_path: Path) -> Iterator[RegdProcess]:
-    ca = PrivateCA(tmp_path / "pki")
+def start_tls_regd(root: Path, **server: object) -> RegdProcess:
+    """A ``regd serve`` over HTTPS with a certificate of a private CA; ``Connection``
+    trusts that CA (``client_tls``)."""
+    ca = PrivateCA(root / "pki")
     cert = ca.issue("server", ["localhost", "127.0.0.1"])
-    server = {"workers": 1, "tls_cert": str(cert.chain), "tls_key": str(cert.key)}
-    process = RegdProcess(tmp_path, {"server": server})
+    settings = {"workers": 1, **server, "tls_cert": str(cert.chain), "tls_key": str(cert.key)}
+    process = RegdProcess(root, {"server": settings})
     process.client_tls = ssl.create_default_context(cafile=str(ca.ca_cert))  # type: ignore[attr-defined]
     process.start()
+    return process
+
+
+@pytest.fixture
+def tls_regd(tmp_path: Path) -> Iterator[RegdProcess]:
+    process = start_tls_regd(tmp_path)
     yield process
     process.close()
 

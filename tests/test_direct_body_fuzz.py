@@ -16,7 +16,6 @@ import asyncio
 import os
 import random
 import signal
-import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ import pytest
 
 from regd.api.direct import MIN_DIRECT
 from regd.storage.appender import BLOCK, STAGE_SIZE
-from tests.certs import PrivateCA
 from tests.regd_process import RegdProcess
 from tests.test_direct_body import (
     REPO,
@@ -34,6 +32,7 @@ from tests.test_direct_body import (
     digest,
     direct_bodies,
     request,
+    start_tls_regd,
     start_upload,
     with_digest,
 )
@@ -69,18 +68,7 @@ def buffered_regd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegdProc
 @pytest.fixture(scope="module")
 def tls_regd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegdProcess]:
     """Over TLS: the TLS layer decrypts straight into the stages."""
-    root: Path = tmp_path_factory.mktemp("fuzz-tls")
-    ca = PrivateCA(root / "pki")
-    cert = ca.issue("server", ["localhost", "127.0.0.1"])
-    server = {
-        "workers": 1,
-        "body_timeout": BODY_TIMEOUT,
-        "tls_cert": str(cert.chain),
-        "tls_key": str(cert.key),
-    }
-    process = RegdProcess(root, {"server": server})
-    process.client_tls = ssl.create_default_context(cafile=str(ca.ca_cert))  # type: ignore[attr-defined]
-    process.start()
+    process = start_tls_regd(tmp_path_factory.mktemp("fuzz-tls"), body_timeout=BODY_TIMEOUT)
     yield process
     process.close()
 
