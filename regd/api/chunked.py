@@ -89,18 +89,16 @@ class ChunkDecoder:
 
     def _extension(self, buf: memoryview, dst: int, src: int, end: int) -> tuple[int, int] | None:
         lf = _LF.search(buf, src, end)
-        if lf is None:  # all extension, but a CR at the end may begin the CRLF
-            keep = 1 if buf[end - 1] == 0x0D else 0
-            if 0x0D in bytes(buf[src : end - keep]):
-                raise ChunkError("bare CR in a chunk extension")
-            return (dst, end - keep) if end - keep > src else None
-        at = lf.start()
-        if at == src or buf[at - 1] != 0x0D:
+        if lf is not None and (lf.start() == src or buf[lf.start() - 1] != 0x0D):
             raise ChunkError("chunk extension not ended by CRLF")
-        if 0x0D in bytes(buf[src : at - 1]):
+        # Skipped up to its CRLF, or (none yet) up to a CR at the end that may begin it.
+        stop = lf.start() - 1 if lf is not None else end - (1 if buf[end - 1] == 0x0D else 0)
+        if 0x0D in bytes(buf[src:stop]):
             raise ChunkError("bare CR in a chunk extension")
-        self.state = self.after_extension
-        return dst, at + 1
+        if lf is not None:
+            self.state = self.after_extension
+            return dst, lf.end()
+        return (dst, stop) if stop > src else None
 
     def _data(self, buf: memoryview, dst: int, src: int, end: int) -> tuple[int, int] | None:
         n = min(self.left, end - src)

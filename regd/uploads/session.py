@@ -231,8 +231,7 @@ class UploadService:
         written = progress.written
         if expected is not None and written != expected:
             # A chunk that came short or long is not kept: cut back to its start.
-            await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
-            self._hashes.pop(row.id, None)
+            await self._cut_back(row)
             written = 0
         size = row.size + written
         checksums = None
@@ -252,13 +251,18 @@ class UploadService:
             # cut short, took the last of the disk): give them back and record the
             # session as it was before, so that it is not left held by this process and
             # resumes from there once space is freed.
-            await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
-            self._hashes.pop(row.id, None)
+            await self._cut_back(row)
             await self.db.run_transaction(
                 lambda conn: upload_rows.transition(conn, row.id, UploadEvent.END_WRITE, size=row.size)
             )
             log.warning("upload %s: its last write given back: no room to record it", row.id)
             raise
+
+    async def _cut_back(self, row: UploadRow) -> None:
+        """Drop what this request wrote: the file back to the session's recorded size, and
+        the running hash that covered more."""
+        await fsio.run(fsio.truncate_sync, self.layout.upload_data(row.id), row.size)
+        self._hashes.pop(row.id, None)
 
     async def _receive(
         self, row: UploadRow, body: ByteSource | StageSource, limit: int | None, progress: _Progress
