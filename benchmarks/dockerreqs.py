@@ -10,9 +10,17 @@ log; distribution's "response completed" lines at level info), and runs against 
   new name (a push of the already compressed layers, no dockerd in the way);
 - `ctr images pull` (containerd, the Kubernetes path) into a fresh namespace.
 
-Printed per registry and step: wall seconds, and per kind of request (`GET /v2/`, blob
-HEAD, blob GET, upload POST/PATCH/PUT, manifest HEAD/GET/PUT) how many were made and
-their p50/p99 duration as the registry measured it: where the time of each client goes.
+Unless `--no-ceiling`, each round runs the same steps against a third registry, the load
+generator's null registry keeping what is pushed (`regbench serve --keep yes`): it stores
+each blob in memory as it came (no digest checked, nothing written to a disk, no
+database) and sends it back from there. What a client takes against it is what the client
+takes by itself; a registry can only add to it. It logs no requests.
+
+Printed per registry and step: wall seconds, the CPU seconds of the registry's processes
+(on a 2-CPU machine what a registry burns is taken from the client), and per kind of
+request (`GET /v2/`, blob HEAD, blob GET, upload POST/PATCH/PUT, manifest HEAD/GET/PUT)
+how many were made and their p50/p99 duration as the registry measured it: where the
+time of each client goes.
 
 Counted alike for both registries: distribution's log quotes a duration with a non-ASCII
 unit (`http.response.duration="812.5µs"`) and logs a 4xx as "response completed with
@@ -43,9 +51,11 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import dockerflow, registries
+from benchmarks import dockerflow, procstat, registries
+from benchmarks.loadgen import build_regbench
 
 MiB = 1 << 20
+CEILING = "null --keep (the ceiling)"
 _DIST = re.compile(r'http\.request\.method=(\w+) .*?http\.request\.uri="?([^"\s]+)"?.*?'
                    r'http\.response\.duration="?([\d.]+)(ns|µs|us|ms|s)"? .*?http\.response\.status=(\d+)')
 _PROBE = "Python-urllib"  # registries.start's readiness probe
@@ -137,6 +147,26 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+def measure(reg: registries.Running, run: Callable[[str], None],
+            cleanup: Callable[[str], None] | None) -> dict[str, object]:
+    """One step against `reg`: wall seconds, the registry's CPU seconds, and per kind of
+    request [count, p50 ms, p99 ms] from the registry's log."""
+    start = reg.log.stat().st_size
+    cpu0 = procstat.cpu_seconds(reg.pid)
+    t0 = time.monotonic()
+    run(reg.addr)
+    seconds = time.monotonic() - t0
+    cpu = procstat.cpu_seconds(reg.pid) - cpu0
+    if cleanup is not None:
+        cleanup(reg.addr)
+    time.sleep(0.2)  # the last access-log lines
+    by: dict[str, list[float]] = {}
+    for k, ms in requests(reg.log, start):
+        by.setdefault(k, []).append(ms)
+    return {"seconds": seconds, "cpu": cpu,
+            "requests": {k: [len(v), _pct(v, 0.5), _pct(v, 0.99)] for k, v in by.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.dockerreqs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -146,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regd-workers", type=int, default=None)
     p.add_argument("--nice", type=int, default=0, help="niceness of this script and all it starts")
     p.add_argument("--out", type=Path)
+    p.add_argument("--no-ceiling", action="store_true",
+                   help="leave out the null registry that keeps pushed blobs (the ceiling)")
     a = p.parse_args(argv)
     if a.nice:
         os.nice(a.nice)
@@ -154,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         variants = registries.variants(work, a.regd, a.regd_workers, True)
         for _label, s in variants:
             s.request_log = True
+        if not a.no_ceiling:
+            variants.append((CEILING, registries.Settings(
+                workdir=work, data_root=work, logdir=work, regbench=build_regbench(), null_keep=True)))
         results: dict[str, dict[str, list[dict[str, object]]]] = {}
         with dockerflow.Dockerd(work, work) as d:
             layers, _, mib = a.layers.partition("x")
@@ -165,29 +200,19 @@ def main(argv: list[str] | None = None) -> int:
                 dockerflow.pull(d, reg.addr)
             for r in range(a.rounds):
                 for label, settings in (variants if r % 2 == 0 else variants[::-1]):
-                    name = "distribution" if label == "distribution" else "regd"
+                    name = {"distribution": "distribution", CEILING: "null"}.get(label, "regd")
                     with registries.start(name, settings) as reg:
                         for step, run, cleanup in steps(d, work, f"r{r}"):
-                            start = reg.log.stat().st_size
-                            t0 = time.monotonic()
-                            run(reg.addr)
-                            seconds = time.monotonic() - t0
-                            if cleanup is not None:
-                                cleanup(reg.addr)
-                            time.sleep(0.2)  # the last access-log lines
-                            reqs = requests(reg.log, start)
-                            by: dict[str, list[float]] = {}
-                            for k, ms in reqs:
-                                by.setdefault(k, []).append(ms)
-                            row = {"seconds": seconds, "requests": {k: [len(v), _pct(v, 0.5), _pct(v, 0.99)]
-                                                                     for k, v in by.items()}}
+                            row = measure(reg, run, cleanup)
                             results.setdefault(label, {}).setdefault(step, []).append(row)
-                            print(f"round {r + 1} {label:34} {step:20} {seconds:6.2f} s "
+                            print(f"round {r + 1} {label:34} {step:20} {row['seconds']:6.2f} s "
+                                  f"cpu {row['cpu']:5.2f} s "
                                   + " ".join(f"{k}: {v[0]}x p50 {v[1]:.1f} p99 {v[2]:.1f} ms"
                                              for k, v in sorted(row["requests"].items())),  # type: ignore[attr-defined]
                                   flush=True)
-        print("\n| step | registry | seconds | requests: count, p50 / p99 ms (the registry's own timing) |")
-        print("|---|---|---|---|")
+        print("\n| step | registry | seconds | registry CPU s | requests: count, p50 / p99 ms "
+              "(the registry's own timing) |")
+        print("|---|---|---|---|---|")
         steps_seen = [s for s, _run, _cleanup in steps(d, work, "x")]
         for step in steps_seen:
             for label, per in results.items():
@@ -195,11 +220,12 @@ def main(argv: list[str] | None = None) -> int:
                 if not rows:
                     continue
                 secs = statistics.median(float(r["seconds"]) for r in rows)  # type: ignore[arg-type]
+                cpu = statistics.median(float(r["cpu"]) for r in rows)  # type: ignore[arg-type]
                 kinds = sorted({k for r in rows for k in r["requests"]})  # type: ignore[attr-defined]
                 med = {k: [statistics.median(r["requests"][k][i] for r in rows if k in r["requests"])  # type: ignore[index,operator]
                            for i in range(3)] for k in kinds}
                 detail = "; ".join(f"{k} {v[0]:.0f}x {v[1]:.1f} / {v[2]:.1f}" for k, v in med.items())
-                print(f"| {step} | {label} | {secs:.2f} | {detail} |")
+                print(f"| {step} | {label} | {secs:.2f} | {cpu:.2f} | {detail} |")
         if a.out:
             a.out.write_text(json.dumps(results, indent=1))
     finally:

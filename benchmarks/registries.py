@@ -6,7 +6,8 @@
 - regd: `regd serve --listen --data-dir --config`, access log off, everything else at its
   defaults (fsync included); auth off by `[auth] enabled = false`, and on with the
   bootstrap user `admin` whose password the suite sets through REGD_ADMIN_PASSWORD.
-- null: the load generator's do-nothing registry (`regbench serve`), the ceiling.
+- null: the load generator's do-nothing registry (`regbench serve`), the ceiling; with
+  `null_keep` it keeps pushed blobs in memory and serves them back, so real clients can pull.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Settings:
     regd_workers: int | None = None  # None: regd's default ("auto": one per CPU)
     regd_auth: bool | None = None  # whether this regd knows [auth]; found out on first use
     request_log: bool = False  # log every request with its duration (benchmarks/dockerreqs.py)
+    null_keep: bool = False  # null keeps pushed blobs and serves them (real clients can pull)
     repositories: list[str] = field(default_factory=list)
 
 
@@ -252,7 +254,8 @@ def start(name: str, s: Settings, with_auth: bool = False) -> Running:
         argv = [*program, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data),
                 "--config", str(cfg)]
     elif name == "null":
-        argv = [str(s.regbench), "serve", "--listen", f"127.0.0.1:{port}"]
+        argv = [str(s.regbench), "serve", "--listen", f"127.0.0.1:{port}",
+                *(["--keep", "yes"] if s.null_keep else [])]
     else:
         raise ValueError(name)
     running = Running(name, niced(argv, s.nice), port, data, log, env)

@@ -4,14 +4,18 @@ works, every request succeeded, and the results were written."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from benchmarks import procstat, pushab, report, run
+from benchmarks import procstat, pushab, registries, report, run
+from benchmarks.loadgen import build_regbench
 from benchmarks.workloads import Measurement
 from tests.prerequisites import require_tool
 
@@ -130,3 +134,56 @@ def test_pushab_compares_two_builds_round_by_round(capsys: pytest.CaptureFixture
     assert "regd HEAD" in lines[0] and "regd worktree" in lines[1]
     assert "+0.000 against the first" in lines[0]  # the first build against itself
     assert all(re.search(r"CPU \d+\.\d{3} s/GiB", line) for line in lines)
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def test_null_registry_keeping_blobs_gives_skopeo_back_what_it_pushed(tmp_path: Path) -> None:
+    """`regbench serve --keep yes`, the ceiling of benchmarks/dockerreqs.py: a real client
+    pushes an image to it and pulls the same bytes back, the manifest found by its digest."""
+    skopeo = require_tool("skopeo")
+    require_tool("cargo")
+    layout = tmp_path / "oci"
+    (layout / "blobs" / "sha256").mkdir(parents=True)
+
+    def blob(data: bytes, media_type: str) -> dict[str, object]:
+        digest = _sha256(data)
+        (layout / "blobs" / "sha256" / digest.split(":")[1]).write_bytes(data)
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    layers = [blob(os.urandom(size), "application/vnd.oci.image.layer.v1.tar")
+              for size in (300_000, 5 << 20)]
+    config = blob(json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
+        "type": "layers", "diff_ids": [d["digest"] for d in layers]}}).encode(),
+        "application/vnd.oci.image.config.v1+json")
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": config, "layers": layers}).encode()
+    entry = blob(manifest, "application/vnd.oci.image.manifest.v1+json")
+    entry["annotations"] = {"org.opencontainers.image.ref.name": "v1"}
+    (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+
+    port = registries.free_port()
+    server = subprocess.Popen([str(build_regbench()), "serve", "--listen", f"127.0.0.1:{port}",
+                               "--keep", "yes"], stderr=subprocess.DEVNULL)
+    try:
+        remote = f"docker://127.0.0.1:{port}/bench/keep:v1"
+        for argv in (["--dest-tls-verify=false", f"oci:{layout}:v1", remote],
+                     ["--src-tls-verify=false", remote, f"dir:{tmp_path / 'back'}"]):
+            subprocess.run([skopeo, "copy", "--preserve-digests", *argv], check=True,
+                           capture_output=True, timeout=120)
+        by_digest = urllib.request.Request(f"http://127.0.0.1:{port}/v2/bench/keep/manifests/{entry['digest']}",
+                                           method="HEAD")
+        with urllib.request.urlopen(by_digest, timeout=10) as r:
+            assert r.headers["Docker-Content-Digest"] == entry["digest"]
+            assert r.headers["Content-Length"] == str(len(manifest))
+    finally:
+        server.kill()
+        server.wait()
+    back = tmp_path / "back"
+    assert (back / "manifest.json").read_bytes() == manifest
+    for d in [config, *layers]:
+        hex_digest = str(d["digest"]).split(":")[1]
+        assert (back / hex_digest).read_bytes() == (layout / "blobs" / "sha256" / hex_digest).read_bytes()

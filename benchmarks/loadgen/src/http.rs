@@ -97,11 +97,18 @@ pub struct Reader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// How many bytes of each body are kept (KEEP_BODY unless made with `keeping_all`).
+    keep_limit: usize,
 }
 
 impl Reader {
     pub fn new() -> Reader {
-        Reader { buf: vec![0u8; READ_BUF], start: 0, end: 0 }
+        Reader { buf: vec![0u8; READ_BUF], start: 0, end: 0, keep_limit: KEEP_BODY }
+    }
+
+    /// A reader that keeps every body byte (the null registry's `--keep` mode).
+    pub fn keeping_all() -> Reader {
+        Reader { keep_limit: usize::MAX, ..Reader::new() }
     }
 
     pub fn clear(&mut self) {
@@ -139,11 +146,11 @@ impl Reader {
         }
     }
 
-    /// Consumes exactly `n` body bytes, keeping the first KEEP_BODY of them in `keep`.
+    /// Consumes exactly `n` body bytes, keeping the first `keep_limit` of them in `keep`.
     pub fn read_exact_body(&mut self, s: &mut TcpStream, mut n: u64, keep: &mut Vec<u8>) -> io::Result<u64> {
         let total = n;
         while n > 0 {
-            if self.start == self.end && keep.len() >= KEEP_BODY {
+            if self.start == self.end && keep.len() >= self.keep_limit {
                 // Nothing buffered and nothing more to keep: let the kernel drop the bytes.
                 let dropped = discard(s, n.min(DISCARD_MAX))?;
                 if dropped == 0 {
@@ -161,8 +168,8 @@ impl Reader {
                 }
             }
             let take = ((self.end - self.start) as u64).min(n) as usize;
-            if keep.len() < KEEP_BODY {
-                let k = take.min(KEEP_BODY - keep.len());
+            if keep.len() < self.keep_limit {
+                let k = take.min(self.keep_limit - keep.len());
                 keep.extend_from_slice(&self.buf[self.start..self.start + k]);
             }
             self.start += take;

@@ -5,7 +5,7 @@
 //!   regbench pull     --addr H:P --repo R --blobs FILE --concurrency N [--count N] [--range BYTES]
 //!   regbench requests --addr H:P --concurrency N --seconds S --method M --path P
 //!                     [--header "K: V"]... [--expect STATUS]
-//!   regbench serve    --listen H:P
+//!   regbench serve    --listen H:P [--keep yes]
 //!
 //! Every load command also takes [--token T] (sent as a bearer token) and prints one JSON
 //! object: ops, requests, bytes, seconds, errors, error_samples, reconnects, latency in ms.
@@ -14,6 +14,7 @@
 mod http;
 mod load;
 mod null;
+mod sha256;
 
 use load::{PushOpts, Tally, Target};
 use std::collections::HashMap;
@@ -108,7 +109,7 @@ fn main() {
     let Some(cmd) = raw.first() else { die("usage: regbench push|pull|requests|serve --help") };
     let a = Args::parse(&raw[1..]);
     match cmd.as_str() {
-        "serve" => null::serve(a.req("listen")).unwrap_or_else(|e| die(&format!("serve: {e}"))),
+        "serve" => null::serve(a.req("listen"), a.get("keep") == Some("yes")).unwrap_or_else(|e| die(&format!("serve: {e}"))),
         "push" => {
             let base = std::fs::read(a.req("base")).unwrap_or_else(|e| die(&format!("base: {e}")));
             let blobs = load::read_blob_list(a.req("blobs"));

@@ -4,9 +4,16 @@
 //! thrown away (only their length is remembered, under the digest the client names, which is
 //! never checked), blobs are served with sendfile from one unlinked 64 MiB file (so from the
 //! page cache, as a registry serving a hot blob would), manifests are kept in memory under
-//! the reference they were PUT with. One thread per connection, keep-alive.
+//! the reference they were PUT with and under their digest. One thread per connection,
+//! keep-alive.
+//!
+//! With `--keep`, pushed blobs are kept in memory as they came and served back from there
+//! (still under the digest the client names, never checked): real clients (docker, skopeo,
+//! ctr) can pull what they pushed, and their push and pull times against a registry that
+//! does nothing else are the ceiling for the registries measured beside it.
 
 use crate::http::{write_all_vectored, Head, Reader};
+use crate::sha256;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -19,8 +26,12 @@ struct State {
     next_upload: u64,
     uploads: HashMap<String, u64>,
     blobs: HashMap<String, u64>,
-    /// (repository, reference) -> (content type, body)
-    manifests: HashMap<(String, String), (String, Vec<u8>)>,
+    /// (repository, reference) -> (content type, digest, body)
+    manifests: HashMap<(String, String), (String, String, Vec<u8>)>,
+    /// `--keep`: the bytes of uploads in progress and of blobs, by upload id and by digest.
+    keep: bool,
+    upload_data: HashMap<String, Vec<u8>>,
+    blob_data: HashMap<String, Arc<Vec<u8>>>,
 }
 
 struct Reply {
@@ -30,11 +41,13 @@ struct Reply {
     /// Bytes of blob content to send after `body`, from `blob_start` on.
     blob_len: u64,
     blob_start: u64,
+    /// `--keep`: the blob's bytes, sent from memory instead of the pattern file.
+    blob_data: Option<Arc<Vec<u8>>>,
 }
 
 impl Reply {
     fn new(status: u16) -> Reply {
-        Reply { status, headers: Vec::new(), body: Vec::new(), blob_len: 0, blob_start: 0 }
+        Reply { status, headers: Vec::new(), body: Vec::new(), blob_len: 0, blob_start: 0, blob_data: None }
     }
     fn header(mut self, k: &str, v: &str) -> Reply {
         self.headers.push((k.to_string(), v.to_string()));
@@ -59,8 +72,20 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
-    query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key).map(|(_, v)| v)
+/// The value of `key` in a query string, percent-decoded (Go clients send `sha256%3A...`).
+fn query_param(query: &str, key: &str) -> Option<String> {
+    let raw = query.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == key)?.1;
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        let hex = |c: Option<u8>| c.and_then(|c| (c as char).to_digit(16));
+        out.push(match b {
+            b'%' => (hex(bytes.next())? * 16 + hex(bytes.next())?) as u8,
+            b'+' => b' ',
+            b => b,
+        });
+    }
+    String::from_utf8(out).ok()
 }
 
 fn not_found() -> Reply {
@@ -88,12 +113,15 @@ fn handle(state: &Mutex<State>, head: &Head, body_len: u64, body: Vec<u8>) -> Re
     }
     if let Some((name, id)) = rest.rsplit_once("/blobs/uploads/").or_else(|| rest.strip_suffix("/blobs/uploads").map(|n| (n, ""))) {
         let digest = query_param(query, "digest");
-        let total = match (method, id) {
-            ("POST", _) if digest.is_some() => body_len,
+        let (total, data) = match (method, id) {
+            ("POST", _) if digest.is_some() => (body_len, body),
             ("POST", _) => {
                 st.next_upload += 1;
                 let id = format!("u{}", st.next_upload);
                 st.uploads.insert(id.clone(), 0);
+                if st.keep {
+                    st.upload_data.insert(id.clone(), Vec::new());
+                }
                 return Reply::new(202)
                     .header("Location", &format!("/v2/{name}/blobs/uploads/{id}"))
                     .header("Docker-Upload-UUID", &id)
@@ -103,18 +131,28 @@ fn handle(state: &Mutex<State>, head: &Head, body_len: u64, body: Vec<u8>) -> Re
                 let Some(n) = st.uploads.get_mut(id) else { return not_found() };
                 *n += body_len;
                 let range = format!("0-{}", n.saturating_sub(1));
+                if let Some(data) = st.upload_data.get_mut(id) {
+                    data.extend_from_slice(&body);
+                }
                 return Reply::new(202)
                     .header("Location", &format!("/v2/{name}/blobs/uploads/{id}"))
                     .header("Range", &range);
             }
             ("PUT", _) => match st.uploads.remove(id) {
-                Some(n) => n + body_len,
+                Some(n) => {
+                    let mut data = st.upload_data.remove(id).unwrap_or_default();
+                    data.extend_from_slice(&body);
+                    (n + body_len, data)
+                }
                 None => return not_found(),
             },
             _ => return not_found(),
         };
-        let digest = digest.unwrap_or("sha256:none").to_string();
+        let digest = digest.unwrap_or_else(|| "sha256:none".to_string());
         st.blobs.insert(digest.clone(), total);
+        if st.keep {
+            st.blob_data.insert(digest.clone(), Arc::new(data));
+        }
         return Reply::new(201)
             .header("Location", &format!("/v2/{name}/blobs/{digest}"))
             .header("Docker-Content-Digest", &digest);
@@ -126,6 +164,7 @@ fn handle(state: &Mutex<State>, head: &Head, body_len: u64, body: Vec<u8>) -> Re
             .header("Docker-Content-Digest", digest)
             .header("Accept-Ranges", "bytes");
         r.blob_len = size;
+        r.blob_data = st.blob_data.get(digest).cloned();
         if let Some((a, b)) = head.header("range").and_then(parse_range) {
             if a > b || b >= size {
                 return Reply::new(416);
@@ -147,15 +186,16 @@ fn handle(state: &Mutex<State>, head: &Head, body_len: u64, body: Vec<u8>) -> Re
         match method {
             "PUT" => {
                 let ctype = head.header("content-type").unwrap_or("application/json").to_string();
-                st.manifests.insert(key, (ctype, body));
-                return Reply::new(201).header("Location", &format!("/v2/{name}/manifests/{reference}"));
+                let digest = sha256::digest(&body);
+                st.manifests.insert((name.to_string(), digest.clone()), (ctype.clone(), digest.clone(), body.clone()));
+                st.manifests.insert(key, (ctype, digest.clone(), body));
+                return Reply::new(201)
+                    .header("Location", &format!("/v2/{name}/manifests/{digest}"))
+                    .header("Docker-Content-Digest", &digest);
             }
             "GET" | "HEAD" => {
-                let Some((ctype, body)) = st.manifests.get(&key) else { return not_found() };
-                let mut r = Reply::new(200).header("Content-Type", ctype);
-                if reference.starts_with("sha256:") {
-                    r = r.header("Docker-Content-Digest", reference);
-                }
+                let Some((ctype, digest, body)) = st.manifests.get(&key) else { return not_found() };
+                let mut r = Reply::new(200).header("Content-Type", ctype).header("Docker-Content-Digest", digest);
                 if method == "HEAD" {
                     return r.header("Content-Length", &body.len().to_string());
                 }
@@ -219,9 +259,16 @@ fn make_content() -> io::Result<File> {
     Ok(f)
 }
 
-fn serve_conn(mut s: TcpStream, state: Arc<Mutex<State>>, content: Arc<File>) -> io::Result<()> {
+fn serve_conn(mut s: TcpStream, state: Arc<Mutex<State>>, content: Arc<File>, keep: bool) -> io::Result<()> {
     s.set_nodelay(true)?;
-    let mut reader = Reader::new();
+    let mut reader = if keep { Reader::keeping_all() } else { Reader::new() };
+    let mut first = [0u8; 1];
+    if s.peek(&mut first)? == 1 && first[0] == 0x16 {
+        // A TLS handshake (docker and skopeo try https first): answer as Go's server does,
+        // so that the client falls back to plain HTTP at once instead of timing out.
+        s.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")?;
+        return Ok(());
+    }
     while let Some(head) = reader.read_head(&mut s)? {
         let mut body = Vec::new();
         let body_len = if head.is_chunked() {
@@ -240,24 +287,28 @@ fn serve_conn(mut s: TcpStream, state: Arc<Mutex<State>>, content: Arc<File>) ->
             out.push_str(&format!("Content-Length: {}\r\n", r.body.len() as u64 + r.blob_len));
         }
         out.push_str("\r\n");
-        write_all_vectored(&mut s, &[out.as_bytes(), &r.body])?;
-        if r.blob_len > 0 {
+        let body: &[u8] = if head.first_line.starts_with("HEAD ") { &[] } else { &r.body };
+        write_all_vectored(&mut s, &[out.as_bytes(), body])?;
+        if let Some(data) = &r.blob_data {
+            let start = r.blob_start as usize;
+            s.write_all(&data[start..start + r.blob_len as usize])?;
+        } else if r.blob_len > 0 {
             send_blob(&mut s, &content, r.blob_start, r.blob_len)?;
         }
     }
     Ok(())
 }
 
-pub fn serve(listen: &str) -> io::Result<()> {
+pub fn serve(listen: &str, keep: bool) -> io::Result<()> {
     let listener = TcpListener::bind(listen)?;
-    eprintln!("regbench null registry listening on {listen}");
-    let state = Arc::new(Mutex::new(State::default()));
+    eprintln!("regbench null registry listening on {listen}{}", if keep { " (keeping blobs)" } else { "" });
+    let state = Arc::new(Mutex::new(State { keep, ..State::default() }));
     let content = Arc::new(make_content()?);
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let (state, content) = (state.clone(), content.clone());
         std::thread::spawn(move || {
-            let _ = serve_conn(conn, state, content);
+            let _ = serve_conn(conn, state, content, keep);
         });
     }
     Ok(())
