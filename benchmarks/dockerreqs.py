@@ -132,7 +132,7 @@ def steps(d: dockerflow.Dockerd, work: Path, tag: str) -> list[Step]:
         """Forget the image and its content (untimed), so that the next pull fetches every blob."""
         sock = _ctr_socket(d)
         ctr = ["ctr", "--address", str(sock), "-n", "bench"]
-        subprocess.run([*ctr, "images", "rm", f"{addr}/{ref}"], check=True, capture_output=True)
+        subprocess.run([*ctr, "images", "rm", "--sync", f"{addr}/{ref}"], check=True, capture_output=True)
         listed = subprocess.run([*ctr, "content", "ls", "-q"], check=True, capture_output=True, text=True)
         if listed.stdout.split():
             subprocess.run([*ctr, "content", "rm", *listed.stdout.split()], capture_output=True)

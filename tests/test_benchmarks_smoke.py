@@ -187,3 +187,25 @@ def test_null_registry_keeping_blobs_gives_skopeo_back_what_it_pushed(tmp_path: 
     for d in [config, *layers]:
         hex_digest = str(d["digest"]).split(":")[1]
         assert (back / hex_digest).read_bytes() == (layout / "blobs" / "sha256" / hex_digest).read_bytes()
+
+
+def test_pullab_pairs_each_registry_with_distribution_and_the_ceiling_round_by_round(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from benchmarks import pullab
+
+    def rows(seconds: list[float]) -> list[dict[str, float]]:
+        return [{"seconds": s, "client_cpu": 1.0, "registry_cpu": 0.1} for s in seconds]
+
+    results = {
+        "distribution": {c: rows([1.0, 1.2, 1.1]) for c in pullab.CLIENTS},
+        "regd x": {c: rows([0.9, 1.25, 1.0]) for c in pullab.CLIENTS},
+        pullab.CEILING: {c: rows([0.8, 1.0, 1.0]) for c in pullab.CLIENTS},
+    }
+    pullab.report(results)
+    out = capsys.readouterr().out
+    # differences -0.1, +0.05, -0.1: median -0.1, quicker in two rounds of three
+    assert "| skopeo pull | regd x | distribution | -0.100 | 2 of 3 |" in out
+    assert f"| ctr pull | regd x | {pullab.CEILING} | +0.100 | 0 of 3 |" in out
+    assert f"| docker pull | {pullab.CEILING} | distribution | -0.200 | 3 of 3 |" in out
+    assert "| docker pull | regd x | 1.000 | 1.00 | 0.10 |" in out
