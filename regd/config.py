@@ -41,6 +41,10 @@ class ServerConfig:
     log_format: str = "text"  # "text" or "json"
     log_level: str = "info"
     pull_flush_interval: float = 5.0  # seconds between writes of counted pulls
+    # How plain-HTTP blob bodies go out: "sendfile" (zero copy), "mapped" (written from a
+    # mapping of the file: the kernel copies once), "auto": mapped to loopback peers,
+    # sendfile to the rest (regd/api/sendfile.py says why).
+    blob_send: str = "auto"
 
     @property
     def host(self) -> str:
@@ -216,6 +220,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"[server] listen: expected HOST:PORT, got {listen!r}")
     if not 0 <= config.server.port <= 65535:
         raise ConfigError(f"[server] listen: port out of range in {listen!r}")
+    if config.server.blob_send not in ("auto", "sendfile", "mapped"):
+        raise ConfigError(f"[server] blob_send: expected 'auto', 'sendfile' or 'mapped', "
+                          f"got {config.server.blob_send!r}")
     if config.server.log_format not in ("text", "json"):
         raise ConfigError(f"[server] log_format: expected 'text' or 'json', got {config.server.log_format!r}")
     if config.server.log_level not in ("debug", "info", "warning", "error"):

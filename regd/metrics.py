@@ -136,7 +136,7 @@ GC_BLOBS_DELETED = Counter("regd_gc_deleted_blobs", "Blobs garbage collection re
 
 BLOB_SENT_BYTES = Counter(
     "regd_blob_sent_bytes",
-    "Blob body bytes served, by how they were sent: sendfile(2) (plain HTTP) or copied (TLS)",
+    "Blob body bytes served, by how they were sent: sendfile(2) or mapped (plain HTTP), copied (TLS)",
     ["path"],
     registry=REGISTRY,
 )

@@ -110,6 +110,7 @@ def test_config_defaults_serve_with_no_file() -> None:
     assert config.server.listen == "127.0.0.1:5000"
     assert config.storage.data_dir == "./regd-data"
     assert config.server.workers == "auto"  # one worker per CPU (tests/test_cpus.py)
+    assert config.server.blob_send == "auto"  # mapped to loopback peers (tests/test_zero_copy.py)
 
 
 def test_config_precedence_file_env_flags(tmp_path: Path) -> None:
@@ -137,6 +138,7 @@ def test_config_precedence_file_env_flags(tmp_path: Path) -> None:
         ("[server]\nworkers = 1.5\n", "[server] workers: expected int or 'auto'"),
         ("[server]\nworkers = 'all'\n", "[server] workers: expected int or 'auto'"),
         ("[server]\nworkers = 0\n", "[server] workers: must be at least 1"),
+        ("[server]\nblob_send = 'splice'\n", "[server] blob_send: expected 'auto', 'sendfile' or 'mapped'"),
         ("[server\n", "invalid TOML"),
     ],
 )

@@ -1,9 +1,14 @@
 """Blob bytes never pass through Python when the kernel can move them, and memory does
-not grow with blob size. These run the app under uvloop, as ``regd serve`` does."""
+not grow with blob size. These run the app under uvloop, as ``regd serve`` does.
+
+Blob bodies go out by sendfile(2), or (to loopback peers under ``blob_send = "auto"``)
+by write(2) from a mapping of the file, where the kernel copies them once; either way no
+byte is copied in user space."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import os
@@ -25,6 +30,18 @@ from aiohttp import web
 from regd.api.sendfile import SendfileResponse
 from regd.app import create_app
 from tests.conftest import make_config
+
+
+@contextlib.asynccontextmanager
+async def served(data_dir: Path, **server: object) -> AsyncIterator[int]:
+    """The app on 127.0.0.1, under the running loop; yields its port."""
+    runner = web.AppRunner(create_app(make_config(data_dir, server=dict(server))))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield runner.addresses[0][1]
+    finally:
+        await runner.cleanup()
 
 
 def run_uvloop(coro):  # type: ignore[no-untyped-def]
@@ -50,13 +67,8 @@ def test_blob_get_under_uvloop_goes_through_os_sendfile(
 
     async def scenario() -> None:
         assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
-        runner = web.AppRunner(create_app(make_config(tmp_path / "data")))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        base = f"http://127.0.0.1:{port}/v2/library/big"
-        try:
+        async with served(tmp_path / "data", blob_send="sendfile") as port:
+            base = f"http://127.0.0.1:{port}/v2/library/big"
             async with aiohttp.ClientSession() as http:
                 resp = await http.post(
                     f"{base}/blobs/uploads/", params={"digest": digest}, data=io.BytesIO(data)
@@ -72,8 +84,6 @@ def test_blob_get_under_uvloop_goes_through_os_sendfile(
                 resp = await http.get(f"{base}/blobs/{digest}", headers={"Range": "bytes=0-9"})
                 assert await resp.read() == data[:10]
                 assert SendfileResponse.sent_zero_copy - before == len(data) + 2_000_000 + 10
-        finally:
-            await runner.cleanup()
 
     run_uvloop(scenario())
     assert sum(sent) == len(data) + 2_000_000 + 10
@@ -109,12 +119,8 @@ def test_a_cold_blob_is_read_into_the_page_cache_by_a_thread_then_sent_zero_copy
     blob = tmp_path / "data" / "blobs" / "sha256" / digest[7:9] / digest[7:]
 
     async def scenario() -> None:
-        runner = web.AppRunner(create_app(make_config(tmp_path / "data")))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}/v2/library/cold"
-        try:
+        async with served(tmp_path / "data", blob_send="sendfile") as port:
+            base = f"http://127.0.0.1:{port}/v2/library/cold"
             async with aiohttp.ClientSession() as http:
                 resp = await http.post(
                     f"{base}/blobs/uploads/", params={"digest": digest}, data=io.BytesIO(data)
@@ -137,8 +143,6 @@ def test_a_cold_blob_is_read_into_the_page_cache_by_a_thread_then_sent_zero_copy
                 resp = await http.get(f"{base}/blobs/{digest}", headers={"Range": "bytes=100-3000099"})
                 assert await resp.read() == data[100:3000100]
                 assert SendfileResponse.read_ahead == before_cold
-        finally:
-            await runner.cleanup()
 
     run_uvloop(scenario())
 
@@ -269,3 +273,104 @@ def test_read_ahead_brings_an_evicted_range_into_the_page_cache(tmp_path: Path) 
         assert cached(fd, 2 * 1024 * 1024, 2 * 1024 * 1024) is True
     finally:
         os.close(fd)
+
+
+def test_a_loopback_peer_gets_blob_bodies_written_from_a_mapping_in_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``blob_send = "auto"`` (the default): to a client on 127.0.0.1 the body is written
+    from a mapping of the blob file, in hops run by threads; no sendfile to the socket,
+    nothing read on the event loop, a cold file included, a slow reader included."""
+    from regd.api import sendfile as module
+
+    hops: list[tuple[str, int, int]] = []
+    real_hop = module.write_mapped_sync
+    to_socket: list[int] = []
+    real_sendfile = os.sendfile
+
+    def spy_hop(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        n = real_hop(out_fd, in_fd, offset, count)
+        hops.append((threading.current_thread().name, count, n))
+        return n
+
+    def spy_sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        if stat.S_ISSOCK(os.fstat(out_fd).st_mode):
+            to_socket.append(count)
+        return real_sendfile(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(module, "write_mapped_sync", spy_hop)
+    monkeypatch.setattr(os, "sendfile", spy_sendfile)
+    data = os.urandom(9 * 1024 * 1024 + 3)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    blob = tmp_path / "data" / "blobs" / "sha256" / digest[7:9] / digest[7:]
+
+    def slow_get(port: int, path: str) -> bytes:
+        """A client that reads little at a time through a small receive buffer."""
+        with socket.create_connection(("127.0.0.1", port)) as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            c.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+            got = bytearray()
+            while chunk := c.recv(256 * 1024):
+                got += chunk
+                time.sleep(0.0005)
+        head, _, body = bytes(got).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        return body
+
+    async def scenario() -> None:
+        async with served(tmp_path / "data") as port:
+            base = f"http://127.0.0.1:{port}/v2/library/mapped"
+            async with aiohttp.ClientSession() as http:
+                resp = await http.post(
+                    f"{base}/blobs/uploads/", params={"digest": digest}, data=io.BytesIO(data)
+                )
+                assert resp.status == 201
+                await asyncio.to_thread(_evict, blob)
+                before_mapped, before_zero = SendfileResponse.sent_mapped, SendfileResponse.sent_zero_copy
+                before_cold = SendfileResponse.read_ahead
+                resp = await http.get(f"{base}/blobs/{digest}")  # cold
+                assert await resp.read() == data
+                # read into the page cache by a thread before it was mapped
+                assert SendfileResponse.read_ahead - before_cold >= 2 * 1024 * 1024
+                # a range that starts off a page boundary, then keep-alive goes on
+                resp = await http.get(f"{base}/blobs/{digest}", headers={"Range": "bytes=1000-5001000"})
+                assert resp.status == 206
+                assert await resp.read() == data[1000:5001001]
+                resp = await http.get(f"{base}/blobs/{digest}", headers={"Range": "bytes=0-9"})
+                assert await resp.read() == data[:10]
+                assert await asyncio.to_thread(slow_get, port, f"/v2/library/mapped/blobs/{digest}") == data
+                sent = SendfileResponse.sent_mapped - before_mapped
+                assert sent == 2 * len(data) + 5_000_001 + 10
+                assert SendfileResponse.sent_zero_copy == before_zero
+
+    run_uvloop(scenario())
+    assert to_socket == []
+    assert hops and all(name != "MainThread" for name, _, _ in hops)
+    assert all(count <= module.HOP for _, count, _ in hops)
+    # the slow reader filled the socket: some hops ended early, and the rest followed
+    assert any(n < count for _, count, n in hops)
+
+
+def test_loopback_peers_are_told_from_the_rest() -> None:
+    from regd.api.sendfile import loopback_peer
+
+    class Transport(asyncio.BaseTransport):
+        def __init__(self, peer: object) -> None:
+            super().__init__()
+            self.peer = peer
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return self.peer if name == "peername" else default
+
+    for peer, local in (
+        (("127.0.0.1", 5000), True),
+        (("127.8.9.10", 5000), True),
+        (("::1", 5000, 0, 0), True),
+        (("::ffff:127.0.0.1", 5000, 0, 0), True),
+        (("10.1.2.3", 5000), False),
+        (("::ffff:10.1.2.3", 5000, 0, 0), False),
+        (("fe80::1%eth0", 5000, 0, 2), False),
+        ("/run/regd.sock", False),
+        (None, False),
+    ):
+        assert loopback_peer(Transport(peer)) is local, peer

@@ -221,8 +221,9 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         sent = response.body_length
         if isinstance(response, SendfileResponse | TeeResponse):
-            sent += response.zero_copy_sent
+            sent += response.zero_copy_sent + response.mapped_sent
             metrics.BLOB_SENT_BYTES.labels("sendfile").inc(response.zero_copy_sent)
+            metrics.BLOB_SENT_BYTES.labels("mapped").inc(response.mapped_sent)
             metrics.BLOB_SENT_BYTES.labels("copy").inc(response.copied_sent)
         try:
             record(request, response.status, sent, time, _access_enabled(request))

@@ -1,7 +1,7 @@
 """A blob response fed by a proxy-cache download in progress (``regd.proxy.fetch``).
 
 The body is sent from the upload's data file as the download writes it: by sendfile(2)
-on plain HTTP (as ``SendfileResponse``), by pread and write over TLS. When the shared
+or from a mapping on plain HTTP (as ``SendfileResponse``), by pread and write over TLS. When the shared
 download fails (truncated, stalled, wrong digest) the connection is closed before the
 promised Content-Length: the client sees a cut response, never a complete 200 with
 wrong bytes (the fetch holds the last byte back until the digest is checked).
@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from regd.api.sendfile import SendfileResponse, sendfile_range
+from regd.api.sendfile import BlobSend, SendfileResponse, mapped, mapped_range, sendfile_range
 from regd.proxy.fetch import BlobFetch, FetchFailedError, FetchState
 from regd.storage import fsio
 
@@ -23,12 +23,15 @@ _COPY_CHUNK = 256 * 1024
 
 
 class TeeResponse(web.StreamResponse):
-    def __init__(self, fetch: BlobFetch, stored: Path, *, headers: dict[str, str]) -> None:
+    def __init__(self, fetch: BlobFetch, stored: Path, *, headers: dict[str, str],
+                 send: BlobSend = "auto") -> None:
         super().__init__(status=200, headers=headers)
         self._fetch = fetch
         self._stored = stored  # where the blob is once the download is committed
+        self._send_mode = send
         self.content_length = fetch.size
         self.zero_copy_sent = 0  # read by the access log, as SendfileResponse's
+        self.mapped_sent = 0
         self.copied_sent = 0
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
@@ -55,13 +58,17 @@ class TeeResponse(web.StreamResponse):
         if transport is None:
             raise ConnectionResetError("connection lost")
         plain = transport.get_extra_info("sslcontext") is None
+        from_mapping = plain and mapped(self._send_mode, transport)
         if plain:
             writer.send_headers()
         offset = 0
         try:
             while True:
                 limit = await self._fetch.sendable(offset)
-                if limit > offset and plain:
+                if limit > offset and from_mapping:
+                    await mapped_range(transport, fd, offset, limit - offset)
+                    self.mapped_sent += limit - offset
+                elif limit > offset and plain:
                     await sendfile_range(transport, fd, offset, limit - offset)
                     self.zero_copy_sent += limit - offset
                 elif limit > offset:
@@ -74,6 +81,7 @@ class TeeResponse(web.StreamResponse):
             transport.abort()
             raise ConnectionResetError(f"proxy download failed: {e}") from None
         SendfileResponse.sent_zero_copy += self.zero_copy_sent
+        SendfileResponse.sent_mapped += self.mapped_sent
         SendfileResponse.sent_copied += self.copied_sent
         await super().write_eof()
         return writer
