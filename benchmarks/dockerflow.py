@@ -132,3 +132,26 @@ def pull(d: Dockerd, addr: str) -> float:
     d.docker("tag", _remote(addr), IMAGE)
     d.docker("rmi", _remote(addr))
     return seconds
+
+
+def ctr(d: Dockerd, namespace: str) -> list[str]:
+    """The `ctr` command line for dockerd's own containerd, in `namespace`."""
+    found = sorted(d.root.rglob("containerd.sock"))
+    if not found:
+        raise RuntimeError("no containerd socket under dockerd's root")
+    return ["ctr", "--address", str(found[0]), "-n", namespace]
+
+
+def ctr_pull(command: list[str], ref: str) -> None:
+    """`ctr images pull` (containerd's fetch and unpack, the Kubernetes path)."""
+    subprocess.run([*command, "images", "pull", "--plain-http", ref], check=True, capture_output=True)
+
+
+def ctr_forget(command: list[str], ref: str) -> None:
+    """Removes the image and all content, so that the next pull fetches every blob.
+    `--sync` waits for the garbage collection of the layers' snapshots too: containerd
+    does not fetch a layer whose snapshot is still there."""
+    subprocess.run([*command, "images", "rm", "--sync", ref], check=True, capture_output=True)
+    listed = subprocess.run([*command, "content", "ls", "-q"], check=True, capture_output=True, text=True)
+    if listed.stdout.split():
+        subprocess.run([*command, "content", "rm", *listed.stdout.split()], capture_output=True)

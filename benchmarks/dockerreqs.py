@@ -94,11 +94,6 @@ def requests(log: Path, start: int) -> list[tuple[str, float]]:
     return found
 
 
-def _ctr_socket(d: dockerflow.Dockerd) -> Path | None:
-    found = sorted(d.root.rglob("containerd.sock"))
-    return found[0] if found else None
-
-
 Step = tuple[str, Callable[[str], None], Callable[[str], None] | None]
 
 
@@ -121,21 +116,10 @@ def steps(d: dockerflow.Dockerd, work: Path, tag: str) -> list[Step]:
                         f"docker://{addr}/library/bench-skopeo:{tag}"], check=True, capture_output=True)
 
     def ctr_pull(addr: str) -> None:
-        sock = _ctr_socket(d)
-        if sock is None:
-            raise RuntimeError("no containerd socket under dockerd's root")
-        ctr = ["ctr", "--address", str(sock), "-n", "bench"]
-        subprocess.run([*ctr, "images", "pull", "--plain-http", f"{addr}/{ref}"], check=True,
-                       capture_output=True)
+        dockerflow.ctr_pull(dockerflow.ctr(d, "bench"), f"{addr}/{ref}")
 
-    def ctr_forget(addr: str) -> None:
-        """Forget the image and its content (untimed), so that the next pull fetches every blob."""
-        sock = _ctr_socket(d)
-        ctr = ["ctr", "--address", str(sock), "-n", "bench"]
-        subprocess.run([*ctr, "images", "rm", "--sync", f"{addr}/{ref}"], check=True, capture_output=True)
-        listed = subprocess.run([*ctr, "content", "ls", "-q"], check=True, capture_output=True, text=True)
-        if listed.stdout.split():
-            subprocess.run([*ctr, "content", "rm", *listed.stdout.split()], capture_output=True)
+    def ctr_forget(addr: str) -> None:  # untimed
+        dockerflow.ctr_forget(dockerflow.ctr(d, "bench"), f"{addr}/{ref}")
 
     return [("docker push", docker_push, None), ("docker pull", docker_pull, None),
             ("skopeo copy (pull)", skopeo_pull, None), ("skopeo copy (push)", skopeo_push, None),

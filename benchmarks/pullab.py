@@ -61,10 +61,7 @@ class Clients:
     def __init__(self, d: dockerflow.Dockerd, work: Path) -> None:
         self.d = d
         self.work = work
-        socks = sorted(d.root.rglob("containerd.sock"))
-        if not socks:
-            raise RuntimeError("no containerd socket under dockerd's root")
-        self.ctr = ["ctr", "--address", str(socks[0]), "-n", "pullab"]
+        self.ctr = dockerflow.ctr(d, "pullab")
         self.tagged: list[str] = []  # docker's local names of the image
 
     def forget_docker(self) -> None:
@@ -83,18 +80,10 @@ class Clients:
                         f"dir:{out}"], check=True, capture_output=True)
 
     def ctr_pull(self, addr: str) -> None:
-        subprocess.run([*self.ctr, "images", "pull", "--plain-http", f"{addr}/{REPO}"], check=True,
-                       capture_output=True)
+        dockerflow.ctr_pull(self.ctr, f"{addr}/{REPO}")
 
     def forget_ctr(self, addr: str) -> None:
-        # --sync: wait for the garbage collection of its snapshots too; a layer whose
-        # snapshot is still there is not fetched again
-        subprocess.run([*self.ctr, "images", "rm", "--sync", f"{addr}/{REPO}"], check=True,
-                       capture_output=True)
-        listed = subprocess.run([*self.ctr, "content", "ls", "-q"], check=True, capture_output=True,
-                                text=True)
-        if listed.stdout.split():
-            subprocess.run([*self.ctr, "content", "rm", *listed.stdout.split()], capture_output=True)
+        dockerflow.ctr_forget(self.ctr, f"{addr}/{REPO}")
 
     def pulls(self) -> dict[str, tuple[Callable[[str], None], Callable[[str], None]]]:
         """client -> (the timed pull, the untimed cleanup before it or after it)."""
