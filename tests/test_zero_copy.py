@@ -374,3 +374,28 @@ def test_loopback_peers_are_told_from_the_rest() -> None:
         (None, False),
     ):
         assert loopback_peer(Transport(peer)) is local, peer
+
+
+def test_a_cancelled_hop_waits_for_its_thread_before_the_cancellation_goes_on() -> None:
+    """fsio.run_to_end: the mapped hops and read-aheads use descriptors that the response
+    closes on its way out; a cancelled request must not leave a thread writing to a
+    descriptor number that may already name another socket."""
+    from regd.storage import fsio
+
+    ended: list[float] = []
+
+    def slow() -> int:
+        time.sleep(0.3)
+        ended.append(time.monotonic())
+        return 1
+
+    async def scenario() -> float:
+        task = asyncio.create_task(fsio.run_to_end(slow))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic()
+
+    cancelled_at = run_uvloop(scenario())
+    assert ended and ended[0] <= cancelled_at

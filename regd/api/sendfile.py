@@ -251,7 +251,7 @@ async def _warm(in_fd: int, offset: int, count: int) -> int:
     window = min(count, WINDOW)
     if not cached(in_fd, offset, window):
         ahead = min(count - window, READ_AHEAD_WINDOWS * WINDOW)
-        await fsio.run(read_ahead_sync, in_fd, offset, window, ahead)
+        await fsio.run_to_end(read_ahead_sync, in_fd, offset, window, ahead)
         SendfileResponse.read_ahead += window
     return offset + window
 
@@ -278,7 +278,7 @@ async def mapped_range(transport: asyncio.BaseTransport, in_fd: int, offset: int
             while warm_until < min(end, offset + HOP):
                 warm_until = await _warm(in_fd, warm_until, end - warm_until)
             want = min(count, HOP, warm_until - offset)
-            sent = await fsio.run(write_mapped_sync, out_fd, in_fd, offset, want)
+            sent = await fsio.run_to_end(write_mapped_sync, out_fd, in_fd, offset, want)
             offset += sent
             count -= sent
             if sent < want:  # the socket is full

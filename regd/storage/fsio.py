@@ -32,6 +32,23 @@ async def run(fn: Callable[..., T], *args: object) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
 
 
+async def run_to_end(fn: Callable[..., T], *args: object) -> T:
+    """``run`` for a call on descriptors its caller closes on the way out: if the caller
+    is cancelled meanwhile, the call is waited for before the cancellation goes on. A
+    thread left running would go on using a descriptor number that was closed and
+    perhaps reused for another file or socket. For calls that end by themselves soon."""
+    future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            try:
+                await asyncio.wait([future])
+            except asyncio.CancelledError:
+                continue
+        raise
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
