@@ -23,8 +23,8 @@ To a client on this host (a loopback peer) the body is written from a read-only 
 of the blob file instead (``[server] blob_send``, "auto"). Over loopback the client's
 kernel receives the very buffers the sender queued: sendfile(2)'s are references to
 page-cache pages, and receiving those costs the client more system time than the linear
-buffers write(2) fills (skopeo, 8 x 16 MiB: 0.69 CPU s against 0.56-0.61 for the same
-pull, which went 9-13% quicker; benchmarks/RESULTS.md, "Real clients' pulls, sixth
+buffers write(2) fills (skopeo, 8 x 16 MiB: 0.64-0.70 CPU s against 0.56-0.61 for the
+same pull, which went 5-13% quicker; benchmarks/RESULTS.md, "Real clients' pulls, sixth
 pass"). ``os.write`` of the mapped range has the kernel copy the bytes once, from the
 page cache into the socket's own buffers; no byte is touched in user space (an
 unreadable page makes the write fail with EFAULT: no SIGBUS, which only a user-space
@@ -55,7 +55,7 @@ READAHEAD_BUFFER = 256 * 1024
 READ_AHEAD_WINDOWS = 2
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 # Bytes mapped and written in one thread hop of a mapped send, at most.
-HOP = 4 * 1024 * 1024
+HOP = 2 * 1024 * 1024
 
 BlobSend = Literal["auto", "sendfile", "mapped"]
 
