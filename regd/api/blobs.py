@@ -9,7 +9,7 @@ from aiohttp import web
 
 from regd.api.direct import LazyBody, request_body
 from regd.api.http import byte_range, content_length, content_range, has_body
-from regd.api.sendfile import SendfileResponse, blob_send
+from regd.api.sendfile import SendfileResponse
 from regd.digest import Digest
 from regd.errors import ErrorCode, RegistryError
 from regd.metadata.uploads import UploadRow
@@ -51,7 +51,7 @@ async def blob_response(request: web.Request, s: Services, digest: Digest, size:
     except FileNotFoundError:
         raise RegistryError(ErrorCode.BLOB_UNKNOWN, f"blob {digest} unknown") from None
     return SendfileResponse(fd, start, end - start + 1, status=status, headers=headers,
-                            send=blob_send(s.config.server.blob_send))
+                            send=s.config.server.blob_send)
 
 
 async def delete_blob(request: web.Request, s: Services, name: str, digest_text: str) -> web.StreamResponse:

@@ -15,7 +15,6 @@ from regd.api.blobs import blob_headers, blob_response
 from regd.api.http import page_args
 from regd.api.listing import UNPAGED_LIMIT, paged
 from regd.api.manifests import accepted, manifest_response
-from regd.api.sendfile import blob_send
 from regd.api.tee import TeeResponse
 from regd.digest import Digest
 from regd.errors import proxy_push_denied
@@ -82,7 +81,7 @@ async def get_blob(
         return web.Response(status=200, headers=headers)
     await answer.fetch.started()
     return TeeResponse(answer.fetch, s.store.path(digest), headers=headers,
-                       send=blob_send(s.config.server.blob_send))
+                       send=s.config.server.blob_send)
 
 
 async def list_tags(request: web.Request, s: Services, pp: ProxyProject, name: str) -> web.StreamResponse:

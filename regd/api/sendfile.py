@@ -41,7 +41,7 @@ import asyncio
 import ipaddress
 import mmap
 import os
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -56,15 +56,6 @@ READ_AHEAD_WINDOWS = 2
 _RWF_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 # Bytes mapped and written in one thread hop of a mapped send, at most.
 HOP = 2 * 1024 * 1024
-
-BlobSend = Literal["auto", "sendfile", "mapped"]
-
-
-def blob_send(value: str) -> BlobSend:
-    """``[server] blob_send`` as checked by ``config.validate``."""
-    if value == "sendfile":
-        return "sendfile"
-    return "mapped" if value == "mapped" else "auto"
 
 
 def loopback_peer(transport: asyncio.BaseTransport) -> bool:
@@ -92,7 +83,7 @@ class SendfileResponse(web.StreamResponse):
 
     def __init__(
         self, fd: int, offset: int, count: int, *, status: int = 200, headers: dict[str, str] | None = None,
-        send: BlobSend = "auto",
+        send: str = "auto",
     ) -> None:
         super().__init__(status=status, headers=headers)
         self._fd = fd
@@ -214,8 +205,9 @@ def read_ahead_sync(fd: int, offset: int, count: int, ahead: int = 0) -> None:
         offset += n
 
 
-def mapped(send: BlobSend, transport: asyncio.BaseTransport) -> bool:
-    """Whether a plain-HTTP body goes out from a mapping (else by sendfile(2))."""
+def mapped(send: str, transport: asyncio.BaseTransport) -> bool:
+    """Whether a plain-HTTP body goes out from a mapping (else by sendfile(2)); ``send`` is
+    ``[server] blob_send``, one of the words ``config.validate`` lets through."""
     return send == "mapped" or (send == "auto" and loopback_peer(transport))
 
 
@@ -227,10 +219,11 @@ def write_mapped_sync(out_fd: int, in_fd: int, offset: int, count: int) -> int:
     whole mapping up front cost more: a slow reader takes a fraction of a hop)."""
     start = offset - offset % mmap.ALLOCATIONGRANULARITY
     length = offset + count - start
-    if os.fstat(in_fd).st_size < offset + count:
-        raise ConnectionResetError("blob file shorter than recorded")
-    with mmap.mmap(in_fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ,
-                   offset=start) as mapping:
+    try:
+        mapping = mmap.mmap(in_fd, length, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=start)
+    except ValueError:  # mmap's own size check: the range runs past the end of the file
+        raise ConnectionResetError("blob file shorter than recorded") from None
+    with mapping:
         pos, written = offset - start, 0
         with memoryview(mapping) as view:
             while pos < length:

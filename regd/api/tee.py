@@ -15,7 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from regd.api.sendfile import BlobSend, SendfileResponse, mapped, mapped_range, sendfile_range
+from regd.api.sendfile import SendfileResponse, mapped, mapped_range, sendfile_range
 from regd.proxy.fetch import BlobFetch, FetchFailedError, FetchState
 from regd.storage import fsio
 
@@ -24,7 +24,7 @@ _COPY_CHUNK = 256 * 1024
 
 class TeeResponse(web.StreamResponse):
     def __init__(self, fetch: BlobFetch, stored: Path, *, headers: dict[str, str],
-                 send: BlobSend = "auto") -> None:
+                 send: str = "auto") -> None:
         super().__init__(status=200, headers=headers)
         self._fetch = fetch
         self._stored = stored  # where the blob is once the download is committed
