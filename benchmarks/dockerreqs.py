@@ -151,10 +151,11 @@ def measure(reg: registries.Running, run: Callable[[str], None],
             "requests": {k: [len(v), _pct(v, 0.5), _pct(v, 0.99)] for k, v in by.items()}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.dockerreqs", description=__doc__,
+def parse_args(prog: str, doc: str | None, rounds: int, argv: list[str] | None) -> argparse.Namespace:
+    """The options of the real-client benchmarks (this one and `pullab`); applies --nice."""
+    p = argparse.ArgumentParser(prog=f"python -m benchmarks.{prog}", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=rounds)
     p.add_argument("--layers", default="8x16", metavar="NxMiB")
     p.add_argument("--regd", action="append", default=[], metavar="REV")
     p.add_argument("--regd-workers", type=int, default=None)
@@ -165,27 +166,48 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.nice:
         os.nice(a.nice)
+    return a
+
+
+def variants(work: Path, a: argparse.Namespace) -> list[tuple[str, registries.Settings]]:
+    """(label, settings) of distribution, regd at each --regd, and unless --no-ceiling the
+    null registry keeping what is pushed."""
+    found = registries.variants(work, a.regd, a.regd_workers, True)
+    if not a.no_ceiling:
+        found.append((CEILING, registries.Settings(
+            workdir=work, data_root=work, logdir=work, regbench=build_regbench(), null_keep=True)))
+    return found
+
+
+def registry_name(label: str) -> str:
+    """Which registry `registries.start` runs for a label of `variants`."""
+    return {"distribution": "distribution", CEILING: "null"}.get(label, "regd")
+
+
+def make_image(d: dockerflow.Dockerd, work: Path, layers: str) -> None:
+    """The image of `--layers` ("NxMiB") in dockerd."""
+    count, _, mib = layers.partition("x")
+    dockerflow.make_image(d, work, int(count), int(float(mib) * MiB))
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args("dockerreqs", __doc__, 3, argv)
     work = Path(tempfile.mkdtemp(prefix="regd-dockerreqs-"))
     try:
-        variants = registries.variants(work, a.regd, a.regd_workers, True)
-        for _label, s in variants:
+        found = variants(work, a)
+        for _label, s in found:
             s.request_log = True
-        if not a.no_ceiling:
-            variants.append((CEILING, registries.Settings(
-                workdir=work, data_root=work, logdir=work, regbench=build_regbench(), null_keep=True)))
         results: dict[str, dict[str, list[dict[str, object]]]] = {}
         with dockerflow.Dockerd(work, work) as d:
-            layers, _, mib = a.layers.partition("x")
-            dockerflow.make_image(d, work, int(layers), int(float(mib) * MiB))
+            make_image(d, work, a.layers)
             # Untimed: dockerd's record of where each layer digest was pushed, which adds a
             # HEAD per layer to every later push (see the docstring).
-            with registries.start("distribution", variants[0][1]) as reg:
+            with registries.start("distribution", found[0][1]) as reg:
                 dockerflow.push(d, reg.addr)
                 dockerflow.pull(d, reg.addr)
             for r in range(a.rounds):
-                for label, settings in (variants if r % 2 == 0 else variants[::-1]):
-                    name = {"distribution": "distribution", CEILING: "null"}.get(label, "regd")
-                    with registries.start(name, settings) as reg:
+                for label, settings in (found if r % 2 == 0 else found[::-1]):
+                    with registries.start(registry_name(label), settings) as reg:
                         for step, run, cleanup in steps(d, work, f"r{r}"):
                             row = measure(reg, run, cleanup)
                             results.setdefault(label, {}).setdefault(step, []).append(row)

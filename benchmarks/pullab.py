@@ -24,9 +24,7 @@ each other in time, where the machine's drift over minutes touches them all alik
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import resource
 import shutil
 import statistics
@@ -41,11 +39,9 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import dockerflow, procstat, registries
+from benchmarks import dockerflow, dockerreqs, procstat, registries
 from benchmarks.dockerreqs import CEILING
-from benchmarks.loadgen import build_regbench
 
-MiB = 1 << 20
 REPO = "library/bench-docker:v1"
 CLIENTS = ("docker pull", "skopeo pull", "ctr pull")
 
@@ -133,32 +129,15 @@ def report(results: dict[str, dict[str, list[dict[str, float]]]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.pullab", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=8)
-    p.add_argument("--layers", default="8x16", metavar="NxMiB")
-    p.add_argument("--regd", action="append", default=[], metavar="REV")
-    p.add_argument("--regd-workers", type=int, default=None)
-    p.add_argument("--no-ceiling", action="store_true")
-    p.add_argument("--nice", type=int, default=0, help="niceness of this script and all it starts")
-    p.add_argument("--out", type=Path)
-    a = p.parse_args(argv)
-    if a.nice:
-        os.nice(a.nice)
+    a = dockerreqs.parse_args("pullab", __doc__, 8, argv)
     work = Path(tempfile.mkdtemp(prefix="regd-pullab-"))
     try:
-        variants = registries.variants(work, a.regd, a.regd_workers, True)
-        if not a.no_ceiling:
-            variants.append((CEILING, registries.Settings(
-                workdir=work, data_root=work, logdir=work, regbench=build_regbench(), null_keep=True)))
         results: dict[str, dict[str, list[dict[str, float]]]] = {}
         with ExitStack() as stack, dockerflow.Dockerd(work, work) as d:
-            layers, _, mib = a.layers.partition("x")
-            dockerflow.make_image(d, work, int(layers), int(float(mib) * MiB))
+            dockerreqs.make_image(d, work, a.layers)
             running = []
-            for label, settings in variants:
-                name = {"distribution": "distribution", CEILING: "null"}.get(label, "regd")
-                reg = stack.enter_context(registries.start(name, settings))
+            for label, settings in dockerreqs.variants(work, a):
+                reg = stack.enter_context(registries.start(dockerreqs.registry_name(label), settings))
                 d.docker("tag", dockerflow.IMAGE, f"{reg.addr}/{REPO}")
                 d.docker("push", f"{reg.addr}/{REPO}")
                 running.append((label, reg))
